@@ -1,0 +1,15 @@
+# wmrl: generate datasets -> pretrain world model -> fine-tune with RL -> evaluate -> report.
+# Run: snakemake --cores all [--config scale=smoke experiment=NAME] [--configfile FILE]
+from snakemake.utils import min_version
+
+min_version("9.10")
+
+
+include: "rules/common.smk"
+include: "rules/dataset.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        dataset_dirs(CFG),

@@ -1,0 +1,19 @@
+# Shared by every rule: the composed, validated config and the package's DAG helpers.
+import json
+import sys
+
+from wmrl.config import ConfigError, code_hash, compose
+from wmrl.pipeline import DATASET, DATASET_CODE, dataset_dirs, dataset_spec
+
+try:
+    CFG = compose(config, root=workflow.basedir)
+except ConfigError as error:
+    sys.exit(f"wmrl: {error}")
+
+PYTHON = sys.executable  # jobs run the package with the interpreter that runs Snakemake
+
+
+wildcard_constraints:
+    scale=CFG.scale,
+    suite=CFG.suite,
+    seed=r"\d+",

@@ -1,0 +1,1 @@
+"""wmrl: world-model RL lab bench."""

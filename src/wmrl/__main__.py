@@ -1,0 +1,54 @@
+"""Command line: every stage callable without Snakemake (``python -m wmrl <stage> ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wmrl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate-dataset", help="generate one offline dataset")
+    gen.add_argument("--spec", required=True, help="the dataset spec as JSON (see wmrl.data.generate.dataset_spec)")
+    gen.add_argument("--out", required=True, help="output directory")
+
+    check = commands.add_parser("check-dataset", help="validate a dataset directory (card, schema, sha256)")
+    check.add_argument("directory", nargs="+")
+
+    bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
+    bench.add_argument("name", choices=["dataset"])
+    bench.add_argument("--steps", type=int, default=200_000, help="env steps per game and measurement")
+    bench.add_argument("--out", default="results/bench/dataset.json")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+
+    if args.command == "generate-dataset":
+        from wmrl.data.generate import generate_dataset
+
+        generate_dataset(json.loads(args.spec), args.out)
+    elif args.command == "check-dataset":
+        from wmrl.data import DatasetError, open_dataset
+
+        failed = 0
+        for directory in args.directory:
+            try:
+                card = open_dataset(directory).card
+                print(f"ok  {directory}: {card['transitions']:,} transitions, {card['episodes']} episodes")
+            except DatasetError as exc:
+                print(f"BAD {exc}")
+                failed += 1
+        return 1 if failed else 0
+    elif args.command == "bench":
+        from wmrl.bench import dataset as bench_dataset
+
+        bench_dataset.main(args.steps, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

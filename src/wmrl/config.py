@@ -1,0 +1,227 @@
+"""The one typed configuration schema, and how the layers compose into it.
+
+A configuration is built from layers, later layers win:
+
+1. the defaults of the dataclasses below,
+2. ``config/config.yaml`` (picks the experiment and the scale),
+3. ``config/experiments/<experiment>.yaml`` (what is run: suite, tasks, split),
+4. ``config/scales/<scale>.yaml`` (how big: step counts, sizes),
+5. the user's ``--configfile`` / ``--config`` values (Snakemake's ``config`` dict).
+
+Every layer is checked against the schema as it is merged, so an unknown key or a value of the
+wrong type fails at once, naming the file it came from, the key path and what is allowed there.
+A task may override any field of the top-level ``dataset`` section in ``tasks.<name>.dataset``;
+the override is validated against the same schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+POLICIES = ("random", "dqn")
+
+
+class ConfigError(ValueError):
+    """A configuration layer does not fit the schema; the message names the key path."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass
+class RandomPolicyConfig:
+    """Uniform random behaviour policy."""
+
+    steps: int = 10_000  # environment steps (= transitions) to record
+
+
+@dataclass
+class DQNPolicyConfig:
+    """Online DQN behaviour agent (stable-baselines3); every transition it experiences is recorded.
+
+    Defaults follow the MinAtar paper's DQN (Young & Tian 2019) as measured in
+    ``shared/notes/minatar-dqn.md``: Adam 2.5e-4, replay 100k, batch 32, target update every 1k
+    steps, epsilon 1.0 -> 0.1 over the first 50k steps, one update every 4 steps.
+    """
+
+    steps: int = 100_000  # environment steps of online learning = transitions recorded
+    learning_rate: float = 2.5e-4
+    buffer_size: int = 100_000
+    batch_size: int = 32
+    learning_starts: int = 5_000
+    train_freq: int = 4  # environment steps per gradient step
+    target_update_interval: int = 1_000
+    gamma: float = 0.99
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.1
+    exploration_steps: int = 50_000  # epsilon decays linearly over these first steps
+    conv_channels: int = 16  # grid observations: Conv2d(C, conv_channels, 3) trunk
+    hidden: int = 128  # width of the hidden layer after the trunk
+    eval_episodes: int = 20  # episodes of the final policy for the behaviour reference score
+    eval_epsilon: float = 0.0  # epsilon of that evaluation (0: greedy)
+
+
+@dataclass
+class DatasetConfig:
+    """Offline behaviour datasets, one per (task, policy, seed); see DESIGN.md section 3."""
+
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    shard_rows: int = 100_000  # target rows per Parquet shard (episodes are never split)
+    random: RandomPolicyConfig = field(default_factory=RandomPolicyConfig)
+    dqn: DQNPolicyConfig = field(default_factory=DQNPolicyConfig)
+
+
+@dataclass
+class TaskConfig:
+    """One task: an environment and, optionally, per-task dataset overrides."""
+
+    env: str = "???"  # "minatar:<game>" or any Gymnasium id, e.g. "CartPole-v1"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env constructor
+    max_episode_steps: Optional[int] = None  # truncate episodes after this many steps
+    dataset: dict[str, Any] = field(default_factory=dict)  # overrides of the `dataset` section
+
+
+@dataclass
+class Config:
+    """The whole configuration of one pipeline run."""
+
+    scale: str = "laptop"  # config/scales/<scale>.yaml
+    experiment: str = "minatar_transfer"  # config/experiments/<experiment>.yaml
+    suite: str = "???"  # name of the task suite; datasets live under data/<scale>/<suite>/
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    source_tasks: list[str] = field(default_factory=list)  # pretraining tasks
+    heldout_tasks: list[str] = field(default_factory=list)  # never in pretraining data
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def compose(overrides: dict[str, Any] | None = None, root: Path | str = ".") -> DictConfig:
+    """Compose and validate the configuration; `overrides` is Snakemake's ``config`` dict."""
+    root = Path(root)
+    overrides = dict(overrides or {})
+    cfg = OmegaConf.structured(Config)
+    cfg = _merge(cfg, _load_yaml(root / "config" / "config.yaml"), "config/config.yaml")
+    # The user's choice of experiment and scale decides which overlay files are read.
+    for key in ("experiment", "scale"):
+        if key in overrides:
+            cfg = _merge(cfg, {key: overrides[key]}, "--config")
+    for key, folder in (("experiment", "experiments"), ("scale", "scales")):
+        path = root / "config" / folder / f"{cfg[key]}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+            raise ConfigError(f"config error: unknown {key} {cfg[key]!r} (no {path}); known: {', '.join(known)}")
+        cfg = _merge(cfg, _load_yaml(path), f"config/{folder}/{path.name}")
+    cfg = _merge(cfg, overrides, "--configfile/--config")
+    _check_semantics(cfg)
+    return cfg
+
+
+def task_dataset(cfg: DictConfig, task: str) -> DictConfig:
+    """The `dataset` section as it applies to `task`: the global one with the task's overrides."""
+    base = OmegaConf.merge(OmegaConf.structured(DatasetConfig), cfg.dataset)
+    return _merge(base, cfg.tasks[task].dataset, f"tasks.{task}.dataset", prefix=f"tasks.{task}.dataset")
+
+
+def to_plain(node: Any) -> Any:
+    """A config node as plain Python containers (for JSON params and MLflow)."""
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def stable_hash(obj: Any) -> str:
+    """A short hash of a JSON-able object that does not depend on key order."""
+    text = json.dumps(to_plain(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def code_hash(*subpackages: str) -> str:
+    """Hash of the source of the given `wmrl` subpackages/modules (a rerun trigger for rules)."""
+    digest = hashlib.sha256()
+    for name in sorted(subpackages):
+        path = PACKAGE_DIR / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        for file in files:
+            digest.update(str(file.relative_to(PACKAGE_DIR)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as exc:  # yaml syntax errors come in several types
+        raise ConfigError(f"{path}: cannot be read as YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
+    return loaded
+
+
+def _merge(cfg: DictConfig, layer: Any, source: str, prefix: str = "") -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, layer)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_explain(exc, source, prefix)) from None
+
+
+def _explain(exc: OmegaConfBaseException, source: str, prefix: str) -> str:
+    """Turn an OmegaConf merge error into one line naming the key path and what is allowed."""
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+    path = f"{prefix}.{key}" if prefix else str(key)
+    parent_type = getattr(exc, "object_type", None)
+    head = f"config error in {source}: "
+    if "not in" in str(exc) and dataclasses.is_dataclass(parent_type):
+        allowed = ", ".join(f.name for f in dataclasses.fields(parent_type))
+        leaf = str(getattr(exc, "key", ""))
+        parent = path[: -len(leaf) - 1] if path.endswith("." + leaf) else ""
+        hint = " (nested overrides go in a --configfile, not --config a.b=...)" if "." in leaf else ""
+        return f"{head}unknown key '{path}'; allowed keys under '{parent or '<top level>'}': {allowed}{hint}"
+    expected = _expected_type(parent_type, str(getattr(exc, "key", "")))
+    value = getattr(exc, "value", None)
+    if expected:
+        return f"{head}'{path}' must be {expected}, got {value!r} ({type(value).__name__})"
+    return f"{head}'{path}': {str(exc).splitlines()[0]}"
+
+
+def _expected_type(parent_type: Any, key: str) -> str | None:
+    if dataclasses.is_dataclass(parent_type):
+        for f in dataclasses.fields(parent_type):
+            if f.name == key:
+                return str(f.type)
+    return None
+
+
+def _check_semantics(cfg: DictConfig) -> None:
+    """Checks that need more than one key: the split, policy names, per-task overrides."""
+    if not cfg.tasks:
+        raise ConfigError(f"config error: experiment {cfg.experiment!r} defines no tasks")
+    for name, task in cfg.tasks.items():
+        if task.env == "???":
+            raise ConfigError(f"config error: 'tasks.{name}.env' is missing (e.g. minatar:breakout or CartPole-v1)")
+        bad = [p for p in task_dataset(cfg, name).policies if p not in POLICIES]
+        if bad:
+            raise ConfigError(f"config error: 'tasks.{name}' policies {bad} unknown; allowed: {', '.join(POLICIES)}")
+    for key in ("source_tasks", "heldout_tasks"):
+        unknown = [t for t in cfg[key] if t not in cfg.tasks]
+        if unknown:
+            raise ConfigError(f"config error: '{key}' names tasks not in 'tasks': {unknown}; tasks: {list(cfg.tasks)}")
+    leaked = set(cfg.source_tasks) & set(cfg.heldout_tasks)
+    if leaked:
+        raise ConfigError(f"config error: held-out tasks {sorted(leaked)} are also source tasks")

@@ -1,0 +1,149 @@
+"""Behaviour policies whose interaction becomes a dataset: uniform random, and the whole learning
+history of an online DQN agent (stable-baselines3), recorded in order like DQN-Replay
+(Agarwal et al. 2020), the data JOWA and Decision Transformer train on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from wmrl.data.writer import DatasetWriter
+from wmrl.progress import Progress
+
+
+def run_random(env: gym.Env, writer: DatasetWriter, steps: int, seed: int, progress: Progress) -> None:
+    """Record `steps` transitions of a uniform random policy."""
+    env.action_space.seed(seed)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    writer.reset(obs)
+    chunk = 16_384
+    for start in range(0, steps, chunk):
+        count = min(chunk, steps - start)
+        if discrete:
+            actions = rng.integers(0, env.action_space.n, size=count).tolist()
+        else:
+            actions = [env.action_space.sample() for _ in range(count)]
+        for action in actions:
+            obs, reward, terminated, truncated, _ = env.step(action)
+            writer.step(action, obs, reward, terminated, truncated)
+            if terminated or truncated:
+                obs, _ = env.reset()
+                writer.reset(obs)
+        progress.update(start + count)
+    writer.close()
+
+
+class RecordingWrapper(gym.Wrapper):
+    """Sends every reset and step of the wrapped env to a `DatasetWriter`."""
+
+    def __init__(self, env: gym.Env, writer: DatasetWriter, progress: Progress):
+        super().__init__(env)
+        self.writer = writer
+        self.progress = progress
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.writer.reset(obs)
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.writer.step(int(action), obs, reward, terminated, truncated)
+        if self.writer.transitions % 1024 == 0:
+            self.progress.update(self.writer.transitions)
+        return obs, reward, terminated, truncated, info
+
+
+class ChannelsFirst(gym.ObservationWrapper):
+    """Boolean (H, W, C) grids as uint8 (C, H, W) arrays for stable-baselines3's torch policies."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        h, w, c = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0, 1, shape=(c, h, w), dtype=np.uint8)
+
+    def observation(self, obs):
+        return np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.uint8)
+
+
+def _grid_extractor(conv_channels: int, hidden: int):
+    """The MinAtar paper's DQN trunk: Conv2d(C, 16, 3, stride 1) + ReLU + Linear(., 128) + ReLU."""
+    import torch
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class GridCNN(BaseFeaturesExtractor):
+        def __init__(self, observation_space: gym.spaces.Box):
+            super().__init__(observation_space, features_dim=hidden)
+            c, h, w = observation_space.shape
+            self.net = torch.nn.Sequential(
+                torch.nn.Conv2d(c, conv_channels, kernel_size=3, stride=1), torch.nn.ReLU(),
+                torch.nn.Flatten(), torch.nn.Linear(conv_channels * (h - 2) * (w - 2), hidden), torch.nn.ReLU(),
+            )
+
+        def forward(self, observations):
+            return self.net(observations.float())
+
+    return GridCNN
+
+
+def run_dqn(env: gym.Env, writer: DatasetWriter, settings: dict[str, Any], seed: int, progress: Progress):
+    """Train DQN online for settings["steps"] env steps, recording every transition it takes;
+    return the trained model."""
+    import torch
+    from stable_baselines3 import DQN
+
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError(f"the dqn behaviour policy needs discrete actions, the env has {env.action_space}")
+    torch.set_num_threads(1)  # small CNN: one thread is ~3x faster than two here
+    grid = len(env.observation_space.shape) == 3
+    recorded = RecordingWrapper(env, writer, progress)
+    policy_kwargs: dict[str, Any] = {"net_arch": []}
+    if grid:
+        recorded = ChannelsFirst(recorded)
+        policy_kwargs.update(features_extractor_class=_grid_extractor(settings["conv_channels"], settings["hidden"]),
+                             normalize_images=False)
+    else:
+        policy_kwargs["net_arch"] = [settings["hidden"], settings["hidden"]]
+    steps = settings["steps"]
+    model = DQN(
+        "MlpPolicy", recorded, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs,
+        learning_rate=settings["learning_rate"], buffer_size=settings["buffer_size"],
+        batch_size=settings["batch_size"], learning_starts=settings["learning_starts"],
+        train_freq=settings["train_freq"], gradient_steps=1,
+        target_update_interval=settings["target_update_interval"], gamma=settings["gamma"],
+        exploration_initial_eps=settings["exploration_initial_eps"],
+        exploration_final_eps=settings["exploration_final_eps"],
+        exploration_fraction=min(1.0, settings["exploration_steps"] / steps),
+    )
+    model.learn(total_timesteps=steps)
+    writer.close()
+    return model
+
+
+def evaluate_policy(model, env: gym.Env, episodes: int, epsilon: float, seed: int) -> dict[str, Any]:
+    """Returns of `episodes` episodes of the epsilon-greedy policy of a stable-baselines3 `model`
+    on `env` (a fresh env, seeded apart from the training one)."""
+    if len(env.observation_space.shape) == 3:
+        env = ChannelsFirst(env)
+    rng = np.random.default_rng(seed + 1)
+    returns = []
+    obs, _ = env.reset(seed=seed + 1)
+    for _ in range(episodes):
+        total, done = 0.0, False
+        while not done:
+            if rng.random() < epsilon:
+                action = int(rng.integers(env.action_space.n))
+            else:
+                action = int(model.predict(obs, deterministic=True)[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        obs, _ = env.reset()
+    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "episodes": episodes,
+            "epsilon": epsilon, "returns": returns}

@@ -1,0 +1,118 @@
+"""Record environment interaction into episode-aligned Parquet shards (schema in `dataset.py`).
+
+`DatasetWriter.reset(obs)` starts an episode, `step(...)` records one transition and the
+observation it led to. Both only append to Python lists (the recorder runs inside loops of up to
+400k env steps/s); columns are built, packed and written once per shard. A shard is flushed at
+the first episode end after `shard_rows` rows, so memory stays bounded and no episode is split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from wmrl.data.dataset import encode_obs, schema, sha256_file, shard_name
+
+
+class DatasetWriter:
+    def __init__(self, directory: Path, action: dict[str, Any], shard_rows: int):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.schema = schema(action)
+        self.shard_rows = shard_rows
+        self.shards: list[dict[str, Any]] = []
+        self.episode_returns: list[float] = []
+        self.episode_lengths: list[int] = []
+        self.transitions = 0  # environment steps recorded so far (the behaviour agent's clock)
+        self.episodes = 0
+        self.cut_last_episode = False  # the last episode was cut by the end of the data budget
+        self._clear()
+
+    def _clear(self) -> None:
+        # One entry per row; the final row of an episode holds placeholders, masked to null later.
+        self._obs: list[np.ndarray] = []
+        self._action: list[Any] = []
+        self._reward: list[float] = []
+        self._terminated: list[bool] = []
+        self._truncated: list[bool] = []
+        self._episode_starts: list[int] = []  # row index of each episode's first row
+        self._episode_clock: list[int] = []  # self.transitions when each episode started
+        self._open = False  # an episode is being recorded
+
+    def reset(self, obs: np.ndarray) -> None:
+        """Start a new episode with its first observation."""
+        if self._open:
+            raise RuntimeError("reset() while an episode is open: record its last step first")
+        self._episode_starts.append(len(self._obs))
+        self._episode_clock.append(self.transitions)
+        self._obs.append(obs)
+        self._open = True
+
+    def step(self, action: Any, obs: np.ndarray, reward: float, terminated: bool, truncated: bool) -> None:
+        """Record the action taken in the current observation, its outcome, and the next obs."""
+        self._action.append(action)
+        self._reward.append(reward)
+        self._terminated.append(terminated)
+        self._truncated.append(truncated)
+        self._obs.append(obs)
+        self.transitions += 1
+        if terminated or truncated:
+            self._end_episode()
+
+    def _end_episode(self) -> None:
+        self._action.append(self._action[-1])  # placeholders of the final row (masked to null)
+        self._reward.append(0.0)
+        self._terminated.append(False)
+        self._truncated.append(False)
+        self._open = False
+        if len(self._obs) >= self.shard_rows:
+            self._flush()
+
+    def close(self) -> None:
+        """Finish: an episode cut by the end of the data budget is marked truncated; flush."""
+        if self._open:
+            if len(self._obs) - self._episode_starts[-1] == 1:  # only a reset observation: drop it
+                self._obs.pop()
+                self._episode_starts.pop()
+                self._episode_clock.pop()
+                self._open = False
+            else:
+                self._truncated[-1] = True
+                self.cut_last_episode = True
+                self._end_episode()
+        if self._obs:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows = len(self._obs)
+        starts = np.asarray(self._episode_starts + [rows])
+        lengths = np.diff(starts)  # rows per episode = transitions + 1
+        episode = np.repeat(np.arange(self.episodes, self.episodes + len(lengths)), lengths)
+        t = np.arange(rows) - np.repeat(starts[:-1], lengths)
+        policy_step = np.repeat(np.asarray(self._episode_clock), lengths) + t
+        final = np.zeros(rows, dtype=bool)
+        final[starts[1:] - 1] = True
+        reward = np.asarray(self._reward, dtype=np.float32)
+        reward[final] = 0.0
+        self.episode_returns += np.add.reduceat(reward, starts[:-1]).astype(float).tolist()
+        self.episode_lengths += (lengths - 1).tolist()
+
+        frame = pl.DataFrame({
+            "episode": episode, "t": t, "obs": encode_obs(np.stack(self._obs)),
+            "action": self._action, "reward": reward, "terminated": self._terminated,
+            "truncated": self._truncated, "policy_step": policy_step, "_final": final,
+        }, schema_overrides={k: v for k, v in self.schema.items() if k != "obs"})
+        transition = ~pl.col("_final")
+        frame = frame.with_columns(
+            pl.when(transition).then(pl.col(c)).alias(c) for c in ("action", "reward", "terminated", "truncated")
+        ).drop("_final").select(list(self.schema))
+
+        path = self.directory / shard_name(len(self.shards))
+        frame.write_parquet(path, compression="zstd", compression_level=3, statistics=True)
+        self.shards.append({"file": path.name, "rows": rows, "sha256": sha256_file(path),
+                            "bytes": path.stat().st_size})
+        self.episodes += len(lengths)
+        self._clear()
