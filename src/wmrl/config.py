@@ -210,10 +210,12 @@ def _expected_type(parent_type: Any, key: str) -> str | None:
 
 def _check_semantics(cfg: DictConfig) -> None:
     """Checks that need more than one key: the split, policy names, per-task overrides."""
+    if OmegaConf.is_missing(cfg, "suite"):
+        raise ConfigError(f"config error: 'suite' is missing (experiment {cfg.experiment!r} should name it)")
     if not cfg.tasks:
         raise ConfigError(f"config error: experiment {cfg.experiment!r} defines no tasks")
     for name, task in cfg.tasks.items():
-        if task.env == "???":
+        if OmegaConf.is_missing(task, "env"):
             raise ConfigError(f"config error: 'tasks.{name}.env' is missing (e.g. minatar:breakout or CartPole-v1)")
         bad = [p for p in task_dataset(cfg, name).policies if p not in POLICIES]
         if bad:

@@ -10,7 +10,6 @@ where each wrapper layer costs a noticeable share.
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 from minatar import Environment
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
@@ -47,20 +46,3 @@ class MinAtarEnv(gym.Env):
         self._t += 1
         truncated = not terminated and self.max_episode_steps is not None and self._t >= self.max_episode_steps
         return self.game.state(), float(reward), bool(terminated), truncated, {}
-
-
-def raw_steps_per_second(game: str, steps: int, seed: int = 0) -> float:
-    """Stepping speed of the bare MinAtar game with a uniform random policy (benchmark reference)."""
-    import time
-
-    env = Environment(game, sticky_action_prob=0.1)
-    env.seed(seed)
-    env.reset()
-    actions = np.random.default_rng(seed).integers(0, env.num_actions(), size=steps).tolist()
-    start = time.perf_counter()
-    for action in actions:
-        _, terminated = env.act(action)
-        env.state()
-        if terminated:
-            env.reset()
-    return steps / (time.perf_counter() - start)

@@ -1,0 +1,44 @@
+"""Shared fixtures: small generated datasets (never downloaded) and the repository's paths."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+DQN_TINY = {"steps": 600, "learning_rate": 2.5e-4, "buffer_size": 600, "batch_size": 32, "learning_starts": 200,
+            "train_freq": 4, "target_update_interval": 100, "gamma": 0.99, "exploration_initial_eps": 1.0,
+            "exploration_final_eps": 0.1, "exploration_steps": 300, "conv_channels": 8, "hidden": 32,
+            "eval_episodes": 2, "eval_epsilon": 0.0}
+
+
+def make_spec(env: str = "minatar:breakout", policy: str = "random", steps: int = 3000, seed: int = 0,
+              shard_rows: int = 1000, max_episode_steps: int | None = 500) -> dict:
+    settings = {**copy.deepcopy(DQN_TINY), "steps": steps} if policy == "dqn" else {"steps": steps}
+    kwargs = {"sticky_action_prob": 0.1} if env.startswith("minatar:") else {}
+    return {"suite": "test", "task": env.split(":")[-1], "policy": policy, "seed": seed, "env": env,
+            "env_kwargs": kwargs, "max_episode_steps": max_episode_steps, "shard_rows": shard_rows,
+            "settings": settings}
+
+
+@pytest.fixture(scope="session")
+def random_dataset(tmp_path_factory) -> Path:
+    """A 3,000-step random-policy MinAtar breakout dataset in three or four shards."""
+    from wmrl.data.generate import generate_dataset
+
+    out = tmp_path_factory.mktemp("datasets") / "breakout-random"
+    generate_dataset(make_spec(), out)
+    return out
+
+
+def snakemake_env() -> dict[str, str]:
+    """Environment for Snakemake subprocesses: this interpreter's bin dir first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env

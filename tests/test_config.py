@@ -1,0 +1,76 @@
+"""The typed config: composition of the layers and one clear error per bad key or value."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from wmrl.config import ConfigError, code_hash, compose, stable_hash, task_dataset
+from wmrl.pipeline import dataset_dirs, dataset_spec
+
+from conftest import ROOT
+
+
+def test_default_is_the_laptop_minatar_transfer_experiment():
+    cfg = compose({}, ROOT)
+    assert (cfg.scale, cfg.experiment, cfg.suite) == ("laptop", "minatar_transfer", "minatar")
+    assert set(cfg.tasks) == {"asterix", "breakout", "freeway", "seaquest", "space_invaders"}
+    assert cfg.heldout_tasks == ["breakout"]
+    assert task_dataset(cfg, "breakout").dqn.steps == 100_000
+
+
+def test_scale_overlay_changes_sizes_only():
+    smoke, laptop = compose({"scale": "smoke"}, ROOT), compose({}, ROOT)
+    assert smoke.dataset.dqn.steps < laptop.dataset.dqn.steps
+    assert smoke.tasks == laptop.tasks
+
+
+def test_user_layer_wins_and_a_task_override_touches_only_that_task():
+    cfg = compose({"tasks": {"breakout": {"dataset": {"dqn": {"steps": 1234}}}}}, ROOT)
+    assert task_dataset(cfg, "breakout").dqn.steps == 1234
+    assert task_dataset(cfg, "asterix").dqn.steps == 100_000
+    base = compose({}, ROOT)
+    assert dataset_spec(cfg, "asterix", "dqn", 0) == dataset_spec(base, "asterix", "dqn", 0)
+    assert dataset_spec(cfg, "breakout", "dqn", 0) != dataset_spec(base, "breakout", "dqn", 0)
+    assert dataset_spec(cfg, "breakout", "random", 0) == dataset_spec(base, "breakout", "random", 0)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"dataset": {"random": {"stepz": 3}}},
+     "unknown key 'dataset.random.stepz'; allowed keys under 'dataset.random': steps"),
+    ({"datset": {}}, "unknown key 'datset'; allowed keys under '<top level>': scale, experiment, suite"),
+    ({"dataset": {"random": {"steps": "many"}}}, "'dataset.random.steps' must be int, got 'many' (str)"),
+    ({"tasks": {"breakout": {"dataset": {"dqn": {"gama": 0.9}}}}},
+     "unknown key 'tasks.breakout.dataset.dqn.gama'; allowed keys under 'tasks.breakout.dataset.dqn': steps,"),
+    ({"tasks": {"breakout": {"max_episode_steps": "long"}}}, "'tasks.breakout.max_episode_steps'"),
+    ({"dataset.random.steps": 5}, "nested overrides go in a --configfile"),
+    ({"scale": "huge"}, "unknown scale 'huge' (no "),
+    ({"experiment": "nope"}, "unknown experiment 'nope'"),
+    ({"heldout_tasks": ["asterix"]}, "held-out tasks ['asterix'] are also source tasks"),
+    ({"source_tasks": ["pong"]}, "'source_tasks' names tasks not in 'tasks': ['pong']"),
+    ({"dataset": {"policies": ["ppo"]}}, "policies ['ppo'] unknown; allowed: random, dqn"),
+    ({"tasks": {"new": {"env_kwargs": {}}}}, "'tasks.new.env' is missing"),
+])
+def test_bad_config_names_the_key_and_what_is_allowed(overrides, expected):
+    with pytest.raises(ConfigError) as error:
+        compose(overrides, ROOT)
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_broken_yaml_layer_names_its_file(tmp_path):
+    (tmp_path / "config" / "experiments").mkdir(parents=True)
+    (tmp_path / "config" / "config.yaml").write_text("experiment: x\nscale: [unclosed\n")
+    with pytest.raises(ConfigError, match="config.yaml: cannot be read as YAML"):
+        compose({}, tmp_path)
+
+
+def test_targets_cover_every_task_policy_and_seed():
+    cfg = compose({"dataset": {"seeds": [0, 1]}}, ROOT)
+    dirs = dataset_dirs(cfg)
+    assert len(dirs) == 5 * 2 * 2
+    assert "data/laptop/minatar/breakout/dqn/seed1" in dirs
+
+
+def test_hashes_are_stable_and_sensitive():
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash(OmegaConf.create({"a": 1})) != stable_hash({"a": 2})
+    assert code_hash("envs", "data") == code_hash("data", "envs") != code_hash("envs")

@@ -1,0 +1,49 @@
+"""DVC: datasets pushed to the default local remote come back on a fresh clone, and the pipeline
+then skips generation instead of regenerating."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import PYTHON, ROOT, snakemake_env
+from test_pipeline import TINY
+
+DVC = [PYTHON, "-m", "dvc"]
+
+
+def run(command, cwd):
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=snakemake_env(), timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, command))} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout + result.stderr
+
+
+def test_push_then_pull_on_a_fresh_clone_skips_generation(tmp_path):
+    project, remote = tmp_path / "project", tmp_path / "remote"
+    project.mkdir()
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    run(["git", "init", "-q"], project)
+    run(DVC + ["init", "-q"], project)
+    for name in ("Snakefile", "rules", "config", "profiles", ".dvc/config", ".dvcignore", ".gitignore"):
+        source = ROOT / name
+        target = project / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    (project / "tiny.yaml").write_text(TINY)
+    run(DVC + ["remote", "modify", "local", "url", str(remote)], project)
+    snake = [PYTHON, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml"]
+    run(snake, project)
+    run(DVC + ["add", "data"], project)
+    run(git + ["add", "-A"], project)
+    run(git + ["commit", "-qm", "data"], project)
+    run(DVC + ["push"], project)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "data").exists()
+    run(DVC + ["pull"], clone)
+    card = "data/laptop/classic/cartpole/random/seed0/card.json"
+    assert (clone / card).read_bytes() == (project / card).read_bytes()
+    plan = run(snake + ["-n"], clone)
+    assert "Nothing to be done" in plan, plan

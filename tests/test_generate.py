@@ -1,0 +1,74 @@
+"""Generation: determinism, the DQN learning history, and recovery from a killed job."""
+
+import json
+import signal
+import subprocess
+import time
+
+import polars as pl
+import pytest
+
+from wmrl.data import open_dataset
+from wmrl.data.generate import generate_dataset
+
+from conftest import PYTHON, make_spec
+
+
+def shard_bytes(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*"))}
+
+
+@pytest.mark.parametrize("spec", [make_spec(steps=2500), make_spec("CartPole-v1", steps=1500),
+                                  make_spec("Pendulum-v1", steps=400)], ids=["minatar", "cartpole", "pendulum"])
+def test_same_spec_same_bytes(spec, tmp_path):
+    generate_dataset(spec, tmp_path / "a")
+    generate_dataset(spec, tmp_path / "b")
+    assert shard_bytes(tmp_path / "a") == shard_bytes(tmp_path / "b")
+    generate_dataset({**spec, "seed": 1}, tmp_path / "c")
+    assert shard_bytes(tmp_path / "a")["part-00000.parquet"] != shard_bytes(tmp_path / "c")["part-00000.parquet"]
+
+
+def test_dqn_records_its_whole_learning_history_deterministically(tmp_path):
+    spec = make_spec(policy="dqn", steps=600)
+    card = generate_dataset(spec, tmp_path / "a")
+    generate_dataset(spec, tmp_path / "b")
+    assert shard_bytes(tmp_path / "a") == shard_bytes(tmp_path / "b")
+    assert card["transitions"] == 600
+    reference = card["policy"]["reference_score"]
+    assert reference["episodes"] == 2 and len(reference["returns"]) == 2
+    frame = open_dataset(tmp_path / "a").read()
+    steps = frame.filter(pl.col("action").is_not_null())["policy_step"]
+    assert steps.to_list() == list(range(600))  # every step, in the order the agent took it
+
+
+def test_dqn_needs_discrete_actions(tmp_path):
+    with pytest.raises(ValueError, match="needs discrete actions"):
+        generate_dataset(make_spec("Pendulum-v1", policy="dqn", steps=100), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_budget_cut_episode_is_truncated_and_kept(tmp_path):
+    card = generate_dataset(make_spec("CartPole-v1", steps=30, max_episode_steps=None), tmp_path / "d")
+    frame = open_dataset(tmp_path / "d").read()
+    last = frame.filter(pl.col("action").is_not_null()).tail(1)
+    assert last["truncated"].item() or last["terminated"].item()
+    assert card["transitions"] == 30 and card["returns"]["episodes"] <= card["episodes"]
+
+
+def test_killed_job_leaves_nothing_that_looks_complete_and_reruns_cleanly(tmp_path):
+    out = tmp_path / "data"
+    spec = json.dumps(make_spec(policy="dqn", steps=20_000, shard_rows=200))
+    command = [PYTHON, "-m", "wmrl", "generate-dataset", "--spec", spec, "--out", str(out)]
+    job = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "data.partial"
+    deadline = time.monotonic() + 60
+    while not list(partial.glob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert list(partial.glob("part-*.parquet")), "the job never wrote a shard"
+    assert not out.exists() and not (partial / "card.json").exists()
+    small = make_spec(policy="random", steps=500)
+    generate_dataset(small, out)
+    assert not partial.exists()
+    assert open_dataset(out).card["transitions"] == 500
