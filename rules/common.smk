@@ -1,5 +1,4 @@
 # Shared by every rule: the composed, validated config and the package's DAG helpers.
-import json
 import sys
 
 from wmrl.config import ConfigError, code_hash, compose
@@ -9,8 +8,6 @@ try:
     CFG = compose(config, root=workflow.basedir)
 except ConfigError as error:
     sys.exit(f"wmrl: {error}")
-
-PYTHON = sys.executable  # jobs run the package with the interpreter that runs Snakemake
 
 
 wildcard_constraints:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
+
+from wmrl import logs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", default="results/bench/dataset.json")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logs.setup()
 
     if args.command == "generate-dataset":
         from wmrl.data.generate import generate_dataset
