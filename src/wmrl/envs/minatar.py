@@ -31,6 +31,8 @@ class MinAtarEnv(gym.Env):
         channels = self.game.env.channels
         self.channel_names = tuple(sorted(channels, key=channels.get))
         self.max_episode_steps = max_episode_steps
+        self._limit = float("inf") if max_episode_steps is None else max_episode_steps
+        self._act, self._state = self.game.act, self.game.state  # bound once: step() is hot
         self._t = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -42,7 +44,6 @@ class MinAtarEnv(gym.Env):
         return self.game.state(), {}
 
     def step(self, action):
-        reward, terminated = self.game.act(int(action))
+        reward, terminated = self._act(action)
         self._t += 1
-        truncated = not terminated and self.max_episode_steps is not None and self._t >= self.max_episode_steps
-        return self.game.state(), float(reward), bool(terminated), truncated, {}
+        return self._state(), reward, terminated, self._t >= self._limit and not terminated, {}

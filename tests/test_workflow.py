@@ -1,0 +1,33 @@
+"""The whole `smoke` pipeline end to end, and Snakemake's linter on the workflow."""
+
+import json
+import subprocess
+
+from wmrl.config import compose
+from wmrl.data import open_dataset
+from wmrl.pipeline import dataset_dirs
+
+from conftest import PYTHON, ROOT, snakemake_env
+
+
+def test_smoke_pipeline_end_to_end(tmp_path):
+    command = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2",
+               "--config", "scale=smoke"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=snakemake_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = compose({"scale": "smoke"}, ROOT)
+    for directory in dataset_dirs(cfg):
+        card = open_dataset(tmp_path / directory).card
+        assert card["transitions"] == cfg.dataset[card["policy"]["name"]].steps
+        if card["policy"]["name"] == "dqn":
+            assert card["policy"]["reference_score"]["episodes"] == cfg.dataset.dqn.eval_episodes
+        benchmark = tmp_path / directory.replace("data/", "benchmarks/generate_dataset/", 1)
+        assert benchmark.with_suffix(".tsv").is_file()
+    assert json.loads((tmp_path / dataset_dirs(cfg)[0] / "card.json").read_text())["suite"] == "minatar"
+
+
+def test_snakemake_lint_is_clean():
+    result = subprocess.run([PYTHON, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True,
+                            env=snakemake_env(), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
