@@ -42,7 +42,7 @@ def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
     train_env = env()
     obs, action = obs_spec(train_env).to_dict(), action_spec(train_env).to_dict()
     settings = spec["settings"]
-    writer = DatasetWriter(partial, action, spec["shard_rows"])
+    writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
     progress = Progress(settings["steps"], f"{spec['task']}/{spec['policy']}/seed{spec['seed']}")
     log.info("generating %s/%s with the %s policy, seed %d, %s steps -> %s",
              spec["suite"], spec["task"], spec["policy"], spec["seed"], f"{settings['steps']:,}", out)
