@@ -25,7 +25,7 @@ def test_push_then_pull_on_a_fresh_clone_skips_generation(tmp_path):
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
     run(["git", "init", "-q"], project)
     run(DVC + ["init", "-q"], project)
-    for name in ("Snakefile", "rules", "config", "profiles", ".dvc/config", ".dvcignore", ".gitignore"):
+    for name in ("Snakefile", "rules", "workflow", "config", "profiles", ".dvc/config", ".dvcignore", ".gitignore"):
         source = ROOT / name
         target = project / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ def test_runs_caches_and_reruns_only_the_changed_dataset(workdir):
     assert "wildcards: scale=laptop, suite=classic, task=cartpole, policy=random, seed=0" in plan
     assert "task=acrobot" not in plan
     reason = next(line for line in plan.splitlines() if "reason: Params have changed" in line)
-    assert '"settings": {"steps": 300}' in reason and '"settings": {"steps": 400}' in reason
+    assert "'settings': {'steps': 300}" in reason and "'settings': {'steps': 400}" in reason
     # Snakemake 9's --list-changes params also lists outputs whose params did not change
     # (ParamsChange iterates its files even when it holds no change), so only check inclusion.
     changes = snakemake(workdir, "--configfile", "changed.yaml", "-n", "--list-changes", "params").stdout

@@ -72,14 +72,15 @@ def obs_bytes(obs: dict[str, Any]) -> int:
     return (size + 7) // 8 if obs["dtype"] == "bool" else size * np.dtype(obs["dtype"]).itemsize
 
 
-def encode_obs(batch: np.ndarray) -> list[bytes]:
-    """One bytes value per observation of `batch` (first axis); booleans are bit-packed."""
+def encode_obs(batch: np.ndarray) -> pl.Series:
+    """The `obs` column for the observations of `batch` (first axis); booleans are bit-packed."""
     flat = batch.reshape(len(batch), -1)
     if flat.dtype == np.bool_:
         flat = np.packbits(flat, axis=1)
     else:
         flat = np.ascontiguousarray(flat.astype(flat.dtype.newbyteorder("<"), copy=False)).view(np.uint8)
-    return [row.tobytes() for row in flat]
+    # uint8 rows -> List(UInt8) -> Binary is done by polars in bulk (no Python bytes per row).
+    return pl.Series("obs", flat).cast(pl.List(pl.UInt8)).cast(pl.Binary)
 
 
 def decode_obs(column: pl.Series, obs: dict[str, Any]) -> np.ndarray:

@@ -42,7 +42,10 @@ class DatasetWriter:
     def _clear(self) -> None:
         # One entry per row; the final row of an episode holds a placeholder step, masked to null.
         self._obs: list[bytes] = []
-        self._steps: list[tuple[Any, float, bool, bool]] = []  # (action, reward, terminated, truncated)
+        self._action: list[Any] = []
+        self._reward: list[float] = []
+        self._terminated: list[bool] = []
+        self._truncated: list[bool] = []
         self._episode_starts: list[int] = []  # row index of each episode's first row
         self._episode_clock: list[int] = []  # self.transitions when each episode started
         self._open = False  # an episode is being recorded
@@ -58,14 +61,20 @@ class DatasetWriter:
 
     def step(self, action: Any, obs: np.ndarray, reward: float, terminated: bool, truncated: bool) -> None:
         """Record the action taken in the current observation, its outcome, and the next obs."""
-        self._steps.append((action, reward, terminated, truncated))
+        self._action.append(action)
+        self._reward.append(reward)
+        self._terminated.append(terminated)
+        self._truncated.append(truncated)
         self._obs.append(obs.tobytes())
         self.transitions += 1
         if terminated or truncated:
             self._end_episode()
 
     def _end_episode(self) -> None:
-        self._steps.append((self._steps[-1][0], 0.0, False, False))  # the final row's placeholder
+        self._action.append(self._action[-1])  # placeholders of the final row, masked to null
+        self._reward.append(0.0)
+        self._terminated.append(False)
+        self._truncated.append(False)
         self._open = False
         if len(self._obs) >= self.shard_rows:
             self._flush()
@@ -79,8 +88,7 @@ class DatasetWriter:
                 self._episode_clock.pop()
                 self._open = False
             else:
-                action, reward, terminated, _ = self._steps[-1]
-                self._steps[-1] = (action, reward, terminated, True)
+                self._truncated[-1] = True
                 self.cut_last_episode = True
                 self._end_episode()
         if self._obs:
@@ -95,13 +103,12 @@ class DatasetWriter:
         policy_step = np.repeat(np.asarray(self._episode_clock), lengths) + t
         final = np.zeros(rows, dtype=bool)
         final[starts[1:] - 1] = True
-        action, reward, terminated, truncated = zip(*self._steps)
-        reward = np.asarray(reward, dtype=np.float32)
+        reward = np.asarray(self._reward, dtype=np.float32)
         self.episode_returns += np.add.reduceat(np.where(final, 0, reward), starts[:-1]).astype(float).tolist()
 
         frame = pl.DataFrame({
-            "episode": episode, "t": t, "obs": self._encoded_obs(rows), "action": list(action),
-            "reward": reward, "terminated": list(terminated), "truncated": list(truncated), "policy_step": policy_step, "_final": final,
+            "episode": episode, "t": t, "obs": self._encoded_obs(rows), "action": self._action,
+            "reward": reward, "terminated": np.asarray(self._terminated), "truncated": np.asarray(self._truncated), "policy_step": policy_step, "_final": final,
         }, schema_overrides=self.schema)
         transition = ~pl.col("_final")
         frame = frame.with_columns(
@@ -115,12 +122,10 @@ class DatasetWriter:
         self.episodes += len(lengths)
         self._clear()
 
-    def _encoded_obs(self, rows: int) -> list[bytes]:
-        """The `obs` column: bool grids bit-packed, other observations as recorded (raw bytes)."""
-        raw_size = int(np.prod(self.obs["shape"])) * np.dtype(self.obs["dtype"]).itemsize
+    def _encoded_obs(self, rows: int) -> pl.Series:
+        """The `obs` column from the recorded observation bytes."""
+        dtype = np.dtype(self.obs["dtype"])
         joined = b"".join(self._obs)
-        if len(joined) != rows * raw_size:
+        if len(joined) != rows * int(np.prod(self.obs["shape"])) * dtype.itemsize:
             raise ValueError(f"observations do not match the spec {self.obs}: {len(joined)} bytes for {rows} rows")
-        if self.obs["dtype"] != "bool":
-            return self._obs
-        return encode_obs(np.frombuffer(joined, dtype=bool).reshape(rows, -1))
+        return encode_obs(np.frombuffer(joined, dtype=dtype).reshape(rows, -1))
