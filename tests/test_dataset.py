@@ -136,3 +136,9 @@ def test_unlisted_and_missing_shards(copy_of):
     (copy_of / "part-00002.parquet").unlink()
     with pytest.raises(DatasetError, match="part-00002.parquet: missing"):
         open_dataset(copy_of)
+
+
+def test_obs_of_the_wrong_width_is_rejected():
+    column = pl.Series("obs", [b"\x00" * 50, b"\x00" * 49], dtype=pl.Binary)
+    with pytest.raises(DatasetError, match="every value must be 50 bytes"):
+        decode_obs(column, {"shape": [10, 10, 4], "dtype": "bool"})

@@ -87,14 +87,14 @@ def decode_obs(column: pl.Series, obs: dict[str, Any]) -> np.ndarray:
     """The observations of an `obs` column as an array of shape (rows, *obs["shape"])."""
     shape = tuple(obs["shape"])
     width = obs_bytes(obs)
-    raw = np.frombuffer(b"".join(column.to_list()), dtype=np.uint8)
-    if raw.size != width * len(column):
-        raise DatasetError(f"obs column holds {raw.size} bytes, expected {len(column)} x {width}")
-    raw = raw.reshape(len(column), width)
+    sizes = column.bin.size()
+    if column.null_count() or (len(column) and (sizes.min() != width or sizes.max() != width)):
+        raise DatasetError(f"obs column: every value must be {width} bytes for obs {obs}")
+    raw = column.bin.reinterpret(dtype=pl.Array(pl.UInt8, width)).to_numpy().reshape(len(column), width)
     if obs["dtype"] == "bool":
         size = int(np.prod(shape))
         return np.unpackbits(raw, axis=1, count=size).astype(bool).reshape(-1, *shape)
-    return raw.view(np.dtype(obs["dtype"]).newbyteorder("<")).reshape(-1, *shape)
+    return np.ascontiguousarray(raw).view(np.dtype(obs["dtype"]).newbyteorder("<")).reshape(-1, *shape)
 
 
 # --------------------------------------------------------------------------- reading
