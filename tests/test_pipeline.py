@@ -37,7 +37,8 @@ def test_dry_run_shows_the_default_dag(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("dataset:\n  random:\n    stepz: 5\n", "unknown key 'dataset.random.stepz'; allowed keys under 'dataset.random': steps"),
+    ("dataset:\n  random:\n    stepz: 5\n",
+     "unknown key 'dataset.random.stepz'; allowed keys under 'dataset.random': steps"),
     ("dataset:\n  seeds: zero\n", "'dataset.seeds'"),
 ])
 def test_config_typo_fails_before_any_job(workdir, text, message):

@@ -23,6 +23,8 @@ def test_smoke_pipeline_end_to_end(tmp_path):
             assert card["policy"]["reference_score"]["episodes"] == cfg.dataset.dqn.eval_episodes
         benchmark = tmp_path / directory.replace("data/", "benchmarks/generate_dataset/", 1)
         assert benchmark.with_suffix(".tsv").is_file()
+        log = (tmp_path / directory.replace("data/", "logs/generate_dataset/", 1)).with_suffix(".log").read_text()
+        assert "steps/s, ETA" in log  # long work reports its progress
     assert json.loads((tmp_path / dataset_dirs(cfg)[0] / "card.json").read_text())["suite"] == "minatar"
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -139,12 +138,6 @@ def to_plain(node: Any) -> Any:
     if isinstance(node, DictConfig) or OmegaConf.is_config(node):
         return OmegaConf.to_container(node, resolve=True)
     return node
-
-
-def stable_hash(obj: Any) -> str:
-    """A short hash of a JSON-able object that does not depend on key order."""
-    text = json.dumps(to_plain(obj), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def code_hash(*subpackages: str) -> str:

@@ -15,7 +15,7 @@ class Progress:
     def __init__(self, total: int, desc: str, unit: str = "steps", interval_s: float = 10.0):
         self.total, self.desc, self.unit, self.interval_s = total, desc, unit, interval_s
         self.start = self.last_log = time.perf_counter()
-        self.done = 0
+        self.done = self.logged = 0
         self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True) if sys.stderr.isatty() else None
 
     def update(self, done: int) -> None:
@@ -24,8 +24,9 @@ class Progress:
             self.bar.update(done - self.done)
         self.done = done
         now = time.perf_counter()
-        if self.bar is None and (now - self.last_log >= self.interval_s or done >= self.total):
-            self.last_log = now
+        due = now - self.last_log >= self.interval_s or done >= self.total
+        if self.bar is None and due and done != self.logged:
+            self.last_log, self.logged = now, done
             self._log_line(now)
 
     def _log_line(self, now: float) -> None:

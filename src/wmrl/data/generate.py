@@ -52,6 +52,7 @@ def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
         model = run_dqn(train_env, writer, settings, spec["seed"], progress)
     else:
         raise ValueError(f"unknown behaviour policy {spec['policy']!r}")
+    progress.update(writer.transitions)
     seconds = progress.close()
     log.info("recorded %s transitions in %.1fs (%.0f steps/s)", f"{writer.transitions:,}", seconds,
              writer.transitions / max(seconds, 1e-9))

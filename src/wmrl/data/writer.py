@@ -104,11 +104,12 @@ class DatasetWriter:
         final = np.zeros(rows, dtype=bool)
         final[starts[1:] - 1] = True
         reward = np.asarray(self._reward, dtype=np.float32)
-        self.episode_returns += np.add.reduceat(np.where(final, 0, reward), starts[:-1]).astype(float).tolist()
+        self.episode_returns += np.add.reduceat(reward, starts[:-1]).astype(float).tolist()  # final rows hold 0
 
         frame = pl.DataFrame({
-            "episode": episode, "t": t, "obs": self._encoded_obs(rows), "action": self._action,
-            "reward": reward, "terminated": np.asarray(self._terminated), "truncated": np.asarray(self._truncated), "policy_step": policy_step, "_final": final,
+            "episode": episode, "t": t, "obs": self._encoded_obs(rows), "action": self._action, "reward": reward,
+            "terminated": np.asarray(self._terminated), "truncated": np.asarray(self._truncated),
+            "policy_step": policy_step, "_final": final,
         }, schema_overrides=self.schema)
         transition = ~pl.col("_final")
         frame = frame.with_columns(
