@@ -5,10 +5,10 @@ observation it led to. Both only append to Python lists (the recorder runs insid
 400k env steps/s); columns are built, packed and written once per shard. A shard is flushed at
 the first episode end after `shard_rows` rows, so memory stays bounded and no episode is split.
 
-Observations are kept as `obs.tobytes()`, not as arrays: a hundred thousand small arrays kept
-alive among the DQN learner's tensor allocations fragment the heap (measured: ~20 KB of resident
-memory per kept 1 KB array, 2.8 GB peak for one laptop-scale seaquest job), while a bytes object
-costs its size.
+Observations are appended to one growing `bytearray`, not kept as arrays: a hundred thousand
+small arrays kept alive among the DQN learner's tensor allocations fragment the heap (measured:
+~20 KB of resident memory per kept 1 KB array, 2.8 GB peak for one laptop-scale seaquest job);
+the bytearray costs its size and becomes the shard's observation matrix without a copy.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class DatasetWriter:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.obs = obs
+        self.obs_size = int(np.prod(obs["shape"])) * np.dtype(obs["dtype"]).itemsize  # bytes as recorded
         self.schema = schema(action)
         self.shard_rows = shard_rows
         self.shards: list[dict[str, Any]] = []
@@ -41,7 +42,8 @@ class DatasetWriter:
 
     def _clear(self) -> None:
         # One entry per row; the final row of an episode holds a placeholder step, masked to null.
-        self._obs: list[bytes] = []
+        self._obs = bytearray()  # raw observation bytes, one row after the other
+        self._rows = 0
         self._action: list[Any] = []
         self._reward: list[float] = []
         self._terminated: list[bool] = []
@@ -54,9 +56,10 @@ class DatasetWriter:
         """Start a new episode with its first observation."""
         if self._open:
             raise RuntimeError("reset() while an episode is open: record its last step first")
-        self._episode_starts.append(len(self._obs))
+        self._episode_starts.append(self._rows)
         self._episode_clock.append(self.transitions)
-        self._obs.append(obs.tobytes())
+        self._obs += obs.tobytes()
+        self._rows += 1
         self._open = True
 
     def step(self, action: Any, obs: np.ndarray, reward: float, terminated: bool, truncated: bool) -> None:
@@ -65,7 +68,8 @@ class DatasetWriter:
         self._reward.append(reward)
         self._terminated.append(terminated)
         self._truncated.append(truncated)
-        self._obs.append(obs.tobytes())
+        self._obs += obs.tobytes()
+        self._rows += 1
         self.transitions += 1
         if terminated or truncated:
             self._end_episode()
@@ -76,14 +80,15 @@ class DatasetWriter:
         self._terminated.append(False)
         self._truncated.append(False)
         self._open = False
-        if len(self._obs) >= self.shard_rows:
+        if self._rows >= self.shard_rows:
             self._flush()
 
     def close(self) -> None:
         """Finish: an episode cut by the end of the data budget is marked truncated; flush."""
         if self._open:
-            if len(self._obs) - self._episode_starts[-1] == 1:  # only a reset observation: drop it
-                self._obs.pop()
+            if self._rows - self._episode_starts[-1] == 1:  # only a reset observation: drop it
+                del self._obs[-self.obs_size:]
+                self._rows -= 1
                 self._episode_starts.pop()
                 self._episode_clock.pop()
                 self._open = False
@@ -91,11 +96,11 @@ class DatasetWriter:
                 self._truncated[-1] = True
                 self.cut_last_episode = True
                 self._end_episode()
-        if self._obs:
+        if self._rows:
             self._flush()
 
     def _flush(self) -> None:
-        rows = len(self._obs)
+        rows = self._rows
         starts = np.asarray(self._episode_starts + [rows])
         lengths = np.diff(starts)  # rows per episode = transitions + 1
         episode = np.repeat(np.arange(self.episodes, self.episodes + len(lengths)), lengths)
@@ -125,8 +130,6 @@ class DatasetWriter:
 
     def _encoded_obs(self, rows: int) -> pl.Series:
         """The `obs` column from the recorded observation bytes."""
-        dtype = np.dtype(self.obs["dtype"])
-        joined = b"".join(self._obs)
-        if len(joined) != rows * int(np.prod(self.obs["shape"])) * dtype.itemsize:
-            raise ValueError(f"observations do not match the spec {self.obs}: {len(joined)} bytes for {rows} rows")
-        return encode_obs(np.frombuffer(joined, dtype=dtype).reshape(rows, -1))
+        if len(self._obs) != rows * self.obs_size:
+            raise ValueError(f"observations do not match the spec {self.obs}: {len(self._obs)} bytes for {rows} rows")
+        return encode_obs(np.frombuffer(self._obs, dtype=self.obs["dtype"]).reshape(rows, -1))
