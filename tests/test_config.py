@@ -69,5 +69,6 @@ def test_targets_cover_every_task_policy_and_seed():
     assert "data/laptop/minatar/breakout/dqn/seed1" in dirs
 
 
-def test_code_hash_covers_exactly_the_named_subpackages():
+def test_code_hash_covers_exactly_the_named_subpackages_and_modules():
     assert code_hash("envs", "data") == code_hash("data", "envs") != code_hash("envs")
+    assert code_hash("data/writer") != code_hash("data/dataset")

@@ -141,7 +141,8 @@ def to_plain(node: Any) -> Any:
 
 
 def code_hash(*subpackages: str) -> str:
-    """Hash of the source of the given `wmrl` subpackages/modules (a rerun trigger for rules)."""
+    """Hash of the source of the given `wmrl` subpackages ("envs") and modules ("data/writer"):
+    a rule's rerun trigger."""
     digest = hashlib.sha256()
     for name in sorted(subpackages):
         path = PACKAGE_DIR / name

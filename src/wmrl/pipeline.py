@@ -13,7 +13,8 @@ from omegaconf import DictConfig
 from wmrl.config import task_dataset, to_plain
 
 DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
-DATASET_CODE = ("envs", "data")  # the subpackages whose source decides a dataset's bytes
+# The source that decides a dataset's bytes (readers elsewhere in data/ do not regenerate data).
+DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate")
 
 
 def dataset_dirs(cfg: DictConfig, tasks: list[str] | None = None) -> list[str]:
