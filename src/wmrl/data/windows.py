@@ -1,0 +1,149 @@
+"""Training windows: K consecutive transitions of one episode, sampled evenly across tasks.
+
+A window starting at transition row i holds the observations of rows i..i+K (the last one is the
+observation after the K-th action), the K actions, rewards and termination flags, and a mask that
+is 0 where the episode ended before the window did (those positions are padding).
+
+Observations of different tasks share one input layout along their last axis: for MinAtar grids,
+`channel_layout = "union"` gives every distinct channel name of the suite its own plane (so
+"trail" or "enemy_bullet" mean the same input in every game), `"pad"` stacks each game's channels
+from plane 0 (zero-padding to the widest game); flat vectors are always zero-padded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from wmrl.data.dataset import Dataset
+
+LAYOUTS = ("union", "pad")
+
+
+@dataclass(frozen=True)
+class ObsLayout:
+    kind: str  # "grid" or "vector"
+    shape: tuple[int, ...]  # the shared shape; its last axis holds every task's features
+    features: dict[str, list[int]]  # per task: where its last-axis features go in the shared layout
+
+
+def obs_layout(cards: dict[str, dict[str, Any]], mode: str = "union") -> ObsLayout:
+    """The shared observation layout of the tasks whose dataset cards are `cards`."""
+    if mode not in LAYOUTS:
+        raise ValueError(f"unknown channel layout {mode!r}; choose one of {', '.join(LAYOUTS)}")
+    specs = {task: card["obs"] for task, card in cards.items()}
+    kinds = {spec["kind"] for spec in specs.values()}
+    if len(kinds) != 1:
+        raise ValueError(f"tasks mix observation kinds {sorted(kinds)}; one model needs one kind")
+    kind = kinds.pop()
+    if kind == "grid":
+        grids = {tuple(spec["shape"][:-1]) for spec in specs.values()}
+        if len(grids) != 1:
+            raise ValueError(f"tasks have different grid sizes {sorted(grids)}")
+        if mode == "union":
+            names: list[str] = []
+            for spec in specs.values():
+                names += [name for name in spec["channels"] if name not in names]
+            features = {task: [names.index(name) for name in spec["channels"]] for task, spec in specs.items()}
+            width = len(names)
+        else:
+            features = {task: list(range(spec["shape"][-1])) for task, spec in specs.items()}
+            width = max(spec["shape"][-1] for spec in specs.values())
+        return ObsLayout("grid", (*grids.pop(), width), features)
+    if kind == "vector":
+        features = {task: list(range(spec["shape"][0])) for task, spec in specs.items()}
+        return ObsLayout("vector", (max(spec["shape"][0] for spec in specs.values()),), features)
+    raise ValueError(f"no shared layout for {kind!r} observations")
+
+
+@dataclass
+class TaskSteps:
+    """One task's steps in memory, in the task's own observation layout."""
+
+    task: str
+    index: int  # the task's id in the model's task embedding
+    obs: np.ndarray  # (rows, *own obs shape)
+    action: np.ndarray  # (rows,) int64, -1 on final rows
+    reward: np.ndarray  # (rows,) float32, 0 on final rows
+    terminated: np.ndarray  # (rows,) bool
+    episode_end: np.ndarray  # (rows,) the row index of the episode's final row
+    starts: np.ndarray  # transition rows: where windows may start
+
+
+def load_steps(datasets: list[Dataset], task: str, index: int, episodes: str = "all",
+               holdout_fraction: float = 0.1) -> TaskSteps:
+    """Load one task's datasets (all its behaviour policies) into memory. `episodes` picks "all",
+    "train" (all but the last `holdout_fraction` of each dataset's episodes) or "heldout"."""
+    frames, offset = [], 0
+    for dataset in datasets:
+        frame = dataset.read()
+        episodes_in = dataset.card["episodes"]
+        cut = episodes_in - max(1, int(round(holdout_fraction * episodes_in))) if episodes_in > 1 else episodes_in
+        if episodes == "train":
+            frame = frame.filter(pl.col("episode") < cut)
+        elif episodes == "heldout":
+            frame = frame.filter(pl.col("episode") >= cut)
+        frames.append(frame.with_columns(pl.col("episode") + offset))
+        offset += episodes_in
+    frame = pl.concat(frames)
+    if frame.is_empty():
+        raise ValueError(f"task {task}: no {episodes} episodes in {[str(d.directory) for d in datasets]}")
+    obs = datasets[0].observations(frame)
+    action = frame["action"].fill_null(-1).to_numpy().astype(np.int64)
+    final = action < 0
+    return TaskSteps(task=task, index=index, obs=obs, action=action,
+                     reward=frame["reward"].fill_null(0.0).to_numpy().astype(np.float32),
+                     terminated=frame["terminated"].fill_null(False).to_numpy().astype(bool),
+                     episode_end=_next_true(final), starts=np.flatnonzero(~final))
+
+
+def _next_true(flags: np.ndarray) -> np.ndarray:
+    """For every position, the index of the first True at or after it."""
+    index = np.where(flags, np.arange(len(flags)), len(flags))
+    return np.minimum.accumulate(index[::-1])[::-1]
+
+
+class WindowSampler:
+    """Batches of windows: tasks drawn evenly, then a start row uniformly within the task."""
+
+    def __init__(self, tasks: list[TaskSteps], layout: ObsLayout, window: int):
+        self.tasks, self.layout, self.window = tasks, layout, window
+
+    def sample(self, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        which = rng.integers(len(self.tasks), size=batch)
+        k = self.window
+        out = {
+            "obs": np.zeros((batch, k + 1, *self.layout.shape), dtype=np.float32),
+            "actions": np.zeros((batch, k), dtype=np.int64),
+            "reward": np.zeros((batch, k), dtype=np.float32),
+            "terminated": np.zeros((batch, k), dtype=bool),
+            "mask": np.zeros((batch, k), dtype=bool),
+            "task": np.zeros(batch, dtype=np.int64),
+        }
+        for position, steps in enumerate(self.tasks):
+            members = np.flatnonzero(which == position)
+            if len(members):
+                start = steps.starts[rng.integers(len(steps.starts), size=len(members))]
+                self._fill(out, members, steps, start)
+        return out
+
+    def _fill(self, out: dict[str, np.ndarray], members: np.ndarray, steps: TaskSteps, start: np.ndarray) -> None:
+        k = self.window
+        rows = start[:, None] + np.arange(k + 1)  # (n, K+1)
+        end = steps.episode_end[start][:, None]
+        seen = rows <= end  # observation rows inside the episode
+        rows = np.minimum(rows, end)
+        own = steps.obs[rows] * seen.reshape(*seen.shape, *([1] * (steps.obs.ndim - 1)))
+        shared = np.zeros((len(members), k + 1, *self.layout.shape), dtype=np.float32)
+        shared[..., self.layout.features[steps.task]] = own
+        out["obs"][members] = shared
+        transition = rows[:, :k] < end  # transition rows end one before the final row
+        step_rows = rows[:, :k]
+        out["actions"][members] = np.where(transition, steps.action[step_rows], 0)
+        out["reward"][members] = np.where(transition, steps.reward[step_rows], 0.0)
+        out["terminated"][members] = transition & steps.terminated[step_rows]
+        out["mask"][members] = transition
+        out["task"][members] = steps.index

@@ -1,0 +1,1 @@
+"""Models: encoders, causal backbones, HL-Gauss heads and the world-action model."""

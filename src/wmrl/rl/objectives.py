@@ -1,0 +1,83 @@
+"""The joint world-model + Q-learning objective of JOWA (Cheng et al. 2024), on windows of K steps.
+
+For every real transition t of a window (mask m_t = 1), with s, a, r, d the observation, action,
+reward and termination flag:
+
+* next observation   L_obs  = per-cell Bernoulli cross-entropy of p(s_{t+1} | s_<=t, a_<=t)
+* reward             L_rew  = CE(HL-Gauss(symlog r_t), reward logits)
+* termination        L_term = Bernoulli cross-entropy of d_t
+* TD (double DQN, van Hasselt et al. 2016, distributional by HL-Gauss, Farebrother et al. 2024)
+      y_t    = r_t + gamma (1 - d_t) Qbar(s_{t+1}, argmax_a Q(s_{t+1}, a))
+      L_td   = CE(HL-Gauss(symlog y_t), Q logits of (s_t, a_t)),
+  Qbar the target network (a periodically copied twin of the model);
+* value              L_v    = CE(HL-Gauss(symlog(r_t + gamma (1 - d_t) Vbar(s_{t+1}))), V logits of s_t),
+  the behaviour policy's state value, a leaf estimate for planning;
+* conservative Q (CQL(H), Kumar et al. 2020, discrete form)
+      L_cql  = logsumexp_a Q(s_t, a) - Q(s_t, a_t),
+  which pushes down the values of actions the data never took.
+
+L = w_obs L_obs + w_rew L_rew + w_term L_term + w_td (L_td + L_v) + alpha L_cql, each a mean over
+real transitions. With `td_to_backbone = False` the value heads read detached features, so the
+backbone learns from the world-model losses alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from wmrl.models.hl_gauss import symlog
+from wmrl.models.world_model import WorldActionModel, next_obs_loss
+
+
+@dataclass(frozen=True)
+class JointLossWeights:
+    """Weights of the joint objective (the `pretrain.loss` config section)."""
+
+    next_obs: float = 1.0
+    reward: float = 1.0
+    termination: float = 1.0
+    td: float = 1.0
+    cql_alpha: float = 0.1
+    gamma: float = 0.99
+    td_to_backbone: bool = True
+
+
+def joint_loss(model: WorldActionModel, target: WorldActionModel, batch: dict[str, torch.Tensor],
+               weights: JointLossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The joint loss of a batch of windows and its parts (detached, for logging)."""
+    obs, actions, task = batch["obs"], batch["actions"], batch["task"]
+    reward, terminated, mask = batch["reward"], batch["terminated"].float(), batch["mask"].float()
+    out = model(obs, actions, task, detach_q=not weights.td_to_backbone)
+
+    def masked_mean(per_step: torch.Tensor) -> torch.Tensor:
+        return (per_step * mask).sum() / mask.sum().clamp(min=1.0)
+
+    hl = model.hl
+    parts = {
+        "next_obs": masked_mean(next_obs_loss(out["next_obs"], obs[:, 1:], model.shape.obs_kind)),
+        "reward": masked_mean(hl.loss(out["reward"], symlog(reward))),
+        "termination": masked_mean(F.binary_cross_entropy_with_logits(out["termination"], terminated,
+                                                                      reduction="none")),
+    }
+    taken = actions.unsqueeze(-1)
+    q_logits = out["q"][:, :-1]  # (B, K, A, bins): Q(s_t, .) for t < K
+    with torch.no_grad():
+        bootstrap = target(obs, actions, task)
+        best_next = model.decode_scalar(out["q"][:, 1:]).argmax(-1, keepdim=True)  # online argmax (double DQN)
+        q_next = target.decode_scalar(bootstrap["q"][:, 1:]).gather(-1, best_next).squeeze(-1)
+        v_next = target.decode_scalar(bootstrap["value"][:, 1:])
+        q_target = reward + weights.gamma * (1.0 - terminated) * q_next
+        v_target = reward + weights.gamma * (1.0 - terminated) * v_next
+    taken_logits = q_logits.gather(2, taken.unsqueeze(-1).expand(-1, -1, 1, hl.bins)).squeeze(2)
+    parts["td"] = masked_mean(hl.loss(taken_logits, symlog(q_target)))
+    parts["value"] = masked_mean(hl.loss(out["value"][:, :-1], symlog(v_target)))
+    q_all = model.decode_scalar(q_logits)
+    parts["cql"] = masked_mean(torch.logsumexp(q_all, -1) - q_all.gather(-1, taken).squeeze(-1))
+
+    loss = (weights.next_obs * parts["next_obs"] + weights.reward * parts["reward"]
+            + weights.termination * parts["termination"] + weights.td * (parts["td"] + parts["value"])
+            + weights.cql_alpha * parts["cql"])
+    return loss, {name: value.detach() for name, value in parts.items()}

@@ -1,0 +1,61 @@
+"""Training windows: the shared observation layout, and windows that respect episode ends."""
+
+import numpy as np
+import pytest
+
+from wmrl.data import open_dataset
+from wmrl.data.windows import WindowSampler, load_steps, obs_layout
+
+GRID_CARDS = {
+    "breakout": {"obs": {"kind": "grid", "shape": [10, 10, 4], "channels": ["paddle", "ball", "trail", "brick"]}},
+    "asterix": {"obs": {"kind": "grid", "shape": [10, 10, 4], "channels": ["player", "enemy", "trail", "gold"]}},
+}
+
+
+def test_union_layout_shares_channels_by_name():
+    layout = obs_layout(GRID_CARDS, "union")
+    assert layout.shape == (10, 10, 7)
+    assert layout.features == {"breakout": [0, 1, 2, 3], "asterix": [4, 5, 2, 6]}  # "trail" is shared
+
+
+def test_pad_layout_and_vectors():
+    assert obs_layout(GRID_CARDS, "pad").shape == (10, 10, 4)
+    cards = {"a": {"obs": {"kind": "vector", "shape": [4]}}, "b": {"obs": {"kind": "vector", "shape": [6]}}}
+    assert obs_layout(cards).shape == (6,)
+    with pytest.raises(ValueError, match="mix observation kinds"):
+        obs_layout({**GRID_CARDS, **cards})
+    with pytest.raises(ValueError, match="unknown channel layout"):
+        obs_layout(GRID_CARDS, "stack")
+
+
+def test_windows_follow_the_episodes(random_dataset):
+    dataset = open_dataset(random_dataset)
+    steps = load_steps([dataset], "breakout", 1)
+    layout = obs_layout({"breakout": dataset.card}, "union")
+    k = 24  # longer than many random breakout episodes, so windows run past episode ends
+    batch = WindowSampler([steps], layout, k).sample(64, np.random.default_rng(0))
+    assert batch["obs"].shape == (64, k + 1, 10, 10, 4) and (batch["task"] == 1).all()
+    assert not batch["mask"].all() and batch["mask"][:, 0].all()
+    frame = dataset.read()
+    obs = dataset.observations(frame)
+    actions = frame["action"].to_numpy()
+    for window in range(64):
+        mask = batch["mask"][window]
+        real = int(mask.sum())
+        assert mask[:real].all() and not mask[real:].any()  # transitions first, then padding
+        # locate the window's first observation and check every step against the dataset
+        start = next(i for i in np.flatnonzero(~np.isnan(actions.astype(float)))
+                     if np.array_equal(obs[i], batch["obs"][window, 0].astype(bool))
+                     and all(actions[i + t] == batch["actions"][window, t] for t in range(real)))
+        for t in range(real + 1):
+            assert np.array_equal(batch["obs"][window, t].astype(bool), obs[start + t])
+        assert not batch["obs"][window, real + 1:].any()  # after the final observation: zeros
+        assert batch["terminated"][window, :real].sum() <= 1
+
+
+def test_heldout_episodes_are_disjoint_from_training_episodes(random_dataset):
+    dataset = open_dataset(random_dataset)
+    train = load_steps([dataset], "breakout", 0, "train", holdout_fraction=0.2)
+    heldout = load_steps([dataset], "breakout", 0, "heldout", holdout_fraction=0.2)
+    assert len(train.action) + len(heldout.action) == dataset.card["rows"]
+    assert len(heldout.starts) > 0
