@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate-dataset", help="generate one offline dataset")
-    gen.add_argument("--spec", required=True, help="the dataset spec as JSON (see wmrl.data.generate.dataset_spec)")
+    gen.add_argument("--spec", required=True, help="the dataset spec as JSON (see wmrl.pipeline.dataset_spec)")
     gen.add_argument("--out", required=True, help="output directory")
 
     check = commands.add_parser("check-dataset", help="validate a dataset directory (card, schema, sha256)")
