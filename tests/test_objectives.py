@@ -8,14 +8,15 @@ import torch
 
 from wmrl.data import open_dataset
 from wmrl.data.windows import WindowSampler, load_steps, obs_layout
-from wmrl.models.world_model import ModelShape, ModelSpec, WorldActionModel
-from wmrl.rl.objectives import JointLossWeights, joint_loss
+from wmrl.models.world_model import ModelShape, WorldActionModel
+from wmrl.config import LossConfig, ModelConfig
+from wmrl.rl.objectives import joint_loss
 
 
 def tiny_model(backbone="transformer", window=8, obs_shape=(10, 10, 4)):
     torch.manual_seed(0)
     shape = ModelShape("grid", obs_shape, actions=6, tasks=2, window=window)
-    return WorldActionModel(shape, ModelSpec(backbone=backbone, dim=32, layers=1, heads=2, bins=21))
+    return WorldActionModel(shape, ModelConfig(backbone=backbone, dim=32, layers=1, heads=2, bins=21))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def batch_of(sampler, size, seed):
 def test_joint_loss_decreases_on_a_tiny_fixture(sampler, backbone):
     model = tiny_model(backbone)
     target = copy.deepcopy(model).requires_grad_(False)
-    weights = JointLossWeights()
+    weights = LossConfig()
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
     fixed = batch_of(sampler, 64, seed=123)
     before = joint_loss(model, target, fixed, weights)[1]
@@ -52,12 +53,12 @@ def test_td_to_backbone_switch_keeps_value_gradients_out_of_the_backbone(sampler
     model = tiny_model()
     target = copy.deepcopy(model).requires_grad_(False)
     batch = batch_of(sampler, 8, seed=0)
-    only_values = JointLossWeights(next_obs=0, reward=0, termination=0, td=1, cql_alpha=1, td_to_backbone=False)
+    only_values = LossConfig(next_obs=0, reward=0, termination=0, td=1, cql_alpha=1, td_to_backbone=False)
     joint_loss(model, target, batch, only_values)[0].backward()
     assert all(p.grad is None or not p.grad.any() for p in model.backbone.parameters())
     assert model.q_head[0].weight.grad.abs().sum() > 0
     model.zero_grad()
-    joint_loss(model, target, batch, JointLossWeights(next_obs=0, reward=0, termination=0))[0].backward()
+    joint_loss(model, target, batch, LossConfig(next_obs=0, reward=0, termination=0))[0].backward()
     assert any(p.grad is not None and p.grad.any() for p in model.backbone.parameters())
 
 
@@ -65,7 +66,7 @@ def test_cql_pushes_down_actions_the_data_did_not_take(sampler):
     model = tiny_model()
     target = copy.deepcopy(model).requires_grad_(False)
     batch = batch_of(sampler, 32, seed=0)
-    weights = JointLossWeights(next_obs=0, reward=0, termination=0, td=0, cql_alpha=1)
+    weights = LossConfig(next_obs=0, reward=0, termination=0, td=0, cql_alpha=1)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = joint_loss(model, target, batch, weights)[1]["cql"]
     for _ in range(30):

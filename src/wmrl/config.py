@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 POLICIES = ("random", "dqn")
+BACKBONES = ("transformer", "gru", "ssm")
 
 
 class ConfigError(ValueError):
@@ -81,6 +82,72 @@ class DatasetConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The world-action model's architecture (see wmrl.models.world_model)."""
+
+    backbone: str = "transformer"  # transformer | gru | ssm
+    dim: int = 128  # token width
+    layers: int = 2
+    heads: int = 4  # attention heads (transformer)
+    gated: bool = False  # GTrXL gating in the transformer (Parisotto et al. 2019)
+    state_size: int = 16  # SSM state per channel
+    bins: int = 51  # HL-Gauss bins of the reward, value and Q heads
+    support: float = 6.0  # HL-Gauss support [-support, support] in symlog space (|x| up to ~400)
+
+
+@dataclass
+class SizeConfig:
+    """One model size of the scaling curve: overrides of `pretrain.model`."""
+
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+
+
+@dataclass
+class LossConfig:
+    """Weights of the joint objective (math in wmrl.rl.objectives)."""
+
+    next_obs: float = 1.0
+    reward: float = 1.0
+    termination: float = 1.0
+    td: float = 1.0
+    cql_alpha: float = 0.1  # CQL regularizer weight (Kumar et al. 2020)
+    gamma: float = 0.99
+    td_to_backbone: bool = True  # False: TD/CQL gradients stop at the backbone's features
+
+
+@dataclass
+class PretrainConfig:
+    """Stage 2: multi-task world-action model pretraining on the source tasks' datasets."""
+
+    policies: list[str] = field(default_factory=lambda: ["dqn"])  # behaviour datasets used
+    channel_layout: str = "union"  # union: channels shared by name across games; pad: zero-pad
+    window: int = 16  # K steps per training window (2K + 1 tokens)
+    batch_size: int = 32
+    steps: int = 2_000  # gradient steps
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    target_update: int = 250  # gradient steps between copies into the target network
+    holdout_fraction: float = 0.05  # last episodes of each dataset, never trained on
+    heldout_windows: int = 256  # held-out windows per task for the metrics file
+    validate_every: int = 500  # gradient steps between held-out validations (logged to MLflow)
+    checkpoint_every: int = 250  # gradient steps between resumable checkpoints under work/
+    sizes_run: list[str] = field(default_factory=lambda: ["medium"])  # which `sizes` to train
+    backbones: list[str] = field(default_factory=lambda: ["transformer"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    sizes: dict[str, SizeConfig] = field(default_factory=lambda: {
+        "small": SizeConfig(dim=64, layers=2, heads=4),
+        "medium": SizeConfig(dim=128, layers=2, heads=4),
+        "large": SizeConfig(dim=192, layers=4, heads=6),
+    })
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass
 class TaskConfig:
     """One task: an environment and, optionally, per-task dataset overrides."""
 
@@ -101,6 +168,7 @@ class Config:
     source_tasks: list[str] = field(default_factory=list)  # pretraining tasks
     heldout_tasks: list[str] = field(default_factory=list)  # never in pretraining data
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 # --------------------------------------------------------------------------- composition
@@ -221,3 +289,16 @@ def _check_semantics(cfg: DictConfig) -> None:
     leaked = set(cfg.source_tasks) & set(cfg.heldout_tasks)
     if leaked:
         raise ConfigError(f"config error: held-out tasks {sorted(leaked)} are also source tasks")
+    pretrain = cfg.pretrain
+    for size in pretrain.sizes_run:
+        if size not in pretrain.sizes:
+            raise ConfigError(f"config error: 'pretrain.sizes_run' names {size!r}; sizes: {list(pretrain.sizes)}")
+    for backbone in pretrain.backbones:
+        if backbone not in BACKBONES:
+            raise ConfigError(f"config error: 'pretrain.backbones' names {backbone!r}; allowed: {', '.join(BACKBONES)}")
+    if pretrain.channel_layout not in ("union", "pad"):
+        raise ConfigError(f"config error: 'pretrain.channel_layout' must be union or pad, got {pretrain.channel_layout!r}")
+    for task in cfg.source_tasks:
+        missing = [p for p in pretrain.policies if p not in task_dataset(cfg, task).policies]
+        if missing:
+            raise ConfigError(f"config error: 'pretrain.policies' {missing} are not generated for source task {task!r}")

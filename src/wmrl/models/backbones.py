@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BACKBONES = ("transformer", "gru", "ssm")
+from wmrl.config import BACKBONES
+
 
 
 class Backbone(nn.Module):

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wmrl.config import ModelConfig
 from wmrl.models.backbones import make_backbone
 from wmrl.models.hl_gauss import HLGauss, symexp
 
@@ -38,20 +39,6 @@ class ModelShape:
     actions: int
     tasks: int
     window: int  # K steps per training window
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The architecture's free choices (the `pretrain.model` config section)."""
-
-    backbone: str = "transformer"
-    dim: int = 128
-    layers: int = 2
-    heads: int = 4
-    gated: bool = False  # GTrXL gating in the transformer
-    state_size: int = 16  # SSM state per channel
-    bins: int = 51  # HL-Gauss bins of reward, value and Q heads
-    support: float = 6.0  # HL-Gauss support [-support, support] in symlog space (|x| <= ~400)
 
 
 class GridEncoder(nn.Module):
@@ -82,7 +69,7 @@ class VectorEncoder(nn.Module):
 
 
 class WorldActionModel(nn.Module):
-    def __init__(self, shape: ModelShape, spec: ModelSpec):
+    def __init__(self, shape: ModelShape, spec: ModelConfig):
         super().__init__()
         self.shape, self.spec = shape, spec
         dim = spec.dim

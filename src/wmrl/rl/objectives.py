@@ -23,30 +23,16 @@ backbone learns from the world-model losses alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from wmrl.config import LossConfig
 from wmrl.models.hl_gauss import symlog
 from wmrl.models.world_model import WorldActionModel, next_obs_loss
 
 
-@dataclass(frozen=True)
-class JointLossWeights:
-    """Weights of the joint objective (the `pretrain.loss` config section)."""
-
-    next_obs: float = 1.0
-    reward: float = 1.0
-    termination: float = 1.0
-    td: float = 1.0
-    cql_alpha: float = 0.1
-    gamma: float = 0.99
-    td_to_backbone: bool = True
-
-
 def joint_loss(model: WorldActionModel, target: WorldActionModel, batch: dict[str, torch.Tensor],
-               weights: JointLossWeights) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               weights: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The joint loss of a batch of windows and its parts (detached, for logging)."""
     obs, actions, task = batch["obs"], batch["actions"], batch["task"]
     reward, terminated, mask = batch["reward"], batch["terminated"].float(), batch["mask"].float()
