@@ -7,9 +7,11 @@ min_version("9.10")
 
 include: "rules/common.smk"
 include: "rules/dataset.smk"
+include: "rules/pretrain.smk"
 
 
 rule all:
     default_target: True
     input:
         dataset_dirs(CFG),
+        [d + "/model.pt" for d in pretrain_dirs(CFG)],

@@ -2,7 +2,9 @@
 import sys
 
 from wmrl.config import ConfigError, code_hash, compose
-from wmrl.pipeline import DATASET, DATASET_CODE, dataset_dirs, dataset_spec
+from wmrl.pipeline import (DATASET, DATASET_CODE, PRETRAIN, PRETRAIN_CODE, dataset_dirs, dataset_spec,
+                           pretrain_datasets, pretrain_dirs, pretrain_spec)
+from wmrl.tracking import experiment_name
 
 try:
     CFG = compose(config, root=workflow.basedir)
@@ -13,4 +15,14 @@ except ConfigError as error:
 wildcard_constraints:
     scale=CFG.scale,
     suite=CFG.suite,
+    experiment=CFG.experiment,
     seed=r"\d+",
+    size=r"[A-Za-z0-9_]+",
+    backbone=r"[a-z]+",
+
+
+onstart:
+    # Create the MLflow store and experiment once, before parallel jobs race to do it.
+    from wmrl.tracking import prepare
+
+    prepare([experiment_name(CFG.experiment, CFG.scale)])

@@ -17,6 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--spec", required=True, help="the dataset spec as JSON (see wmrl.pipeline.dataset_spec)")
     gen.add_argument("--out", required=True, help="output directory")
 
+    train = commands.add_parser("pretrain", help="pretrain one world-action model (resumes if interrupted)")
+    train.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.pretrain_spec)")
+    train.add_argument("--out-dir", required=True, help="where model.pt, model.mlflow.json, heldout.parquet go")
+    train.add_argument("--threads", type=int, default=2)
+
+    tracking = commands.add_parser("prepare-tracking", help="create the MLflow store and an experiment")
+    tracking.add_argument("experiment")
+
     check = commands.add_parser("check-dataset", help="validate a dataset directory (card, schema, sha256)")
     check.add_argument("directory", nargs="+")
 
@@ -32,6 +40,19 @@ def main(argv: list[str] | None = None) -> int:
         from wmrl.data.generate import generate_dataset
 
         generate_dataset(json.loads(args.spec), args.out)
+    elif args.command == "pretrain":
+        from pathlib import Path
+
+        from wmrl.train.pretrain import pretrain
+
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        pretrain(json.loads(args.spec), {"model": str(out / "model.pt"), "mlflow": str(out / "model.mlflow.json"),
+                                         "heldout": str(out / "heldout.parquet")}, threads=args.threads)
+    elif args.command == "prepare-tracking":
+        from wmrl.tracking import prepare
+
+        print(prepare([args.experiment]))
     elif args.command == "check-dataset":
         from wmrl.data import DatasetError, open_dataset
 

@@ -295,7 +295,8 @@ def _check_semantics(cfg: DictConfig) -> None:
             raise ConfigError(f"config error: 'pretrain.sizes_run' names {size!r}; sizes: {list(pretrain.sizes)}")
     for backbone in pretrain.backbones:
         if backbone not in BACKBONES:
-            raise ConfigError(f"config error: 'pretrain.backbones' names {backbone!r}; allowed: {', '.join(BACKBONES)}")
+            raise ConfigError(f"config error: 'pretrain.backbones' names {backbone!r}; "
+                              f"allowed: {', '.join(BACKBONES)}")
     if pretrain.channel_layout not in ("union", "pad"):
         raise ConfigError(f"config error: 'pretrain.channel_layout' must be union or pad, got {pretrain.channel_layout!r}")
     for task in cfg.source_tasks:

@@ -11,10 +11,14 @@ from typing import Any
 from omegaconf import DictConfig
 
 from wmrl.config import task_dataset, to_plain
+from wmrl.tracking import experiment_name
 
 DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
 # The source that decides a dataset's bytes (readers elsewhere in data/ do not regenerate data).
 DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate")
+
+PRETRAIN = "results/{scale}/{experiment}/pretrain/{size}-{backbone}-seed{seed}"
+PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "tracking")
 
 
 def dataset_dirs(cfg: DictConfig, tasks: list[str] | None = None) -> list[str]:
@@ -38,4 +42,41 @@ def dataset_spec(cfg: DictConfig, task: str, policy: str, seed: int) -> dict[str
         "env": task_cfg.env, "env_kwargs": to_plain(task_cfg.env_kwargs),
         "max_episode_steps": task_cfg.max_episode_steps,
         "shard_rows": dataset.shard_rows, "settings": to_plain(dataset[policy]),
+    }
+
+
+def pretrain_dirs(cfg: DictConfig) -> list[str]:
+    p = cfg.pretrain
+    return [PRETRAIN.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone, seed=seed)
+            for size in p.sizes_run for backbone in p.backbones for seed in p.seeds]
+
+
+def pretrain_datasets(cfg: DictConfig) -> dict[str, list[str]]:
+    """The datasets pretraining reads: source tasks only, the configured behaviour policies."""
+    held_out = set(cfg.heldout_tasks)
+    datasets = {}
+    for task in cfg.source_tasks:
+        assert task not in held_out, f"held-out task {task} would enter pretraining data"
+        seeds = task_dataset(cfg, task).seeds
+        datasets[task] = [DATASET.format(scale=cfg.scale, suite=cfg.suite, task=task, policy=policy, seed=seed)
+                          for policy in cfg.pretrain.policies for seed in seeds]
+    return datasets
+
+
+def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> dict[str, Any]:
+    """Everything one pretraining job needs (its Snakemake params)."""
+    p = to_plain(cfg.pretrain)
+    model = {**p["model"], **p["sizes"][size], "backbone": backbone}
+    wildcards = {"scale": cfg.scale, "experiment": cfg.experiment, "size": size, "backbone": backbone,
+                 "seed": int(seed)}
+    run_name = PRETRAIN.format(**wildcards).split("/", 1)[1]
+    settings = {k: v for k, v in p.items() if k not in ("sizes", "sizes_run", "backbones", "seeds", "model")}
+    return {
+        "seed": int(seed), "tasks": list(cfg.source_tasks), "datasets": pretrain_datasets(cfg),
+        "pretrain": settings, "model": model,
+        "work_dir": "work/" + PRETRAIN.format(**wildcards).split("/", 1)[1],
+        "mlflow_experiment": experiment_name(cfg.experiment, cfg.scale), "run_name": run_name,
+        "tags": {"rule": "pretrain", **{k: str(v) for k, v in wildcards.items()}},
+        "registered_model": f"wmrl-{cfg.experiment}-pretrain",
+        "alias": f"{cfg.scale}-{size}-{backbone}-seed{seed}",
     }

@@ -81,7 +81,10 @@ def load_steps(datasets: list[Dataset], task: str, index: int, episodes: str = "
     for dataset in datasets:
         frame = dataset.read()
         episodes_in = dataset.card["episodes"]
-        cut = episodes_in - max(1, int(round(holdout_fraction * episodes_in))) if episodes_in > 1 else episodes_in
+        if episodes != "all" and episodes_in < 2:
+            raise ValueError(f"{dataset.directory}: {episodes_in} episode, none to hold out; "
+                             f"generate more steps or set the task's max_episode_steps")
+        cut = episodes_in - max(1, int(round(holdout_fraction * episodes_in)))
         if episodes == "train":
             frame = frame.filter(pl.col("episode") < cut)
         elif episodes == "heldout":

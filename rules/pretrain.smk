@@ -1,0 +1,22 @@
+# Stage 2: multi-task world-action model pretraining on the source tasks.
+
+
+rule pretrain:
+    input:
+        datasets=lambda wc: [ancient(d) for dirs in pretrain_datasets(CFG).values() for d in dirs],
+    output:
+        model=PRETRAIN + "/model.pt",
+        mlflow=PRETRAIN + "/model.mlflow.json",
+        heldout=PRETRAIN + "/heldout.parquet",
+    params:
+        spec=lambda wc: pretrain_spec(CFG, wc.size, wc.backbone, int(wc.seed)),
+        code=code_hash(*PRETRAIN_CODE),
+    log:
+        "logs/pretrain/{scale}/{experiment}/{size}-{backbone}-seed{seed}.log",
+    benchmark:
+        "benchmarks/pretrain/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv"
+    threads: 2
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/pretrain.py"

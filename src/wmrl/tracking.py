@@ -1,0 +1,159 @@
+"""MLflow conventions, in one place (DESIGN.md section 5).
+
+* Tracking URI: ``MLFLOW_TRACKING_URI`` if set (an ``mlflow server``: required on a cluster, where
+  SQLite on a network file system is unsafe), else ``sqlite:///<project>/mlruns/mlflow.db`` with
+  artifacts beside it.
+* The store and the experiments are created once, before parallel jobs start (``prepare``, called
+  from the Snakefile's ``onstart``): a fresh SQLite store fails under parallel first use.
+* One run per job, reused when the job resumes: its id is kept under ``work/``.
+* Tags: rule, wildcards, config hash, git SHA (``-dirty`` if so); datasets are logged as inputs
+  with their content digest; final models are registered as ``wmrl-<experiment>-<stage>`` with an
+  alias naming the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+
+
+def tracking_uri(root: Path | str = ".") -> str:
+    if os.environ.get(TRACKING_ENV):
+        return os.environ[TRACKING_ENV]
+    return f"sqlite:///{(Path(root).resolve() / 'mlruns' / 'mlflow.db')}"
+
+
+def artifact_root(root: Path | str = ".") -> str | None:
+    """Where runs keep artifacts when the store is our local SQLite file (the server decides otherwise)."""
+    return None if os.environ.get(TRACKING_ENV) else (Path(root).resolve() / "mlruns" / "artifacts").as_uri()
+
+
+def experiment_name(experiment: str, scale: str) -> str:
+    return f"wmrl/{experiment}/{scale}"
+
+
+def prepare(experiments: list[str], root: Path | str = ".") -> str:
+    """Create the store and `experiments` if they do not exist; return the tracking URI."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    client = mlflow.MlflowClient(uri)
+    for name in experiments:
+        if client.get_experiment_by_name(name) is None:
+            client.create_experiment(name, artifact_location=artifact_root(root) and f"{artifact_root(root)}/{name}")
+    return uri
+
+
+def git_sha(root: Path | str = ".") -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
+
+    sha = git("rev-parse", "HEAD") or "unknown"
+    return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no") else sha
+
+
+def config_hash(section: Any) -> str:
+    return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def dataset_digest(card: dict[str, Any]) -> str:
+    """A dataset's content digest: the hash of its shards' sha256 list."""
+    return hashlib.sha256("".join(shard["sha256"] for shard in card["shards"]).encode()).hexdigest()[:16]
+
+
+def run_id_file(work_dir: Path) -> Path:
+    return Path(work_dir) / "mlflow_run_id"
+
+
+def start_or_resume_run(work_dir: Path, experiment: str, run_name: str, tags: dict[str, str],
+                        root: Path | str = ".") -> str:
+    """The job's MLflow run id: the one saved under `work_dir` if the job is resuming, else a new run."""
+    import mlflow
+
+    saved = run_id_file(work_dir)
+    client = mlflow.MlflowClient(tracking_uri(root))
+    if saved.is_file():
+        run_id = saved.read_text().strip()
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    experiment_id = client.get_experiment_by_name(experiment)
+    if experiment_id is None:
+        raise RuntimeError(f"MLflow experiment {experiment!r} does not exist: run `wmrl prepare-tracking` "
+                           f"(Snakemake does it on start) before the jobs")
+    run = client.create_run(experiment_id.experiment_id, run_name=run_name, tags=tags)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    saved.write_text(run.info.run_id)
+    return run.info.run_id
+
+
+def log_dataset_inputs(run_id: str, cards: dict[str, dict[str, Any]], root: Path | str = ".") -> None:
+    """Log each dataset (directory -> card) as an MLflow input with its content digest."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for directory, card in cards.items():
+        source = resolve_dataset_source(str(Path(directory).resolve()))
+        dataset = MetaDataset(source, name=directory, digest=dataset_digest(card))._to_mlflow_entity()
+        inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")]))
+    mlflow.MlflowClient(tracking_uri(root)).log_inputs(run_id, datasets=inputs)
+
+
+class WorldActionPyfunc:
+    """The registered form of a world-action model: MLflow's pyfunc `predict` takes a dict of
+    arrays {"obs": (B, K+1, *obs_shape), "actions": (B, K), "task": (B,)} and returns the Q-values
+    of the last observation, (B, actions). Built lazily so importing this module stays light."""
+
+    @staticmethod
+    def make():
+        import mlflow.pyfunc
+
+        class Model(mlflow.pyfunc.PythonModel):
+            def load_context(self, context):
+                import torch
+
+                from wmrl.config import ModelConfig
+                from wmrl.models.world_model import ModelShape, WorldActionModel
+
+                checkpoint = torch.load(context.artifacts["checkpoint"], weights_only=True)
+                self.model = WorldActionModel(ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"]))
+                self.model.load_state_dict(checkpoint["state_dict"])
+                self.model.eval()
+
+            def predict(self, context, model_input, params=None):
+                import torch
+
+                with torch.no_grad():
+                    x = {k: torch.as_tensor(v) for k, v in model_input.items()}
+                    q = self.model(x["obs"].float(), x["actions"].long(), x["task"].long())["q"][:, -1]
+                    return self.model.decode_scalar(q).numpy()
+
+        return Model()
+
+
+def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str, alias: str,
+                   input_example: dict[str, Any], root: Path | str = ".") -> str:
+    """Save `checkpoint` to `path` (weights-only loadable), log it to the run as an MLflow model,
+    register it as `name` and point `alias` at the new version; return the model URI."""
+    import mlflow
+    import torch
+
+    torch.save(checkpoint, path)
+    mlflow.set_tracking_uri(tracking_uri(root))
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=WorldActionPyfunc.make(),
+                                       artifacts={"checkpoint": str(path)}, input_example=input_example,
+                                       registered_model_name=name, pip_requirements=[], code_paths=None)
+    client = mlflow.MlflowClient(tracking_uri(root))
+    client.set_registered_model_alias(name, alias, info.registered_model_version)
+    return f"models:/{name}@{alias}"

@@ -1,0 +1,131 @@
+"""Lightning pieces shared by pretraining and fine-tuning: the world-action model trained with the
+joint objective, a deterministic stream of training windows, and progress lines for log files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from wmrl.config import LossConfig, ModelConfig
+from wmrl.data.windows import WindowSampler
+from wmrl.models.world_model import ModelShape, WorldActionModel
+from wmrl.progress import Progress
+from wmrl.rl.objectives import joint_loss
+
+log = logging.getLogger("wmrl")
+
+
+class WorldModelModule(L.LightningModule):
+    """The model, its target network (copied every `target_update` steps) and the joint loss."""
+
+    def __init__(self, shape: dict[str, Any], model: dict[str, Any], loss: dict[str, Any],
+                 optim: dict[str, Any], tasks: list[str]):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = WorldActionModel(ModelShape(**shape), ModelConfig(**model))
+        self.target = copy.deepcopy(self.model).requires_grad_(False)
+        self.weights = LossConfig(**loss)
+        self.tasks = tasks
+
+    def training_step(self, batch, batch_index):
+        loss, parts = joint_loss(self.model, self.target, batch, self.weights)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({f"train/{name}": value for name, value in parts.items()})
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_index):
+        if self.global_step % self.hparams.optim["target_update"] == 0:
+            self.target.load_state_dict(self.model.state_dict())
+
+    def validation_step(self, batch, batch_index):
+        _, parts = joint_loss(self.model, self.target, batch, self.weights)
+        task = self.tasks[int(batch["task"][0])]
+        self.log_dict({f"val/{task}/{name}": value for name, value in parts.items()}, batch_size=len(batch["task"]))
+
+    def configure_optimizers(self):
+        optim = self.hparams.optim
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim["learning_rate"],
+                                      weight_decay=optim["weight_decay"])
+
+        def warmup_cosine(step: int) -> float:
+            if step < optim["warmup_steps"]:
+                return (step + 1) / optim["warmup_steps"]
+            progress = (step - optim["warmup_steps"]) / max(1, optim["steps"] - optim["warmup_steps"])
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class WindowStream(IterableDataset):
+    """Endless batches of training windows. Batch n is drawn from a generator seeded with
+    (seed, n), so a resumed run continues with exactly the batches an unbroken run would see."""
+
+    def __init__(self, sampler: WindowSampler, batch_size: int, seed: int, first_step: Callable[[], int]):
+        super().__init__()
+        self.sampler, self.batch_size, self.seed, self.first_step = sampler, batch_size, seed, first_step
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        step = self.first_step()
+        while True:
+            batch = self.sampler.sample(self.batch_size, np.random.default_rng([self.seed, step]))
+            yield {key: torch.from_numpy(value) for key, value in batch.items()}
+            step += 1
+
+
+def fixed_batches(sampler: WindowSampler, windows: int, batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """A fixed list of batches (held-out evaluation): the same windows every time."""
+    rng = np.random.default_rng([seed, 2**31 - 1])
+    sizes = [batch_size] * (windows // batch_size) + ([windows % batch_size] if windows % batch_size else [])
+    return [{k: torch.from_numpy(v) for k, v in sampler.sample(n, rng).items()} for n in sizes]
+
+
+def loader(data) -> DataLoader:
+    return DataLoader(data, batch_size=None, num_workers=0)
+
+
+class ProgressLines(L.Callback):
+    """Periodic progress lines (steps/s, ETA) when the console is not a terminal."""
+
+    def __init__(self, total_steps: int, desc: str):
+        self.total_steps, self.desc = total_steps, desc
+        self.progress: Progress | None = None
+
+    def on_train_start(self, trainer, module):
+        self.progress = Progress(self.total_steps, self.desc, unit="steps")
+        self.progress.done = self.progress.logged = trainer.global_step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_index):
+        self.progress.update(trainer.global_step)
+
+    def on_train_end(self, trainer, module):
+        self.progress.close()
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+def claim_work_dir(work_dir: Path, spec: dict[str, Any]) -> bool:
+    """Make `work_dir` the resumable state of exactly this `spec`: state left by a job with other
+    settings is wiped (it must not be resumed). Returns whether a checkpoint to resume is there."""
+    stamp = work_dir / "spec.json"
+    text = json.dumps(spec, sort_keys=True, default=str)
+    if work_dir.exists() and (not stamp.is_file() or stamp.read_text() != text):
+        log.info("discarding %s: it holds the state of a job with other settings", work_dir)
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(text)
+    return (work_dir / "checkpoints" / "last.ckpt").is_file()
