@@ -14,4 +14,4 @@ rule all:
     default_target: True
     input:
         dataset_dirs(CFG),
-        [d + "/model.pt" for d in pretrain_dirs(CFG)],
+        pretrain_models(CFG),

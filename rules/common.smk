@@ -2,8 +2,9 @@
 import sys
 
 from wmrl.config import ConfigError, code_hash, compose
-from wmrl.pipeline import (DATASET, DATASET_CODE, PRETRAIN, PRETRAIN_CODE, dataset_dirs, dataset_spec,
-                           pretrain_datasets, pretrain_dirs, pretrain_spec)
+from wmrl.pipeline import (DATASET, DATASET_CODE, PRETRAIN_CODE, PRETRAIN_HELDOUT, PRETRAIN_MLFLOW,
+                           PRETRAIN_MODEL, dataset_dirs, dataset_spec, pretrain_datasets, pretrain_models,
+                           pretrain_spec)
 from wmrl.tracking import experiment_name
 
 try:

@@ -5,9 +5,9 @@ rule pretrain:
     input:
         datasets=lambda wc: [ancient(d) for dirs in pretrain_datasets(CFG).values() for d in dirs],
     output:
-        model=PRETRAIN + "/model.pt",
-        mlflow=PRETRAIN + "/model.mlflow.json",
-        heldout=PRETRAIN + "/heldout.parquet",
+        model=PRETRAIN_MODEL,
+        mlflow=PRETRAIN_MLFLOW,
+        heldout=PRETRAIN_HELDOUT,
     params:
         spec=lambda wc: pretrain_spec(CFG, wc.size, wc.backbone, int(wc.seed)),
         code=code_hash(*PRETRAIN_CODE),

@@ -3,9 +3,12 @@
 import json
 import subprocess
 
+import polars as pl
+import torch
+
 from wmrl.config import compose
 from wmrl.data import open_dataset
-from wmrl.pipeline import dataset_dirs
+from wmrl.pipeline import dataset_dirs, pretrain_models
 
 from conftest import PYTHON, ROOT, snakemake_env
 
@@ -26,6 +29,15 @@ def test_smoke_pipeline_end_to_end(tmp_path):
         log = (tmp_path / directory.replace("data/", "logs/generate_dataset/", 1)).with_suffix(".log").read_text()
         assert "steps/s, ETA" in log  # long work reports its progress
     assert json.loads((tmp_path / dataset_dirs(cfg)[0] / "card.json").read_text())["suite"] == "minatar"
+
+    (model,) = pretrain_models(cfg)
+    checkpoint = torch.load(tmp_path / model, weights_only=True)
+    assert checkpoint["tasks"] == list(cfg.source_tasks)
+    heldout = pl.read_parquet((tmp_path / model).with_name("heldout.parquet"))
+    world_model = heldout.filter(pl.col("head").is_in(["next_obs", "reward"]))
+    assert len(world_model) == 2 * len(cfg.source_tasks)
+    # held-out next-observation and reward losses fall well below those of the untrained model
+    assert (world_model["trained"] < 0.8 * world_model["untrained"]).all(), world_model
 
 
 def test_snakemake_lint_is_clean():

@@ -18,6 +18,9 @@ DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
 DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate")
 
 PRETRAIN = "results/{scale}/{experiment}/pretrain/{size}-{backbone}-seed{seed}"
+PRETRAIN_MODEL = f"{PRETRAIN}/model.pt"
+PRETRAIN_MLFLOW = f"{PRETRAIN}/model.mlflow.json"
+PRETRAIN_HELDOUT = f"{PRETRAIN}/heldout.parquet"
 PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "tracking")
 
 
@@ -45,9 +48,11 @@ def dataset_spec(cfg: DictConfig, task: str, policy: str, seed: int) -> dict[str
     }
 
 
-def pretrain_dirs(cfg: DictConfig) -> list[str]:
+def pretrain_models(cfg: DictConfig) -> list[str]:
+    """The model file of every pretraining job of the experiment (sizes x backbones x seeds)."""
     p = cfg.pretrain
-    return [PRETRAIN.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone, seed=seed)
+    return [PRETRAIN_MODEL.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone,
+                                  seed=seed)
             for size in p.sizes_run for backbone in p.backbones for seed in p.seeds]
 
 

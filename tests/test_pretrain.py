@@ -1,0 +1,90 @@
+"""Stage 2: pretraining resumes after kill -9 into the same MLflow run; outputs load weights-only;
+held-out tasks never reach pretraining data."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import polars as pl
+import pytest
+import torch
+
+from wmrl.config import compose
+from wmrl.data.generate import generate_dataset
+from wmrl.pipeline import pretrain_datasets, pretrain_spec
+
+from conftest import PYTHON, ROOT, make_spec
+
+
+def test_heldout_tasks_never_enter_pretraining_data():
+    cfg = compose({}, ROOT)
+    datasets = pretrain_datasets(cfg)
+    assert set(datasets) == set(cfg.source_tasks) and "breakout" not in datasets
+    assert not any("/breakout/" in d for dirs in datasets.values() for d in dirs)
+    other = compose({"source_tasks": ["breakout", "asterix"], "heldout_tasks": ["freeway"]}, ROOT)
+    spec = pretrain_spec(other, "small", "gru", 0)
+    assert set(spec["datasets"]) == {"breakout", "asterix"} and spec["model"]["backbone"] == "gru"
+
+
+@pytest.fixture
+def tiny_job(tmp_path, monkeypatch):
+    datasets = {}
+    for game in ("breakout", "asterix"):
+        out = tmp_path / "data" / game
+        generate_dataset(make_spec(f"minatar:{game}", steps=1500, max_episode_steps=100), out)
+        datasets[game] = [str(out)]
+    cfg = compose({"scale": "smoke", "source_tasks": ["breakout", "asterix"], "heldout_tasks": ["freeway"]}, ROOT)
+    spec = pretrain_spec(cfg, "small", "transformer", 0)
+    spec["pretrain"] |= {"steps": 300, "checkpoint_every": 10, "validate_every": 100, "holdout_fraction": 0.2}
+    spec |= {"datasets": datasets, "tasks": ["breakout", "asterix"], "work_dir": str(tmp_path / "work")}
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    env = dict(os.environ)
+    subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", spec["mlflow_experiment"]], env=env, check=True,
+                   capture_output=True, cwd=tmp_path)
+    command = [PYTHON, "-m", "wmrl", "pretrain", "--spec", json.dumps(spec), "--out-dir", str(tmp_path / "out"),
+               "--threads", "1"]
+    return spec, command, env, tmp_path
+
+
+def step_of(checkpoint):
+    try:
+        return torch.load(checkpoint, weights_only=True)["global_step"]
+    except (RuntimeError, EOFError):  # caught while Lightning writes it
+        return -1
+
+
+def test_killed_pretraining_resumes_into_the_same_mlflow_run(tiny_job):
+    import mlflow
+
+    spec, command, env, tmp_path = tiny_job
+    job = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
+    last = tmp_path / "work" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (last.is_file() and step_of(last) >= 30):
+        time.sleep(0.2)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    killed_at = step_of(last)
+    assert 30 <= killed_at < 300, killed_at
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+    finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming from" in finished.stderr
+
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name(spec["mlflow_experiment"])
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
+    assert min(steps) < killed_at < max(steps)
+    record = json.loads((tmp_path / "out" / "model.mlflow.json").read_text())
+    assert record["run_id"] == runs[0].info.run_id
+
+    checkpoint = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    assert checkpoint["tasks"] == ["breakout", "asterix"] and checkpoint["model"]["backbone"] == "transformer"
+    heldout = pl.read_parquet(tmp_path / "out" / "heldout.parquet")
+    assert set(heldout["task"]) == {"breakout", "asterix"}
