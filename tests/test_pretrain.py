@@ -28,6 +28,28 @@ def test_heldout_tasks_never_enter_pretraining_data():
     assert set(spec["datasets"]) == {"breakout", "asterix"} and spec["model"]["backbone"] == "gru"
 
 
+def test_pretraining_refuses_heldout_task_data(tiny_job):
+    from wmrl.train.pretrain import pretrain
+
+    spec, _, _, tmp_path = tiny_job
+    with pytest.raises(ValueError, match=r"held-out tasks \['asterix'\] must never enter"):
+        pretrain({**spec, "heldout_tasks": ["asterix"]}, {})
+
+
+def test_same_seed_same_model(tiny_job):
+    from wmrl.train.pretrain import pretrain
+
+    spec, _, _, tmp_path = tiny_job
+    spec["pretrain"] |= {"steps": 15, "heldout_windows": 16}
+    states = []
+    for run in ("a", "b"):
+        out = {name: str(tmp_path / f"{run}-{name}") for name in ("model", "mlflow", "heldout")}
+        pretrain({**spec, "work_dir": str(tmp_path / f"work-{run}"), "alias": f"run-{run}"}, out)
+        states.append(torch.load(out["model"], weights_only=True)["state_dict"])
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name
+
+
 @pytest.fixture
 def tiny_job(tmp_path, monkeypatch):
     datasets = {}

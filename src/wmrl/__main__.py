@@ -29,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("directory", nargs="+")
 
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
-    bench.add_argument("name", choices=["dataset"])
-    bench.add_argument("--steps", type=int, default=200_000, help="env steps per game and measurement")
-    bench.add_argument("--out", default="results/bench/dataset.json")
+    bench.add_argument("name", choices=["dataset", "pretrain"])
+    bench.add_argument("--steps", type=int, default=200_000, help="dataset: env steps per game and measurement")
+    bench.add_argument("--threads", type=int, default=2, help="pretrain: torch threads")
+    bench.add_argument("--out", help="figures JSON (default results/bench/<name>.json)")
 
     args = parser.parse_args(argv)
     logs.setup()
@@ -66,9 +67,15 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
         return 1 if failed else 0
     elif args.command == "bench":
-        from wmrl.bench import dataset as bench_dataset
+        out = args.out or f"results/bench/{args.name}.json"
+        if args.name == "dataset":
+            from wmrl.bench import dataset as bench_dataset
 
-        bench_dataset.main(args.steps, args.out)
+            bench_dataset.main(args.steps, out)
+        else:
+            from wmrl.bench import pretrain as bench_pretrain
+
+            bench_pretrain.main(args.threads, out)
     return 0
 
 

@@ -18,10 +18,15 @@ def setup(stream=sys.stderr) -> None:
 
 @contextlib.contextmanager
 def job_logging(path: str | Path) -> Iterator[None]:
-    """Log to `path` for the duration of a job; a failure's traceback goes there too."""
+    """Send a job's logging, prints and warnings to `path`; a failure's traceback goes there too."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
+    with open(path, "w", buffering=1) as handle, contextlib.redirect_stdout(handle), \
+            contextlib.redirect_stderr(handle):
         setup(handle)
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            for handler in logging.getLogger(name).handlers:  # Lightning adds its own console handlers
+                if isinstance(handler, logging.StreamHandler):
+                    handler.setStream(handle)
         try:
             yield
         except BaseException:

@@ -77,7 +77,8 @@ def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> dict[
     run_name = PRETRAIN.format(**wildcards).split("/", 1)[1]
     settings = {k: v for k, v in p.items() if k not in ("sizes", "sizes_run", "backbones", "seeds", "model")}
     return {
-        "seed": int(seed), "tasks": list(cfg.source_tasks), "datasets": pretrain_datasets(cfg),
+        "seed": int(seed), "tasks": list(cfg.source_tasks), "heldout_tasks": list(cfg.heldout_tasks),
+        "datasets": pretrain_datasets(cfg),
         "pretrain": settings, "model": model,
         "work_dir": "work/" + PRETRAIN.format(**wildcards).split("/", 1)[1],
         "mlflow_experiment": experiment_name(cfg.experiment, cfg.scale), "run_name": run_name,

@@ -41,6 +41,9 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     work_dir = Path(spec["work_dir"])
     resume = claim_work_dir(work_dir, spec)
     datasets = {task: [open_dataset(d) for d in dirs] for task, dirs in spec["datasets"].items()}
+    leaked = {d.card["task"] for sets in datasets.values() for d in sets} & set(spec["heldout_tasks"])
+    if leaked:
+        raise ValueError(f"held-out tasks {sorted(leaked)} must never enter pretraining data")
     layout = obs_layout({task: sets[0].card for task, sets in datasets.items()}, cfg["channel_layout"])
     actions = {sets[0].card["action"].get("n") for sets in datasets.values()}
     if len(actions) != 1:
