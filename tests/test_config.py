@@ -47,6 +47,12 @@ def test_user_layer_wins_and_a_task_override_touches_only_that_task():
     ({"source_tasks": ["pong"]}, "'source_tasks' names tasks not in 'tasks': ['pong']"),
     ({"dataset": {"policies": ["ppo"]}}, "policies ['ppo'] unknown; allowed: random, dqn"),
     ({"tasks": {"new": {"env_kwargs": {}}}}, "'tasks.new.env' is missing"),
+    ({"pretrain": {"model": {"dim": "wide"}}}, "'pretrain.model.dim' must be int, got 'wide' (str)"),
+    ({"pretrain": {"sizes_run": ["huge"]}}, "'pretrain.sizes_run' names 'huge'; sizes: ['small', 'medium', 'large']"),
+    ({"pretrain": {"backbones": ["lstm"]}}, "'pretrain.backbones' names 'lstm'; allowed: transformer, gru, ssm"),
+    ({"pretrain": {"channel_layout": "stack"}}, "'pretrain.channel_layout' must be one of union, pad"),
+    ({"dataset": {"policies": ["random"]}}, "'pretrain.policies' ['dqn'] are not generated for source task"),
+    ({"pretrain": {"sizes": {"tiny": {"dim": 8, "depth": 1}}}}, "unknown key 'pretrain.sizes.tiny.depth'"),
 ])
 def test_bad_config_names_the_key_and_what_is_allowed(overrides, expected):
     with pytest.raises(ConfigError) as error:

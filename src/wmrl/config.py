@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 PACKAGE_DIR = Path(__file__).resolve().parent
 POLICIES = ("random", "dqn")
 BACKBONES = ("transformer", "gru", "ssm")
+CHANNEL_LAYOUTS = ("union", "pad")  # how grid channels of different games share model inputs
 
 
 class ConfigError(ValueError):
@@ -297,8 +298,9 @@ def _check_semantics(cfg: DictConfig) -> None:
         if backbone not in BACKBONES:
             raise ConfigError(f"config error: 'pretrain.backbones' names {backbone!r}; "
                               f"allowed: {', '.join(BACKBONES)}")
-    if pretrain.channel_layout not in ("union", "pad"):
-        raise ConfigError(f"config error: 'pretrain.channel_layout' must be union or pad, got {pretrain.channel_layout!r}")
+    if pretrain.channel_layout not in CHANNEL_LAYOUTS:
+        raise ConfigError(f"config error: 'pretrain.channel_layout' must be one of {', '.join(CHANNEL_LAYOUTS)}, "
+                          f"got {pretrain.channel_layout!r}")
     for task in cfg.source_tasks:
         missing = [p for p in pretrain.policies if p not in task_dataset(cfg, task).policies]
         if missing:

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from wmrl.config import CHANNEL_LAYOUTS
 from wmrl.data.dataset import Dataset
-
-LAYOUTS = ("union", "pad")
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,8 @@ class ObsLayout:
 
 def obs_layout(cards: dict[str, dict[str, Any]], mode: str = "union") -> ObsLayout:
     """The shared observation layout of the tasks whose dataset cards are `cards`."""
-    if mode not in LAYOUTS:
-        raise ValueError(f"unknown channel layout {mode!r}; choose one of {', '.join(LAYOUTS)}")
+    if mode not in CHANNEL_LAYOUTS:
+        raise ValueError(f"unknown channel layout {mode!r}; choose one of {', '.join(CHANNEL_LAYOUTS)}")
     specs = {task: card["obs"] for task, card in cards.items()}
     kinds = {spec["kind"] for spec in specs.values()}
     if len(kinds) != 1:
