@@ -34,11 +34,12 @@ def test_backbones_are_causal(kind):
         torch.testing.assert_close(backbone(x)[:, :6], backbone(changed)[:, :6])
 
 
-def test_linear_scan_matches_the_recurrence():
+@pytest.mark.parametrize("length", [1, 5, 32, 37, 100])
+def test_linear_scan_matches_the_recurrence(length):
     torch.manual_seed(0)
-    a, b = torch.rand(2, 37, 5), torch.randn(2, 37, 5)
+    a, b = torch.rand(2, length, 5), torch.randn(2, length, 5)
     h, expected = torch.zeros(2, 5), []
-    for t in range(37):
+    for t in range(length):
         h = a[:, t] * h + b[:, t]
         expected.append(h)
     torch.testing.assert_close(linear_scan(a, b), torch.stack(expected, 1))

@@ -14,8 +14,7 @@ acting). Tests check that both paths agree.
   plain PyTorch): per channel d and state n,
       h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,   y_t = C_t . h_t + D u_t,
   with delta_t, B_t, C_t functions of the input. Training evaluates the linear recurrence with a
-  parallel (Hillis-Steele) prefix scan in log2(T) elementwise steps; acting runs it one step at
-  a time.
+  chunked parallel prefix scan (linear work in T); acting runs it one step at a time.
 """
 
 from __future__ import annotations
@@ -171,15 +170,36 @@ class GRU(Backbone):
 # --------------------------------------------------------------------------- ssm
 
 
-def linear_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """h_t = a_t * h_{t-1} + b_t along dim 1 with h_{-1} = 0, by a Hillis-Steele prefix scan:
-    after the round with offset k, (a_t, h_t) hold the composition of the last 2k steps."""
-    h, decay, offset = b, a, 1
-    while offset < b.shape[1]:
-        h = torch.cat([h[:, :offset], h[:, offset:] + decay[:, offset:] * h[:, :-offset]], 1)
-        decay = torch.cat([decay[:, :offset], decay[:, offset:] * decay[:, :-offset]], 1)
+def linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """h_t = a_t * h_{t-1} + b_t along dim 1 with h_{-1} = 0, in O(T) work: a prefix scan inside
+    chunks of `chunk` steps (all chunks at once), a prefix scan over the chunks' end states, then
+    each chunk's states corrected by the state it starts from."""
+    length = a.shape[1]
+    pad = -length % chunk
+    if pad:
+        a = torch.cat([a, a.new_ones(a.shape[0], pad, *a.shape[2:])], 1)
+        b = torch.cat([b, b.new_zeros(b.shape[0], pad, *b.shape[2:])], 1)
+    chunks = a.shape[1] // chunk
+    a, b = (x.reshape(x.shape[0], chunks, chunk, *x.shape[2:]) for x in (a, b))
+    local, decay = _prefix_scan(a, b, dim=2)  # states from a zero start; products of a within chunks
+    ends, _ = _prefix_scan(decay[:, :, -1], local[:, :, -1], dim=1)  # the state at each chunk's end
+    starts = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], 1)
+    h = local + decay * starts.unsqueeze(2)
+    return h.reshape(h.shape[0], chunks * chunk, *h.shape[3:])[:, :length]
+
+
+def _prefix_scan(a: torch.Tensor, b: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hillis-Steele scan of h_t = a_t h_{t-1} + b_t along `dim`: log2(n) rounds; after the round
+    with offset k, (decay_t, h_t) compose the last 2k steps. Returns (h, cumulative products of a)."""
+    h, decay, offset, n = b, a, 1, b.shape[dim]
+    while offset < n:
+        kept = n - offset
+        h_back, decay_back = h.narrow(dim, 0, kept), decay.narrow(dim, 0, kept)  # step t - offset
+        h = torch.cat([h.narrow(dim, 0, offset),
+                       h.narrow(dim, offset, kept) + decay.narrow(dim, offset, kept) * h_back], dim)
+        decay = torch.cat([decay.narrow(dim, 0, offset), decay.narrow(dim, offset, kept) * decay_back], dim)
         offset *= 2
-    return h
+    return h, decay
 
 
 class SelectiveSSM(nn.Module):
