@@ -14,7 +14,9 @@ reward and termination flag:
   the behaviour policy's state value, a leaf estimate for planning;
 * conservative Q (CQL(H), Kumar et al. 2020, discrete form)
       L_cql  = logsumexp_a Q(s_t, a) - Q(s_t, a_t),
-  which pushes down the values of actions the data never took.
+  which pushes down the values of actions the data never took. In the discrete case this is
+  exactly -log softmax_a(Q(s_t, a))[a_t], behaviour cloning read through the Q-values, so the
+  weight alpha is also the knob for supervision on the data's actions.
 
 L = w_obs L_obs + w_rew L_rew + w_term L_term + w_td (L_td + L_v) + alpha L_cql, each a mean over
 real transitions. With `td_to_backbone = False` the value heads read detached features, so the
