@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from wmrl.config import LossConfig, ModelConfig
-from wmrl.data.windows import WindowSampler
+from wmrl.data.dataset import Dataset
+from wmrl.data.windows import ObsLayout, WindowSampler, load_steps
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.progress import Progress
 from wmrl.rl.objectives import joint_loss
@@ -94,6 +95,36 @@ def fixed_batches(sampler: WindowSampler, windows: int, batch_size: int, seed: i
 
 def loader(data) -> DataLoader:
     return DataLoader(data, batch_size=None, num_workers=0)
+
+
+class WindowDataModule(L.LightningDataModule):
+    """Windows of the tasks' datasets: training episodes as an endless deterministic stream,
+    held-out episodes (the last `holdout_fraction` of each dataset) as fixed validation batches."""
+
+    def __init__(self, datasets: dict[str, list[Dataset]], tasks: list[str], layout: ObsLayout, window: int,
+                 batch_size: int, holdout_fraction: float, heldout_windows: int, seed: int):
+        super().__init__()
+        self.datasets, self.tasks, self.layout, self.window = datasets, tasks, layout, window
+        self.batch_size, self.holdout_fraction = batch_size, holdout_fraction
+        self.heldout_windows, self.seed = heldout_windows, seed
+        self.train: WindowSampler | None = None
+        self.heldout: dict[str, list[dict[str, torch.Tensor]]] = {}
+
+    def _sampler(self, tasks: list[str], episodes: str) -> WindowSampler:
+        steps = [load_steps(self.datasets[t], t, self.tasks.index(t), episodes, self.holdout_fraction) for t in tasks]
+        return WindowSampler(steps, self.layout, self.window)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is None:  # load once, however often Lightning asks
+            self.train = self._sampler(self.tasks, "train")
+            self.heldout = {t: fixed_batches(self._sampler([t], "heldout"), self.heldout_windows, self.batch_size,
+                                             self.seed) for t in self.tasks}
+
+    def train_dataloader(self) -> DataLoader:
+        return loader(WindowStream(self.train, self.batch_size, self.seed, lambda: self.trainer.global_step))
+
+    def val_dataloader(self) -> DataLoader:
+        return loader([batch for batches in self.heldout.values() for batch in batches])
 
 
 class ProgressLines(L.Callback):

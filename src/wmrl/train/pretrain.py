@@ -25,10 +25,9 @@ import torch
 
 from wmrl import tracking
 from wmrl.data import open_dataset
-from wmrl.data.windows import WindowSampler, load_steps, obs_layout
+from wmrl.data.windows import obs_layout
 from wmrl.models.world_model import ModelShape
-from wmrl.train.module import (ProgressLines, WindowStream, WorldModelModule, claim_work_dir, fixed_batches,
-                               interactive, loader)
+from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule, claim_work_dir, interactive
 
 log = logging.getLogger("wmrl")
 HEADS = ("next_obs", "reward", "termination", "td", "value", "cql")
@@ -49,14 +48,10 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     if len(actions) != 1:
         raise ValueError(f"source tasks have different discrete action counts {sorted(actions)}")
     shape = ModelShape(layout.kind, layout.shape, actions.pop(), len(tasks), cfg["window"])
-
-    def sampler(task_names: list[str], episodes: str) -> WindowSampler:
-        steps = [load_steps(datasets[t], t, tasks.index(t), episodes, cfg["holdout_fraction"]) for t in task_names]
-        return WindowSampler(steps, layout, cfg["window"])
-
-    train = sampler(tasks, "train")
-    heldout = {t: fixed_batches(sampler([t], "heldout"), cfg["heldout_windows"], cfg["batch_size"], seed)
-               for t in tasks}
+    data = WindowDataModule(datasets, tasks, layout, cfg["window"], cfg["batch_size"], cfg["holdout_fraction"],
+                            cfg["heldout_windows"], seed)
+    data.setup()
+    heldout = data.heldout
 
     def new_module() -> WorldModelModule:
         L.seed_everything(seed, workers=True)
@@ -83,12 +78,9 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
         check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=25,
         enable_progress_bar=interactive(), enable_model_summary=False, default_root_dir=work_dir,
     )
-    stream = WindowStream(train, cfg["batch_size"], seed, lambda: trainer.global_step)
-    validation = [batch for batches in heldout.values() for batch in batches]
     if resume:
         log.info("resuming from %s", work_dir / "checkpoints" / "last.ckpt")
-    trainer.fit(module, train_dataloaders=loader(stream), val_dataloaders=loader(validation),
-                ckpt_path="last" if resume else None)
+    trainer.fit(module, datamodule=data, ckpt_path="last" if resume else None)
 
     trained = heldout_losses(module, heldout)
     table = pl.DataFrame([{"task": t, "head": h, "trained": trained[t][h], "untrained": untrained[t][h]}
