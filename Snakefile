@@ -15,3 +15,14 @@ rule all:
     input:
         dataset_dirs(CFG),
         pretrain_models(CFG),
+
+
+# Stage targets: `snakemake --cores all datasets` runs stage 1 only, `pretrained` up to stage 2.
+rule datasets:
+    input:
+        dataset_dirs(CFG),
+
+
+rule pretrained:
+    input:
+        pretrain_models(CFG),

@@ -32,7 +32,7 @@ def test_push_then_pull_on_a_fresh_clone_skips_generation(tmp_path):
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
     (project / "tiny.yaml").write_text(TINY)
     run(DVC + ["remote", "modify", "local", "url", str(remote)], project)
-    snake = [PYTHON, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml"]
+    snake = [PYTHON, "-m", "snakemake", "datasets", "--cores", "2", "--configfile", "tiny.yaml"]
     run(snake, project)
     run(DVC + ["add", "data"], project)
     run(git + ["add", "-A"], project)
