@@ -1,0 +1,1 @@
+"""Evaluation: rollouts, normalized scores, and aggregate statistics with honest uncertainty."""
