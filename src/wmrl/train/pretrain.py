@@ -27,6 +27,7 @@ from wmrl import tracking
 from wmrl.data import open_dataset
 from wmrl.data.windows import obs_layout
 from wmrl.models.world_model import ModelShape
+from wmrl.rl.objectives import joint_loss
 from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule, claim_work_dir, interactive
 
 log = logging.getLogger("wmrl")
@@ -102,8 +103,6 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
 def heldout_losses(module: WorldModelModule, heldout: dict[str, list[dict[str, torch.Tensor]]]
                    ) -> dict[str, dict[str, float]]:
     """Mean loss of every head on each task's held-out windows."""
-    from wmrl.rl.objectives import joint_loss
-
     module.eval()
     result = {}
     for task, batches in heldout.items():
