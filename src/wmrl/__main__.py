@@ -44,12 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "pretrain":
         from pathlib import Path
 
+        from wmrl.pipeline import PRETRAIN_FILES
         from wmrl.train.pretrain import pretrain
 
         out = Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        pretrain(json.loads(args.spec), {"model": str(out / "model.pt"), "mlflow": str(out / "model.mlflow.json"),
-                                         "heldout": str(out / "heldout.parquet")}, threads=args.threads)
+        pretrain(json.loads(args.spec), {key: str(out / name) for key, name in PRETRAIN_FILES.items()},
+                 threads=args.threads)
     elif args.command == "prepare-tracking":
         from wmrl.tracking import prepare
 

@@ -18,9 +18,8 @@ DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
 DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate")
 
 PRETRAIN = "results/{scale}/{experiment}/pretrain/{size}-{backbone}-seed{seed}"
-PRETRAIN_MODEL = f"{PRETRAIN}/model.pt"
-PRETRAIN_MLFLOW = f"{PRETRAIN}/model.mlflow.json"
-PRETRAIN_HELDOUT = f"{PRETRAIN}/heldout.parquet"
+PRETRAIN_FILES = {"model": "model.pt", "mlflow": "model.mlflow.json", "heldout": "heldout.parquet"}
+PRETRAIN_MODEL, PRETRAIN_MLFLOW, PRETRAIN_HELDOUT = (f"{PRETRAIN}/{name}" for name in PRETRAIN_FILES.values())
 PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "tracking")
 
 
@@ -74,13 +73,13 @@ def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> dict[
     model = {**p["model"], **p["sizes"][size], "backbone": backbone}
     wildcards = {"scale": cfg.scale, "experiment": cfg.experiment, "size": size, "backbone": backbone,
                  "seed": int(seed)}
-    run_name = PRETRAIN.format(**wildcards).split("/", 1)[1]
+    run_name = PRETRAIN.format(**wildcards).removeprefix("results/")
     settings = {k: v for k, v in p.items() if k not in ("sizes", "sizes_run", "backbones", "seeds", "model")}
     return {
         "seed": int(seed), "tasks": list(cfg.source_tasks), "heldout_tasks": list(cfg.heldout_tasks),
         "datasets": pretrain_datasets(cfg),
         "pretrain": settings, "model": model,
-        "work_dir": "work/" + PRETRAIN.format(**wildcards).split("/", 1)[1],
+        "work_dir": f"work/{run_name}",
         "mlflow_experiment": experiment_name(cfg.experiment, cfg.scale), "run_name": run_name,
         "tags": {"rule": "pretrain", **{k: str(v) for k, v in wildcards.items()}},
         "registered_model": f"wmrl-{cfg.experiment}-pretrain",

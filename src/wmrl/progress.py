@@ -11,12 +11,17 @@ from tqdm import tqdm
 log = logging.getLogger("wmrl")
 
 
+def interactive() -> bool:
+    """Whether the console is a terminal (bars) rather than a log file (periodic lines)."""
+    return sys.stderr.isatty()
+
+
 class Progress:
     def __init__(self, total: int, desc: str, unit: str = "steps", interval_s: float = 10.0):
         self.total, self.desc, self.unit, self.interval_s = total, desc, unit, interval_s
         self.start = self.last_log = time.perf_counter()
         self.done = self.logged = 0
-        self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True) if sys.stderr.isatty() else None
+        self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True) if interactive() else None
 
     def update(self, done: int) -> None:
         """Report that `done` units of `total` are finished."""

@@ -46,9 +46,10 @@ def prepare(experiments: list[str], root: Path | str = ".") -> str:
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = mlflow.MlflowClient(uri)
+    artifacts = artifact_root(root)
     for name in experiments:
         if client.get_experiment_by_name(name) is None:
-            client.create_experiment(name, artifact_location=artifact_root(root) and f"{artifact_root(root)}/{name}")
+            client.create_experiment(name, artifact_location=artifacts and f"{artifacts}/{name}")
     return uri
 
 
@@ -109,36 +110,33 @@ def log_dataset_inputs(run_id: str, cards: dict[str, dict[str, Any]], root: Path
     mlflow.MlflowClient(tracking_uri(root)).log_inputs(run_id, datasets=inputs)
 
 
-class WorldActionPyfunc:
+def _pyfunc_model():
     """The registered form of a world-action model: MLflow's pyfunc `predict` takes a dict of
     arrays {"obs": (B, K+1, *obs_shape), "actions": (B, K), "task": (B,)} and returns the Q-values
-    of the last observation, (B, actions). Built lazily so importing this module stays light."""
+    of the last observation, (B, actions). Defined on call so importing this module stays light."""
+    import mlflow.pyfunc
 
-    @staticmethod
-    def make():
-        import mlflow.pyfunc
+    class WorldActionPyfunc(mlflow.pyfunc.PythonModel):
+        def load_context(self, context):
+            import torch
 
-        class Model(mlflow.pyfunc.PythonModel):
-            def load_context(self, context):
-                import torch
+            from wmrl.config import ModelConfig
+            from wmrl.models.world_model import ModelShape, WorldActionModel
 
-                from wmrl.config import ModelConfig
-                from wmrl.models.world_model import ModelShape, WorldActionModel
+            checkpoint = torch.load(context.artifacts["checkpoint"], weights_only=True)
+            self.model = WorldActionModel(ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"]))
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.eval()
 
-                checkpoint = torch.load(context.artifacts["checkpoint"], weights_only=True)
-                self.model = WorldActionModel(ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"]))
-                self.model.load_state_dict(checkpoint["state_dict"])
-                self.model.eval()
+        def predict(self, context, model_input, params=None):
+            import torch
 
-            def predict(self, context, model_input, params=None):
-                import torch
+            with torch.no_grad():
+                x = {k: torch.as_tensor(v) for k, v in model_input.items()}
+                q = self.model(x["obs"].float(), x["actions"].long(), x["task"].long())["q"][:, -1]
+                return self.model.decode_scalar(q).numpy()
 
-                with torch.no_grad():
-                    x = {k: torch.as_tensor(v) for k, v in model_input.items()}
-                    q = self.model(x["obs"].float(), x["actions"].long(), x["task"].long())["q"][:, -1]
-                    return self.model.decode_scalar(q).numpy()
-
-        return Model()
+    return WorldActionPyfunc()
 
 
 def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str, alias: str,
@@ -151,7 +149,7 @@ def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str
     torch.save(checkpoint, path)
     mlflow.set_tracking_uri(tracking_uri(root))
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(name="model", python_model=WorldActionPyfunc.make(),
+        info = mlflow.pyfunc.log_model(name="model", python_model=_pyfunc_model(),
                                        artifacts={"checkpoint": str(path)}, input_example=input_example,
                                        registered_model_name=name, pip_requirements=[], code_paths=None)
     client = mlflow.MlflowClient(tracking_uri(root))

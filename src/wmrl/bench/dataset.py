@@ -15,10 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from wmrl.config import compose
 from wmrl.data.generate import generate_dataset
 from wmrl.envs.minatar import GAMES
+from wmrl.pipeline import dataset_spec
 
 GOAL = 0.8
+ROOT = Path(__file__).resolve().parents[3]  # the repository: its config/ defines the games
 
 
 def raw_steps_per_second(game: str, steps: int, seed: int = 0) -> float:
@@ -38,9 +41,9 @@ def raw_steps_per_second(game: str, steps: int, seed: int = 0) -> float:
 
 
 def generation_steps_per_second(game: str, steps: int, seed: int = 0) -> float:
-    spec = {"suite": "minatar", "task": game, "policy": "random", "seed": seed, "env": f"minatar:{game}",
-            "env_kwargs": {"sticky_action_prob": 0.1}, "max_episode_steps": None, "shard_rows": 50_000,
-            "settings": {"steps": steps}}
+    """The default experiment's random-policy dataset job for `game`, with `steps` steps."""
+    spec = dataset_spec(compose({"scale": "laptop"}, ROOT), game, "random", seed)
+    spec["settings"]["steps"] = steps
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         generate_dataset(spec, Path(tmp) / game)

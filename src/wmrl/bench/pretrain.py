@@ -25,6 +25,7 @@ from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.objectives import joint_loss
 
 GOAL = 0.4
+ROOT = Path(__file__).resolve().parents[3]  # the repository: its config/ defines the sizes
 OBS_SHAPE = (10, 10, 24)  # the default experiment's union of source-game channels
 
 
@@ -80,7 +81,7 @@ def time_training_step(model_cfg: ModelConfig, batch: int, window: int, steps: i
 
 def main(threads: int, out: str) -> dict:
     torch.set_num_threads(threads)
-    cfg = compose({}, Path(__file__).resolve().parents[3])
+    cfg = compose({}, ROOT)
     pretrain = cfg.pretrain
     peak = matmul_peak(threads)
     print(f"fp32 matmul peak: {peak:.1f} GFLOP/s on {threads} threads")

@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -143,10 +142,6 @@ class ProgressLines(L.Callback):
 
     def on_train_end(self, trainer, module):
         self.progress.close()
-
-
-def interactive() -> bool:
-    return sys.stderr.isatty()
 
 
 def claim_work_dir(work_dir: Path, spec: dict[str, Any]) -> bool:

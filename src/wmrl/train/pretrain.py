@@ -28,7 +28,8 @@ from wmrl.data import open_dataset
 from wmrl.data.windows import obs_layout
 from wmrl.models.world_model import ModelShape
 from wmrl.rl.objectives import joint_loss
-from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule, claim_work_dir, interactive
+from wmrl.progress import interactive
+from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule, claim_work_dir
 
 log = logging.getLogger("wmrl")
 HEADS = ("next_obs", "reward", "termination", "td", "value", "cql")
