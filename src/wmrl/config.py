@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 PACKAGE_DIR = Path(__file__).resolve().parent
 POLICIES = ("random", "dqn")
 BACKBONES = ("transformer", "gru", "ssm")
+INITS = ("pretrained", "scratch", "online")
 CHANNEL_LAYOUTS = ("union", "pad")  # how grid channels of different games share model inputs
 
 
@@ -149,6 +150,98 @@ class PretrainConfig:
 
 
 @dataclass
+class FewShotConfig:
+    """The fine-tuning data: one contiguous slice of a held-out task's behaviour data (whole
+    episodes from its start, the last one cut at exactly `transitions`)."""
+
+    policy: str = "dqn"  # which behaviour dataset the slice is taken from
+    seed: int = 0  # ... and which of its seeds
+    transitions: int = 5_000
+    start: float = 1.0  # where in the replay it begins: 0 = its first steps, 1 = as late as it fits
+
+
+@dataclass
+class MethodConfig:
+    """A fine-tuning method. `pretrained`/`scratch` fine-tune the world-action model with its joint
+    loss (from the pretrained weights or a random init); `online` is stable-baselines3 DQN trained
+    in the real environment for as many steps as the few-shot data has transitions."""
+
+    init: str = "scratch"  # pretrained | scratch | online
+    loss: dict[str, Any] = field(default_factory=dict)  # overrides of `pretrain.loss` (LossConfig)
+
+
+@dataclass
+class FinetuneConfig:
+    """Stage 3: RL fine-tuning on each held-out task, every method on the same few-shot data and
+    the same number of gradient steps."""
+
+    data: FewShotConfig = field(default_factory=FewShotConfig)
+    steps: int = 1_000  # gradient steps
+    window: int = 8  # K steps per window (at most pretrain.window: the model's positions)
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    target_update: int = 100
+    holdout_fraction: float = 0.1  # last episodes of the slice: the validation set of the best checkpoint
+    validate_every: int = 100  # gradient steps between validations (the fine-tuning curve)
+    checkpoint_every: int = 100
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods_run: list[str] = field(default_factory=lambda: ["pretrained", "scratch", "bc", "dqn_online"])
+    methods: dict[str, MethodConfig] = field(default_factory=lambda: {
+        "pretrained": MethodConfig(init="pretrained"),
+        "scratch": MethodConfig(init="scratch"),
+        # behaviour cloning: the CQL term alone is cross-entropy of softmax(Q) on the data's actions
+        "bc": MethodConfig(init="scratch", loss={"next_obs": 0.0, "reward": 0.0, "termination": 0.0, "td": 0.0,
+                                                 "cql_alpha": 1.0}),
+        "dqn_online": MethodConfig(init="online"),
+    })
+    online: DQNPolicyConfig = field(default_factory=lambda: DQNPolicyConfig(
+        learning_starts=500, buffer_size=5_000, target_update_interval=250, exploration_steps=2_500,
+        train_freq=1, eval_episodes=0))
+
+
+@dataclass
+class PlanningConfig:
+    """Beam search through the world model at evaluation (JOWA, Cheng et al. 2024, section 3.3)."""
+
+    width: int = 2  # beams kept per depth
+    horizon: int = 2  # depths expanded; 1 is the greedy policy
+
+
+@dataclass
+class EvaluateConfig:
+    """Stage 4: real-environment episodes of every trained model."""
+
+    episodes: int = 20  # per trained model (seed), run side by side
+    env_seed: int = 1_000_000  # episode i of seed s uses env seed env_seed + 1000 s + i (never a data seed)
+    planning: PlanningConfig = field(default_factory=PlanningConfig)
+    source_tasks: bool = True  # also evaluate the pretrained model, not fine-tuned, on its source tasks
+    world_model_horizon: int = 8  # open-loop prediction error for 1..horizon steps ahead
+    world_model_windows: int = 64  # held-out windows per task for that error
+
+
+@dataclass
+class ReportConfig:
+    """Stage 5: aggregates over runs."""
+
+    bootstrap_repetitions: int = 2_000
+    confidence: float = 0.95
+
+
+@dataclass
+class ScoreConfig:
+    """Normalized score = (return - random) / (reference - random). A value left null is taken from
+    this experiment's datasets: the random policy's mean episode return, the DQN behaviour
+    agent's final greedy score (its card's reference_score)."""
+
+    random: Optional[float] = None
+    reference: Optional[float] = None
+    source: str = "behaviour agent"  # where the numbers come from, printed in the report
+
+
+@dataclass
 class TaskConfig:
     """One task: an environment and, optionally, per-task dataset overrides."""
 
@@ -156,6 +249,7 @@ class TaskConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env constructor
     max_episode_steps: Optional[int] = None  # truncate episodes after this many steps
     dataset: dict[str, Any] = field(default_factory=dict)  # overrides of the `dataset` section
+    score: ScoreConfig = field(default_factory=ScoreConfig)
 
 
 @dataclass
@@ -170,6 +264,9 @@ class Config:
     heldout_tasks: list[str] = field(default_factory=list)  # never in pretraining data
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 # --------------------------------------------------------------------------- composition
@@ -301,6 +398,28 @@ def _check_semantics(cfg: DictConfig) -> None:
     if pretrain.channel_layout not in CHANNEL_LAYOUTS:
         raise ConfigError(f"config error: 'pretrain.channel_layout' must be one of {', '.join(CHANNEL_LAYOUTS)}, "
                           f"got {pretrain.channel_layout!r}")
+    finetune = cfg.finetune
+    for name in finetune.methods_run:
+        if name not in finetune.methods:
+            raise ConfigError(f"config error: 'finetune.methods_run' names {name!r}; methods: {list(finetune.methods)}")
+    for name, method in finetune.methods.items():
+        if method.init not in INITS:
+            raise ConfigError(f"config error: 'finetune.methods.{name}.init' must be one of {', '.join(INITS)}, "
+                              f"got {method.init!r}")
+        _merge(OmegaConf.structured(LossConfig), method.loss, f"finetune.methods.{name}.loss",
+               prefix=f"finetune.methods.{name}.loss")
+    if finetune.window > pretrain.window:
+        raise ConfigError(f"config error: 'finetune.window' ({finetune.window}) exceeds 'pretrain.window' "
+                          f"({pretrain.window}), the model's positions")
+    if not 0.0 <= finetune.data.start <= 1.0:
+        raise ConfigError(f"config error: 'finetune.data.start' must be in [0, 1], got {finetune.data.start}")
+    for task in cfg.heldout_tasks:
+        if finetune.data.policy not in task_dataset(cfg, task).policies:
+            raise ConfigError(f"config error: 'finetune.data.policy' {finetune.data.policy!r} is not generated "
+                              f"for held-out task {task!r}")
+    if cfg.evaluate.planning.horizon >= finetune.window:
+        raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
+                          f"({finetune.window}): the plan extends the model's context")
     for task in cfg.source_tasks:
         missing = [p for p in pretrain.policies if p not in task_dataset(cfg, task).policies]
         if missing:

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from wmrl.config import CHANNEL_LAYOUTS
-from wmrl.data.dataset import Dataset
+from wmrl.data.dataset import Dataset, decode_obs
 
 
 @dataclass(frozen=True)
@@ -78,25 +78,62 @@ def load_steps(datasets: list[Dataset], task: str, index: int, episodes: str = "
     "train" (all but the last `holdout_fraction` of each dataset's episodes) or "heldout"."""
     frames, offset = [], 0
     for dataset in datasets:
-        frame = dataset.read()
-        episodes_in = dataset.card["episodes"]
-        if episodes != "all" and episodes_in < 2:
-            raise ValueError(f"{dataset.directory}: {episodes_in} episode, none to hold out; "
-                             f"generate more steps or set the task's max_episode_steps")
-        cut = episodes_in - max(1, int(round(holdout_fraction * episodes_in)))
-        if episodes == "train":
-            frame = frame.filter(pl.col("episode") < cut)
-        elif episodes == "heldout":
-            frame = frame.filter(pl.col("episode") >= cut)
+        frame = split_episodes(dataset.read(), episodes, holdout_fraction, str(dataset.directory))
         frames.append(frame.with_columns(pl.col("episode") + offset))
-        offset += episodes_in
+        offset += dataset.card["episodes"]
     frame = pl.concat(frames)
     if frame.is_empty():
         raise ValueError(f"task {task}: no {episodes} episodes in {[str(d.directory) for d in datasets]}")
-    obs = datasets[0].observations(frame)
+    return task_steps(frame, datasets[0].card["obs"], task, index)
+
+
+def split_episodes(frame: pl.DataFrame, episodes: str, holdout_fraction: float, name: str) -> pl.DataFrame:
+    """The rows of "all" episodes, the "train" ones or the "heldout" ones (the last
+    `holdout_fraction` of the episodes, at least one) of a dataset's `frame`."""
+    if episodes == "all":
+        return frame
+    count = frame["episode"].n_unique()
+    if count < 2:
+        raise ValueError(f"{name}: {count} episode, none to hold out; generate more steps or set the task's "
+                         f"max_episode_steps")
+    cut = frame["episode"].min() + count - max(1, int(round(holdout_fraction * count)))
+    return frame.filter(pl.col("episode") < cut if episodes == "train" else pl.col("episode") >= cut)
+
+
+def few_shot(frame: pl.DataFrame, transitions: int, start: float, name: str) -> pl.DataFrame:
+    """Exactly `transitions` consecutive transitions of a dataset's `frame`: whole episodes from an
+    episode start, the last episode cut short (its cut row becomes a final row, the transition
+    before it truncated). The slice begins at the last episode start at or before
+    `start` x (all transitions - `transitions`): 0 takes the first steps, 1 the latest that fit."""
+    per_episode = frame.group_by("episode", maintain_order=True).agg(steps=pl.col("action").is_not_null().sum())
+    before = per_episode["steps"].cum_sum() - per_episode["steps"]  # transitions before each episode
+    total = int(per_episode["steps"].sum())
+    if total < transitions:
+        raise ValueError(f"{name}: {total} transitions, fewer than the {transitions} asked for fine-tuning")
+    target = start * (total - transitions)
+    first = int((before <= target).arg_true().max())
+    origin = int(before[first])
+    kept = (per_episode.with_columns(before=before).filter(pl.col("before") >= origin)
+            .filter(pl.col("before") < origin + transitions))
+    frame = frame.join(kept.select("episode", "before", "steps"), on="episode").sort("episode", "t")
+    room = origin + transitions - pl.col("before")  # transitions still to take when this episode begins
+    shortened = pl.col("steps") > room
+    frame = frame.filter(pl.col("t") <= room)
+    cut = shortened & (pl.col("t") == room)  # the row where the cut episode now ends
+    nulls = {c: pl.when(cut).then(None).otherwise(pl.col(c)) for c in ("action", "reward", "terminated")}
+    last = shortened & (pl.col("t") == room - 1)
+    return frame.with_columns(
+        **nulls,
+        truncated=pl.when(cut).then(None).when(last).then(True).otherwise(pl.col("truncated")),
+        episode=pl.col("episode").rank("dense").cast(pl.Int64) - 1,
+    ).drop("before", "steps")
+
+
+def task_steps(frame: pl.DataFrame, obs: dict[str, Any], task: str, index: int) -> TaskSteps:
+    """The steps of `frame` (rows of whole episodes, sorted) as arrays; `obs` is the card's obs spec."""
     action = frame["action"].fill_null(-1).to_numpy().astype(np.int64)
     final = action < 0
-    return TaskSteps(task=task, index=index, obs=obs, action=action,
+    return TaskSteps(task=task, index=index, obs=decode_obs(frame["obs"], obs), action=action,
                      reward=frame["reward"].fill_null(0.0).to_numpy().astype(np.float32),
                      terminated=frame["terminated"].fill_null(False).to_numpy().astype(bool),
                      episode_end=_next_true(final), starts=np.flatnonzero(~final))

@@ -41,6 +41,10 @@ class Backbone(nn.Module):
     def step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
+    def select_state(self, state: Any, index: torch.Tensor) -> Any:
+        """The states of the batch entries `index` (in that order; entries may repeat)."""
+        raise NotImplementedError
+
 
 def make_backbone(kind: str, dim: int, layers: int, heads: int, max_tokens: int, gated: bool = False,
                   state_size: int = 16) -> Backbone:
@@ -147,6 +151,9 @@ class Transformer(Backbone):
             caches.append(cache)
         return h.squeeze(1), {"t": t + 1, "cache": caches}
 
+    def select_state(self, state, index):
+        return {"t": state["t"], "cache": [(k[index], v[index]) for k, v in state["cache"]]}
+
 
 # --------------------------------------------------------------------------- gru
 
@@ -165,6 +172,9 @@ class GRU(Backbone):
     def step(self, x, state):
         y, state = self.gru(x.unsqueeze(1), state)
         return y.squeeze(1), state
+
+    def select_state(self, state, index):
+        return state[:, index]  # (layers, batch, hidden)
 
 
 # --------------------------------------------------------------------------- ssm
@@ -263,3 +273,6 @@ class SSM(Backbone):
             x = x + mlp(ln2(x))
             new_state.append(h)
         return x, new_state
+
+    def select_state(self, state, index):
+        return [h[index] for h in state]

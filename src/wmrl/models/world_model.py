@@ -36,9 +36,10 @@ class ModelShape:
 
     obs_kind: str  # "grid" or "vector"
     obs_shape: tuple[int, ...]  # grid: (H, W, C_union); vector: (D_max,)
-    actions: int
+    actions: int  # action embeddings and Q outputs: the most actions any task has
     tasks: int
     window: int  # K steps per training window
+    task_actions: tuple[int, ...] = ()  # per task: its actions are 0..n-1 (empty: all tasks have `actions`)
 
 
 class GridEncoder(nn.Module):
@@ -93,10 +94,18 @@ class WorldActionModel(nn.Module):
         # heads read at observation tokens: values of s_t
         self.q_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, shape.actions * spec.bins))
         self.value_head = nn.Linear(dim, spec.bins)
+        counts = shape.task_actions or (shape.actions,) * shape.tasks
+        valid = torch.arange(shape.actions) < torch.tensor(counts).unsqueeze(1)
+        self.register_buffer("valid_actions", valid, persistent=False)  # (tasks, actions)
+
+    def obs_tokens(self, obs: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """obs (B, …, *obs_shape), task (B,) -> observation tokens (B, …, dim)."""
+        encoded = self.encoder(obs)
+        return encoded + self.task_embedding(task).view(len(task), *[1] * (encoded.dim() - 2), -1)
 
     def tokens(self, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """Interleave K+1 observation and K action embeddings into (B, 2K+1, dim)."""
-        obs_tokens = self.encoder(obs) + self.task_embedding(task).unsqueeze(1)
+        obs_tokens = self.obs_tokens(obs, task)
         action_tokens = self.action_embedding(actions)
         b, k1, d = obs_tokens.shape
         tokens = obs_tokens.new_zeros(b, 2 * k1 - 1, d)
@@ -111,19 +120,55 @@ class WorldActionModel(nn.Module):
         `detach_q` stops the Q and value heads' gradients at the backbone's features."""
         features = self.norm(self.backbone(self.tokens(obs, actions, task)))
         at_obs, at_action = features[:, 0::2], features[:, 1::2]
-        value_features = at_obs.detach() if detach_q else at_obs
-        b, k1 = at_obs.shape[:2]
+        return {**self.answer_heads(at_action), **self.value_heads(at_obs.detach() if detach_q else at_obs)}
+
+    def answer_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Heads read at action tokens (…, dim): the environment's answer to (s_t, a_t)."""
         return {
-            "next_obs": self.next_obs_head(at_action),  # (B, K, prod(obs_shape))
-            "reward": self.reward_head(at_action),  # (B, K, bins)
-            "termination": self.termination_head(at_action).squeeze(-1),  # (B, K)
-            "q": self.q_head(value_features).view(b, k1, self.shape.actions, self.spec.bins),  # (B, K+1, A, bins)
-            "value": self.value_head(value_features),  # (B, K+1, bins)
+            "next_obs": self.next_obs_head(features),  # (…, prod(obs_shape)) logits or values
+            "reward": self.reward_head(features),  # (…, bins)
+            "termination": self.termination_head(features).squeeze(-1),  # (…,)
+        }
+
+    def value_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Heads read at observation tokens (…, dim): Q(s_t, .) and V(s_t) histograms."""
+        return {
+            "q": self.q_head(features).unflatten(-1, (self.shape.actions, self.spec.bins)),  # (…, A, bins)
+            "value": self.value_head(features),  # (…, bins)
         }
 
     def decode_scalar(self, logits: torch.Tensor) -> torch.Tensor:
         """The scalar a reward, value or Q head predicts (the histogram's mean, symlog undone)."""
         return symexp(self.hl.decode(logits))
+
+    def q_values(self, q_logits: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """Scalar Q-values (B, …, A) of Q logits (B, …, A, bins); actions task `task` (B,) does not
+        have are -inf, so no argmax, max or logsumexp ever picks them."""
+        q = self.decode_scalar(q_logits)
+        valid = self.valid_actions[task].view(len(task), *[1] * (q.dim() - 2), -1)
+        return q.masked_fill(~valid, float("-inf"))
+
+    # ------------------------------------------------------------------ one token at a time
+
+    def start(self, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor) -> tuple[torch.Tensor, object]:
+        """Feed a context (obs (B, n+1, …), actions (B, n)) token by token; return the features of
+        its last observation token (B, dim) and the backbone state after it."""
+        tokens = self.tokens(obs, actions, task)
+        state = self.backbone.init_state(len(task), tokens.device)
+        for t in range(tokens.shape[1]):
+            features, state = self.backbone.step(tokens[:, t], state)
+        return self.norm(features), state
+
+    def advance(self, token: torch.Tensor, state: object) -> tuple[torch.Tensor, object]:
+        """Feed one more token (B, dim): its features and the new state."""
+        features, state = self.backbone.step(token, state)
+        return self.norm(features), state
+
+    def predicted_obs(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """An observation (…, *obs_shape) from next-observation head outputs: the most likely grid
+        (cells with p > 0.5) or the predicted vector."""
+        obs = next_obs > 0 if self.shape.obs_kind == "grid" else next_obs
+        return obs.float().unflatten(-1, self.shape.obs_shape)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -19,7 +19,8 @@ reward and termination flag:
   weight alpha is also the knob for supervision on the data's actions.
 
 L = w_obs L_obs + w_rew L_rew + w_term L_term + w_td (L_td + L_v) + alpha L_cql, each a mean over
-real transitions. With `td_to_backbone = False` the value heads read detached features, so the
+real transitions. Actions a task does not have (tasks with fewer actions than the model's
+widest task) take no part in the argmax or the logsumexp. With `td_to_backbone = False` the value heads read detached features, so the
 backbone learns from the world-model losses alone.
 """
 
@@ -54,7 +55,7 @@ def joint_loss(model: WorldActionModel, target: WorldActionModel, batch: dict[st
     q_logits = out["q"][:, :-1]  # (B, K, A, bins): Q(s_t, .) for t < K
     with torch.no_grad():
         bootstrap = target(obs, actions, task)
-        best_next = model.decode_scalar(out["q"][:, 1:]).argmax(-1, keepdim=True)  # online argmax (double DQN)
+        best_next = model.q_values(out["q"][:, 1:], task).argmax(-1, keepdim=True)  # online argmax (double DQN)
         q_next = target.decode_scalar(bootstrap["q"][:, 1:]).gather(-1, best_next).squeeze(-1)
         v_next = target.decode_scalar(bootstrap["value"][:, 1:])
         q_target = reward + weights.gamma * (1.0 - terminated) * q_next
@@ -62,7 +63,7 @@ def joint_loss(model: WorldActionModel, target: WorldActionModel, batch: dict[st
     taken_logits = q_logits.gather(2, taken.unsqueeze(-1).expand(-1, -1, 1, hl.bins)).squeeze(2)
     parts["td"] = masked_mean(hl.loss(taken_logits, symlog(q_target)))
     parts["value"] = masked_mean(hl.loss(out["value"][:, :-1], symlog(v_target)))
-    q_all = model.decode_scalar(q_logits)
+    q_all = model.q_values(q_logits, task)  # actions the task does not have are -inf: out of the logsumexp
     parts["cql"] = masked_mean(torch.logsumexp(q_all, -1) - q_all.gather(-1, taken).squeeze(-1))
 
     loss = (weights.next_obs * parts["next_obs"] + weights.reward * parts["reward"]
