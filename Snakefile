@@ -8,6 +8,9 @@ min_version("9.10")
 include: "rules/common.smk"
 include: "rules/dataset.smk"
 include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -15,9 +18,12 @@ rule all:
     input:
         dataset_dirs(CFG),
         pretrain_models(CFG),
+        world_model_errors(CFG),
+        scores_files(CFG).values(),
 
 
-# Stage targets: `snakemake --cores all datasets` runs stage 1 only, `pretrained` up to stage 2.
+# Stage targets: `snakemake --cores all datasets` runs stage 1 only, `pretrained` up to stage 2,
+# `evaluated` up to stage 4.
 rule datasets:
     input:
         dataset_dirs(CFG),
@@ -26,3 +32,9 @@ rule datasets:
 rule pretrained:
     input:
         pretrain_models(CFG),
+
+
+rule evaluated:
+    input:
+        evaluate_runs(CFG),
+        world_model_errors(CFG),

@@ -3,7 +3,7 @@
 
 rule pretrain:
     input:
-        datasets=lambda wc: [ancient(d) for dirs in pretrain_datasets(CFG).values() for d in dirs],
+        datasets=lambda wc: [d for dirs in pretrain_datasets(CFG).values() for d in dirs],
     output:
         model=PRETRAIN_MODEL,
         mlflow=PRETRAIN_MLFLOW,

@@ -23,13 +23,22 @@ def test_scale_overlay_changes_sizes_only():
 
 
 def test_user_layer_wins_and_a_task_override_touches_only_that_task():
-    cfg = compose({"tasks": {"breakout": {"dataset": {"dqn": {"steps": 1234}}}}}, ROOT)
-    assert task_dataset(cfg, "breakout").dqn.steps == 1234
+    cfg = compose({"tasks": {"seaquest": {"dataset": {"dqn": {"steps": 1234}}}}}, ROOT)
+    assert task_dataset(cfg, "seaquest").dqn.steps == 1234
     assert task_dataset(cfg, "asterix").dqn.steps == 100_000
     base = compose({}, ROOT)
     assert dataset_spec(cfg, "asterix", "dqn", 0) == dataset_spec(base, "asterix", "dqn", 0)
-    assert dataset_spec(cfg, "breakout", "dqn", 0) != dataset_spec(base, "breakout", "dqn", 0)
-    assert dataset_spec(cfg, "breakout", "random", 0) == dataset_spec(base, "breakout", "random", 0)
+    assert dataset_spec(cfg, "seaquest", "dqn", 0) != dataset_spec(base, "seaquest", "dqn", 0)
+    assert dataset_spec(cfg, "seaquest", "random", 0) == dataset_spec(base, "seaquest", "random", 0)
+
+
+def test_fewshot_data_must_exist_for_the_heldout_task():
+    with pytest.raises(ConfigError, match=r"'finetune.data.transitions' \(5000\) exceeds the 1234 steps"):
+        compose({"tasks": {"breakout": {"dataset": {"dqn": {"steps": 1234}}}}}, ROOT)
+    with pytest.raises(ConfigError, match="asks for the 'dqn' dataset of seed 7"):
+        compose({"finetune": {"data": {"seed": 7}}}, ROOT)
+    with pytest.raises(ConfigError, match="'finetune.methods.bc.loss.cql': unknown|unknown key 'finetune.methods.bc"):
+        compose({"finetune": {"methods": {"bc": {"loss": {"cql": 1.0}}}}}, ROOT)
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -15,6 +15,8 @@ dataset:
   random: {steps: 300}
 pretrain:
   policies: [random]
+finetune:
+  data: {policy: random, transitions: 200}
 """
 
 

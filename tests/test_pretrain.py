@@ -107,6 +107,6 @@ def test_killed_pretraining_resumes_into_the_same_mlflow_run(tiny_job):
     assert record["run_id"] == runs[0].info.run_id
 
     checkpoint = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
-    assert checkpoint["tasks"] == ["breakout", "asterix"] and checkpoint["model"]["backbone"] == "transformer"
+    assert checkpoint["tasks"] == list(spec["suite"]) and checkpoint["model"]["backbone"] == "transformer"
     heldout = pl.read_parquet(tmp_path / "out" / "heldout.parquet")
     assert set(heldout["task"]) == {"breakout", "asterix"}

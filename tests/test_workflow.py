@@ -32,7 +32,7 @@ def test_smoke_pipeline_end_to_end(tmp_path):
 
     (model,) = pretrain_models(cfg)
     checkpoint = torch.load(tmp_path / model, weights_only=True)
-    assert checkpoint["tasks"] == list(cfg.source_tasks)
+    assert checkpoint["tasks"] == list(cfg.tasks)  # the task embedding covers the suite
     heldout = pl.read_parquet((tmp_path / model).with_name("heldout.parquet"))
     world_model = heldout.filter(pl.col("head").is_in(["next_obs", "reward"]))
     assert len(world_model) == 2 * len(cfg.source_tasks)

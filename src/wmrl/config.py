@@ -185,6 +185,7 @@ class FinetuneConfig:
     grad_clip: float = 1.0
     target_update: int = 100
     holdout_fraction: float = 0.1  # last episodes of the slice: the validation set of the best checkpoint
+    heldout_windows: int = 256  # validation windows drawn from them
     validate_every: int = 100  # gradient steps between validations (the fine-tuning curve)
     checkpoint_every: int = 100
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -215,6 +216,7 @@ class EvaluateConfig:
     """Stage 4: real-environment episodes of every trained model."""
 
     episodes: int = 20  # per trained model (seed), run side by side
+    max_episode_steps: Optional[int] = None  # cut evaluation episodes here (null: the task's own limit)
     env_seed: int = 1_000_000  # episode i of seed s uses env seed env_seed + 1000 s + i (never a data seed)
     planning: PlanningConfig = field(default_factory=PlanningConfig)
     source_tasks: bool = True  # also evaluate the pretrained model, not fine-tuned, on its source tasks
@@ -398,6 +400,10 @@ def _check_semantics(cfg: DictConfig) -> None:
     if pretrain.channel_layout not in CHANNEL_LAYOUTS:
         raise ConfigError(f"config error: 'pretrain.channel_layout' must be one of {', '.join(CHANNEL_LAYOUTS)}, "
                           f"got {pretrain.channel_layout!r}")
+    for task in cfg.source_tasks:
+        missing = [p for p in pretrain.policies if p not in task_dataset(cfg, task).policies]
+        if missing:
+            raise ConfigError(f"config error: 'pretrain.policies' {missing} are not generated for source task {task!r}")
     finetune = cfg.finetune
     for name in finetune.methods_run:
         if name not in finetune.methods:
@@ -414,13 +420,14 @@ def _check_semantics(cfg: DictConfig) -> None:
     if not 0.0 <= finetune.data.start <= 1.0:
         raise ConfigError(f"config error: 'finetune.data.start' must be in [0, 1], got {finetune.data.start}")
     for task in cfg.heldout_tasks:
-        if finetune.data.policy not in task_dataset(cfg, task).policies:
-            raise ConfigError(f"config error: 'finetune.data.policy' {finetune.data.policy!r} is not generated "
-                              f"for held-out task {task!r}")
+        dataset = task_dataset(cfg, task)
+        if finetune.data.policy not in dataset.policies or finetune.data.seed not in dataset.seeds:
+            raise ConfigError(f"config error: 'finetune.data' asks for the {finetune.data.policy!r} dataset of seed "
+                              f"{finetune.data.seed} of held-out task {task!r}, which is not generated "
+                              f"(policies {list(dataset.policies)}, seeds {list(dataset.seeds)})")
+        if finetune.data.transitions > dataset[finetune.data.policy].steps:
+            raise ConfigError(f"config error: 'finetune.data.transitions' ({finetune.data.transitions}) exceeds the "
+                              f"{dataset[finetune.data.policy].steps} steps of {task!r}'s {finetune.data.policy} data")
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")
-    for task in cfg.source_tasks:
-        missing = [p for p in pretrain.policies if p not in task_dataset(cfg, task).policies]
-        if missing:
-            raise ConfigError(f"config error: 'pretrain.policies' {missing} are not generated for source task {task!r}")

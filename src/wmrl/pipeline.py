@@ -20,7 +20,28 @@ DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/g
 PRETRAIN = "results/{scale}/{experiment}/pretrain/{size}-{backbone}-seed{seed}"
 PRETRAIN_FILES = {"model": "model.pt", "mlflow": "model.mlflow.json", "heldout": "heldout.parquet"}
 PRETRAIN_MODEL, PRETRAIN_MLFLOW, PRETRAIN_HELDOUT = (f"{PRETRAIN}/{name}" for name in PRETRAIN_FILES.values())
-PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "tracking")
+PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "envs", "tracking")
+
+# Stage 3: one run per (held-out task, method, model, seed); `model` is "<size>-<backbone>" for the
+# world-action methods and ONLINE_MODEL for online DQN (stable-baselines3's MinAtar network).
+FINETUNE = "results/{scale}/{experiment}/finetune/{task}/{method}/{model}-seed{seed}"
+FINETUNE_FILES = {"last": "last.pt", "best": "best.pt", "curve": "curve.parquet", "mlflow": "model.mlflow.json"}
+ONLINE_FILES = {"last": "last.pt", "curve": "curve.parquet"}
+ONLINE_MODEL = "sb3"
+FINETUNE_CODE = PRETRAIN_CODE
+ONLINE_CODE = ("data/behaviour", "envs", "train/online")
+
+# Stage 4: episodes of every trained model (fine-tuned ones on held-out tasks; the pretrained one,
+# as method MULTIGAME, on its source tasks) and the world model's open-loop prediction error.
+EVALUATE = "results/{scale}/{experiment}/evaluate/{task}/{method}/{model}-seed{seed}.parquet"
+MULTIGAME = "multigame"
+WORLD_MODEL_ERROR = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.parquet"
+EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour")
+
+# Stage 5 (so far): every episode row and the aggregates over runs.
+SCORES = "results/{scale}/{experiment}/report/scores"
+SCORES_FILES = {"episodes": "episodes.parquet", "aggregate": "aggregate.parquet", "per_task": "per_task.parquet",
+                "improvement": "improvement.parquet"}
 
 
 def dataset_dirs(cfg: DictConfig, tasks: list[str] | None = None) -> list[str]:
@@ -67,21 +88,172 @@ def pretrain_datasets(cfg: DictConfig) -> dict[str, list[str]]:
     return datasets
 
 
+def suite(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """Every task's environment, in task-embedding order (the model's shape depends on all of them)."""
+    return {task: {"env": t.env, "env_kwargs": to_plain(t.env_kwargs), "max_episode_steps": t.max_episode_steps}
+            for task, t in cfg.tasks.items()}
+
+
+def model_spec(cfg: DictConfig, size: str, backbone: str) -> dict[str, Any]:
+    p = to_plain(cfg.pretrain)
+    return {**p["model"], **p["sizes"][size], "backbone": backbone}
+
+
+def _job(cfg: DictConfig, rule: str, pattern: str, wildcards: dict[str, Any], stage: str, alias: str
+         ) -> dict[str, Any]:
+    """The bookkeeping every training job carries: work dir, MLflow names and tags."""
+    wildcards = {"scale": cfg.scale, "experiment": cfg.experiment, **wildcards}
+    run_name = pattern.format(**wildcards).removeprefix("results/")
+    return {"work_dir": f"work/{run_name}", "mlflow_experiment": experiment_name(cfg.experiment, cfg.scale),
+            "run_name": run_name, "tags": {"rule": rule, **{k: str(v) for k, v in wildcards.items()}},
+            "registered_model": f"wmrl-{cfg.experiment}-{stage}", "alias": f"{cfg.scale}-{alias}"}
+
+
 def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> dict[str, Any]:
     """Everything one pretraining job needs (its Snakemake params)."""
     p = to_plain(cfg.pretrain)
-    model = {**p["model"], **p["sizes"][size], "backbone": backbone}
-    wildcards = {"scale": cfg.scale, "experiment": cfg.experiment, "size": size, "backbone": backbone,
-                 "seed": int(seed)}
-    run_name = PRETRAIN.format(**wildcards).removeprefix("results/")
     settings = {k: v for k, v in p.items() if k not in ("sizes", "sizes_run", "backbones", "seeds", "model")}
     return {
         "seed": int(seed), "tasks": list(cfg.source_tasks), "heldout_tasks": list(cfg.heldout_tasks),
-        "datasets": pretrain_datasets(cfg),
-        "pretrain": settings, "model": model,
-        "work_dir": f"work/{run_name}",
-        "mlflow_experiment": experiment_name(cfg.experiment, cfg.scale), "run_name": run_name,
-        "tags": {"rule": "pretrain", **{k: str(v) for k, v in wildcards.items()}},
-        "registered_model": f"wmrl-{cfg.experiment}-pretrain",
-        "alias": f"{cfg.scale}-{size}-{backbone}-seed{seed}",
+        "suite": suite(cfg), "datasets": pretrain_datasets(cfg), "pretrain": settings,
+        "model": model_spec(cfg, size, backbone),
+        **_job(cfg, "pretrain", PRETRAIN, {"size": size, "backbone": backbone, "seed": int(seed)}, "pretrain",
+               f"{size}-{backbone}-seed{seed}"),
     }
+
+
+# --------------------------------------------------------------------------- stage 3
+
+
+def method_models(cfg: DictConfig, method: str) -> list[str]:
+    """The `model` labels a method runs with: every pretrained size x backbone, or ONLINE_MODEL."""
+    if cfg.finetune.methods[method].init == "online":
+        return [ONLINE_MODEL]
+    return [f"{size}-{backbone}" for size in cfg.pretrain.sizes_run for backbone in cfg.pretrain.backbones]
+
+
+def finetune_runs(cfg: DictConfig) -> list[dict[str, Any]]:
+    """The wildcards of every fine-tuning run: held-out task x method x model x seed."""
+    return [{"scale": cfg.scale, "experiment": cfg.experiment, "task": task, "method": method, "model": model,
+             "seed": seed}
+            for task in cfg.heldout_tasks for method in cfg.finetune.methods_run
+            for model in method_models(cfg, method) for seed in cfg.finetune.seeds]
+
+
+def fewshot_dataset(cfg: DictConfig, task: str) -> str:
+    data = cfg.finetune.data
+    return DATASET.format(scale=cfg.scale, suite=cfg.suite, task=task, policy=data.policy, seed=data.seed)
+
+
+def finetune_inputs(cfg: DictConfig, task: str, method: str, model: str) -> dict[str, str]:
+    """A fine-tuning run's inputs: the few-shot source dataset and, if it starts from one, the
+    pretrained model (the same seed's pretraining is not required: seed 0's model is fine-tuned)."""
+    inputs = {"dataset": fewshot_dataset(cfg, task)} if cfg.finetune.methods[method].init != "online" else {}
+    if cfg.finetune.methods[method].init == "pretrained":
+        size, backbone = model.split("-")
+        inputs["pretrained"] = PRETRAIN_MODEL.format(scale=cfg.scale, experiment=cfg.experiment, size=size,
+                                                     backbone=backbone, seed=cfg.pretrain.seeds[0])
+    return inputs
+
+
+def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, Any]:
+    """Everything one fine-tuning job needs (its Snakemake params)."""
+    f = to_plain(cfg.finetune)
+    chosen = f["methods"][method]
+    wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
+    job = _job(cfg, "finetune", FINETUNE, wildcards, "finetune", f"{task}-{method}-{model}-seed{seed}")
+    env = suite(cfg)[task]
+    if chosen["init"] == "online":
+        settings = {**f["online"], "steps": f["data"]["transitions"]}
+        return {"seed": int(seed), "task": task, "method": method, **env, "settings": settings, **job}
+    size, backbone = model.split("-")
+    settings = {k: v for k, v in f.items() if k not in ("data", "seeds", "methods_run", "methods", "online")}
+    return {
+        "seed": int(seed), "task": task, "method": method, "init": chosen["init"],
+        "heldout_tasks": list(cfg.heldout_tasks), "suite": suite(cfg), "data": f["data"],
+        "channel_layout": cfg.pretrain.channel_layout, "positions": cfg.pretrain.window,
+        "model": model_spec(cfg, size, backbone), "loss": {**to_plain(cfg.pretrain.loss), **chosen["loss"]},
+        "finetune": settings, "inputs": finetune_inputs(cfg, task, method, model), **job,
+    }
+
+
+# --------------------------------------------------------------------------- stage 4
+
+
+def evaluate_runs(cfg: DictConfig) -> list[str]:
+    """Every evaluation file: each fine-tuning run, and the pretrained models on their source tasks."""
+    runs = [EVALUATE.format(**run) for run in finetune_runs(cfg)]
+    if cfg.evaluate.source_tasks:
+        runs += [EVALUATE.format(scale=cfg.scale, experiment=cfg.experiment, task=task, method=MULTIGAME,
+                                 model=f"{size}-{backbone}", seed=seed)
+                 for task in cfg.source_tasks for size in cfg.pretrain.sizes_run
+                 for backbone in cfg.pretrain.backbones for seed in cfg.pretrain.seeds]
+    return runs
+
+
+def world_model_errors(cfg: DictConfig) -> list[str]:
+    p = cfg.pretrain
+    return [WORLD_MODEL_ERROR.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone,
+                                     seed=seed)
+            for size in p.sizes_run for backbone in p.backbones for seed in p.seeds]
+
+
+def evaluate_inputs(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, str]:
+    """The checkpoints an evaluation reads (name -> file) and the datasets its score normalization reads."""
+    wildcards = {"scale": cfg.scale, "experiment": cfg.experiment, "task": task, "method": method,
+                 "model": model, "seed": seed}
+    if method == MULTIGAME:
+        size, backbone = model.split("-")
+        return {"final": PRETRAIN_MODEL.format(scale=cfg.scale, experiment=cfg.experiment, size=size,
+                                               backbone=backbone, seed=seed)}
+    files = ONLINE_FILES if cfg.finetune.methods[method].init == "online" else FINETUNE_FILES
+    return {name: f"{FINETUNE.format(**wildcards)}/{files[name]}" for name in ("last", "best") if name in files}
+
+
+def score_datasets(cfg: DictConfig, task: str) -> dict[str, str]:
+    """The datasets whose cards give the random and reference scores config leaves null."""
+    score, seeds = cfg.tasks[task].score, task_dataset(cfg, task).seeds
+    needed = {"random": score.random is None, "dqn": score.reference is None}
+    return {policy: DATASET.format(scale=cfg.scale, suite=cfg.suite, task=task, policy=policy, seed=seeds[0])
+            for policy, wanted in needed.items() if wanted}
+
+
+def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, Any]:
+    """Everything one evaluation job needs (its Snakemake params): evaluation settings only."""
+    e = to_plain(cfg.evaluate)
+    if method == MULTIGAME:
+        kind, loss, window = "world_model", to_plain(cfg.pretrain.loss), cfg.pretrain.window
+    else:
+        chosen = cfg.finetune.methods[method]
+        kind = "online" if chosen.init == "online" else "world_model"
+        loss = {**to_plain(cfg.pretrain.loss), **to_plain(chosen.loss)}
+        window = cfg.finetune.window
+    plans = kind == "world_model" and loss["next_obs"] > 0 and loss["reward"] > 0  # needs a trained world model
+    return {
+        "experiment": cfg.experiment, "scale": cfg.scale, "task": task, "method": method, "model": model,
+        "seed": int(seed), "kind": kind, **suite(cfg)[task], "episodes": e["episodes"],
+        "max_episode_steps": e["max_episode_steps"] or cfg.tasks[task].max_episode_steps,
+        "env_seed": e["env_seed"] + 1000 * int(seed), "context": window, "gamma": loss["gamma"],
+        "planning": e["planning"] if plans else None, "score": to_plain(cfg.tasks[task].score),
+        "inputs": {"checkpoints": evaluate_inputs(cfg, task, method, model, seed),
+                   "datasets": score_datasets(cfg, task)},
+    }
+
+
+def world_model_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> dict[str, Any]:
+    e = cfg.evaluate
+    model = PRETRAIN_MODEL.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone, seed=seed)
+    return {"model": model, "tasks": list(cfg.source_tasks), "datasets": pretrain_datasets(cfg),
+            "holdout_fraction": cfg.pretrain.holdout_fraction, "horizon": e.world_model_horizon,
+            "windows": e.world_model_windows, "seed": int(seed), "size": size, "backbone": backbone}
+
+
+def methods_pattern(cfg: DictConfig, online: bool) -> str:
+    """A wildcard regex matching the offline (or the online) methods of the config."""
+    names = [name for name, m in cfg.finetune.methods.items() if (m.init == "online") == online]
+    return "|".join(names) or "(?!)"
+
+
+def scores_files(cfg: DictConfig) -> dict[str, str]:
+    directory = SCORES.format(scale=cfg.scale, experiment=cfg.experiment)
+    return {name: f"{directory}/{file}" for name, file in SCORES_FILES.items()}

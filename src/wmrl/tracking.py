@@ -155,3 +155,17 @@ def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str
     client = mlflow.MlflowClient(tracking_uri(root))
     client.set_registered_model_alias(name, alias, info.registered_model_version)
     return f"models:/{name}@{alias}"
+
+
+def log_run(run_id: str, params: dict[str, Any], metrics: list[tuple[str, float, int]], root: Path | str = ".") -> None:
+    """Log params and (key, value, step) metrics to a run in one batch and mark it finished."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient(tracking_uri(root))
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(key, float(value), now, step) for key, value, step in metrics],
+                     params=[Param(key, str(value)) for key, value in params.items()])
+    client.set_terminated(run_id)

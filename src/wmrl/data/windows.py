@@ -28,6 +28,12 @@ class ObsLayout:
     shape: tuple[int, ...]  # the shared shape; its last axis holds every task's features
     features: dict[str, list[int]]  # per task: where its last-axis features go in the shared layout
 
+    def place(self, task: str, own: np.ndarray) -> np.ndarray:
+        """Observations (…, *task's own shape) of `task` in the shared layout (…, *shape), float32."""
+        shared = np.zeros((*own.shape[:own.ndim - len(self.shape)], *self.shape), dtype=np.float32)
+        shared[..., self.features[task]] = own
+        return shared
+
 
 def obs_layout(cards: dict[str, dict[str, Any]], mode: str = "union") -> ObsLayout:
     """The shared observation layout of the tasks whose dataset cards are `cards`."""
@@ -176,9 +182,7 @@ class WindowSampler:
         seen = rows <= end  # observation rows inside the episode
         rows = np.minimum(rows, end)
         own = steps.obs[rows] * seen.reshape(*seen.shape, *([1] * (steps.obs.ndim - 1)))
-        shared = np.zeros((len(members), k + 1, *self.layout.shape), dtype=np.float32)
-        shared[..., self.layout.features[steps.task]] = own
-        out["obs"][members] = shared
+        out["obs"][members] = self.layout.place(steps.task, own)
         transition = rows[:, :k] < end  # transition rows end one before the final row
         step_rows = rows[:, :k]
         out["actions"][members] = np.where(transition, steps.action[step_rows], 0)

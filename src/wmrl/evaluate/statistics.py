@@ -31,23 +31,25 @@ def mean(scores: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
-def stratified_bootstrap_ci(scores: np.ndarray, statistic: Callable[[np.ndarray], float] = iqm,
-                            repetitions: int = 2000, confidence: float = 0.95,
-                            seed: int = 0) -> tuple[float, float, float]:
+def stratified_bootstrap_ci(scores: np.ndarray | tuple[np.ndarray, ...],
+                            statistic: Callable[..., float] = iqm, repetitions: int = 2000,
+                            confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """(point estimate, lower, upper): the percentile interval of `statistic` over bootstrap
-    replicates that resample runs within each task (column) independently."""
-    scores = np.asarray(scores, dtype=float)
-    if scores.ndim != 2 or scores.shape[0] < 1:
-        raise ValueError(f"scores must be (runs, tasks), got shape {scores.shape}")
+    replicates that resample runs within each task (column) independently. `scores` is one
+    (runs, tasks) array, or a tuple of them that are resampled separately and passed to
+    `statistic` together (the two sides of a probability of improvement)."""
+    arrays = tuple(np.asarray(a, dtype=float) for a in (scores if isinstance(scores, tuple) else (scores,)))
+    for array in arrays:
+        if array.ndim != 2 or array.shape[0] < 1:
+            raise ValueError(f"scores must be (runs, tasks), got shape {array.shape}")
     rng = np.random.default_rng(seed)
-    runs, tasks = scores.shape
     replicates = np.empty(repetitions)
     for r in range(repetitions):
-        rows = rng.integers(0, runs, size=(runs, tasks))
-        replicates[r] = statistic(np.take_along_axis(scores, rows, axis=0))
+        resampled = [np.take_along_axis(a, rng.integers(0, a.shape[0], size=a.shape), axis=0) for a in arrays]
+        replicates[r] = statistic(*resampled)
     alpha = (1 - confidence) / 2
     lower, upper = np.quantile(replicates, [alpha, 1 - alpha])
-    return statistic(scores), float(lower), float(upper)
+    return statistic(*arrays), float(lower), float(upper)
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:

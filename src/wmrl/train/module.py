@@ -18,8 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from wmrl.config import LossConfig, ModelConfig
-from wmrl.data.dataset import Dataset
-from wmrl.data.windows import ObsLayout, WindowSampler, load_steps
+from wmrl.data.windows import ObsLayout, TaskSteps, WindowSampler
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.progress import Progress
 from wmrl.rl.objectives import joint_loss
@@ -50,9 +49,11 @@ class WorldModelModule(L.LightningModule):
             self.target.load_state_dict(self.model.state_dict())
 
     def validation_step(self, batch, batch_index):
-        _, parts = joint_loss(self.model, self.target, batch, self.weights)
+        loss, parts = joint_loss(self.model, self.target, batch, self.weights)
         task = self.tasks[int(batch["task"][0])]
-        self.log_dict({f"val/{task}/{name}": value for name, value in parts.items()}, batch_size=len(batch["task"]))
+        size = len(batch["task"])
+        self.log("val/loss", loss, batch_size=size)  # the best checkpoint's criterion
+        self.log_dict({f"val/{task}/{name}": value for name, value in parts.items()}, batch_size=size)
 
     def configure_optimizers(self):
         optim = self.hparams.optim
@@ -97,27 +98,22 @@ def loader(data) -> DataLoader:
 
 
 class WindowDataModule(L.LightningDataModule):
-    """Windows of the tasks' datasets: training episodes as an endless deterministic stream,
-    held-out episodes (the last `holdout_fraction` of each dataset) as fixed validation batches."""
+    """Windows of the tasks' data: training episodes as an endless deterministic stream, held-out
+    episodes as fixed validation batches. `load(task, part)` gives a task's "train" or "heldout" steps."""
 
-    def __init__(self, datasets: dict[str, list[Dataset]], tasks: list[str], layout: ObsLayout, window: int,
-                 batch_size: int, holdout_fraction: float, heldout_windows: int, seed: int):
+    def __init__(self, load: Callable[[str, str], TaskSteps], tasks: list[str], layout: ObsLayout, window: int,
+                 batch_size: int, heldout_windows: int, seed: int):
         super().__init__()
-        self.datasets, self.tasks, self.layout, self.window = datasets, tasks, layout, window
-        self.batch_size, self.holdout_fraction = batch_size, holdout_fraction
-        self.heldout_windows, self.seed = heldout_windows, seed
+        self.load, self.tasks, self.layout, self.window = load, tasks, layout, window
+        self.batch_size, self.heldout_windows, self.seed = batch_size, heldout_windows, seed
         self.train: WindowSampler | None = None
         self.heldout: dict[str, list[dict[str, torch.Tensor]]] = {}
 
-    def _sampler(self, tasks: list[str], episodes: str) -> WindowSampler:
-        steps = [load_steps(self.datasets[t], t, self.tasks.index(t), episodes, self.holdout_fraction) for t in tasks]
-        return WindowSampler(steps, self.layout, self.window)
-
     def setup(self, stage: str | None = None) -> None:
         if self.train is None:  # load once, however often Lightning asks
-            self.train = self._sampler(self.tasks, "train")
-            self.heldout = {t: fixed_batches(self._sampler([t], "heldout"), self.heldout_windows, self.batch_size,
-                                             self.seed) for t in self.tasks}
+            self.train = WindowSampler([self.load(t, "train") for t in self.tasks], self.layout, self.window)
+            self.heldout = {t: fixed_batches(WindowSampler([self.load(t, "heldout")], self.layout, self.window),
+                                             self.heldout_windows, self.batch_size, self.seed) for t in self.tasks}
 
     def train_dataloader(self) -> DataLoader:
         return loader(WindowStream(self.train, self.batch_size, self.seed, lambda: self.trainer.global_step))

@@ -1,0 +1,41 @@
+# Stage 4: real-environment episodes of every trained model; the world model's open-loop error.
+
+
+rule evaluate:
+    input:
+        unpack(lambda wc: evaluate_spec(CFG, wc.task, wc.method, wc.model, int(wc.seed))["inputs"]["checkpoints"]),
+        datasets=lambda wc: list(score_datasets(CFG, wc.task).values()),
+    output:
+        EVALUATE,
+    params:
+        spec=lambda wc: evaluate_spec(CFG, wc.task, wc.method, wc.model, int(wc.seed)),
+        code=code_hash(*EVALUATE_CODE),
+    log:
+        "logs/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv"
+    threads: 1
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/evaluate.py"
+
+
+rule world_model_error:
+    input:
+        model=PRETRAIN_MODEL,
+        datasets=lambda wc: [d for dirs in pretrain_datasets(CFG).values() for d in dirs],
+    output:
+        WORLD_MODEL_ERROR,
+    params:
+        spec=lambda wc: world_model_spec(CFG, wc.size, wc.backbone, int(wc.seed)),
+        code=code_hash(*EVALUATE_CODE),
+    log:
+        "logs/world_model_error/{scale}/{experiment}/{size}-{backbone}-seed{seed}.log",
+    benchmark:
+        "benchmarks/world_model_error/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv"
+    threads: 1
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/world_model_error.py"

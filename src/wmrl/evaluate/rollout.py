@@ -1,0 +1,189 @@
+"""Stage 4: real-environment episodes of a trained model, one Parquet row per episode.
+
+A run's N episodes are played side by side (one environment each, seeded env_seed + i, all reset
+at once and stepped in lockstep; the policy acts for all running episodes in one batch), greedily
+(no epsilon), with every checkpoint the run has ("last" and "best", or "final" for a pretrained
+model) and, for models with a trained world model, with and without beam-search planning.
+Rows (DESIGN.md section 3): experiment, scale, task, method, model, seed, checkpoint, planning,
+planning_width, planning_horizon, episode, env_seed, return, length, normalized — with
+normalized = (return - random) / (reference - random) and the random/reference scores and their
+source in every row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from wmrl.config import ModelConfig
+from wmrl.data import read_card
+from wmrl.data.windows import ObsLayout
+from wmrl.envs import make_env
+from wmrl.models.world_model import ModelShape, WorldActionModel
+from wmrl.rl.planning import beam_search
+
+log = logging.getLogger("wmrl")
+NO_PLANNING = {"width": 0, "horizon": 0}
+
+
+def load_model(path: str | Path) -> tuple[WorldActionModel, dict[str, Any]]:
+    """A world-action model from a weights-only checkpoint (model.pt, last.pt, best.pt)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = WorldActionModel(ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), checkpoint
+
+
+def task_view(model: WorldActionModel, checkpoint: dict[str, Any], task: str) -> tuple[ObsLayout, torch.Tensor]:
+    """The model's shared input layout, and the mask (*obs_shape) of the features `task` has."""
+    shape = model.shape
+    layout = ObsLayout(shape.obs_kind, tuple(shape.obs_shape), checkpoint["layout"])
+    own = np.ones((*shape.obs_shape[:-1], len(checkpoint["layout"][task])), dtype=np.float32)
+    return layout, torch.from_numpy(layout.place(task, own))
+
+
+class ModelAgent:
+    """Acts with a world-action model: greedy in Q over the last `context` steps, or by beam search."""
+
+    def __init__(self, path: str | Path, task: str, context: int, planning: dict[str, int] | None, gamma: float):
+        self.model, checkpoint = load_model(path)
+        self.layout, self.obs_mask = task_view(self.model, checkpoint, task)
+        self.task, self.task_index = task, checkpoint["tasks"].index(task)
+        self.planning, self.gamma = planning, gamma
+        # a plan appends (horizon - 1) steps to the context: keep within the trained window length
+        self.context = context - (planning["horizon"] - 1 if planning else 0)
+
+    def reset(self, obs: np.ndarray) -> None:
+        self.obs, self.actions = [self.layout.place(self.task, obs)], []
+
+    @torch.no_grad()
+    def act(self, index: np.ndarray) -> np.ndarray:
+        n = min(len(self.actions), self.context)
+        obs = torch.from_numpy(np.stack(self.obs[len(self.obs) - n - 1:], 1)[index])
+        actions = torch.from_numpy(np.stack(self.actions[len(self.actions) - n:], 1)[index]) if n else \
+            torch.zeros(len(index), 0, dtype=torch.long)
+        task = torch.full((len(index),), self.task_index)
+        if self.planning:
+            chosen = beam_search(self.model, obs, actions, task, self.planning["width"], self.planning["horizon"],
+                                 self.gamma, self.obs_mask)
+        else:
+            chosen = self.model.q_values(self.model(obs, actions, task)["q"][:, -1], task).argmax(-1)
+        return chosen.numpy()
+
+    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray) -> None:
+        placed = np.zeros_like(self.obs[-1])
+        placed[index] = self.layout.place(self.task, obs)
+        taken = np.zeros(len(placed), dtype=np.int64)
+        taken[index] = actions
+        self.obs, self.actions = (self.obs + [placed])[-self.context - 1:], (self.actions + [taken])[-self.context:]
+
+
+class OnlineAgent:
+    """Acts greedily with an online DQN agent's Q-network (a `wmrl.train.online` checkpoint)."""
+
+    def __init__(self, path: str | Path, env_settings: dict[str, Any]):
+        from wmrl.data.behaviour import dqn_agent
+
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        env = make_env(env_settings["env"], env_settings["env_kwargs"], env_settings["max_episode_steps"])
+        self.agent = dqn_agent(env, checkpoint["settings"], seed=0)
+        self.agent.policy.load_state_dict(checkpoint["policy"])
+        self.agent.policy.set_training_mode(False)
+        self.grid = len(env.observation_space.shape) == 3
+
+    def reset(self, obs: np.ndarray) -> None:
+        self.current = obs
+
+    @torch.no_grad()
+    def act(self, index: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(self.current[index], dtype=torch.float32)
+        if self.grid:
+            obs = obs.permute(0, 3, 1, 2)  # the agent's ChannelsFirst view
+        return self.agent.policy.q_net(obs).argmax(-1).numpy()
+
+    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray) -> None:
+        self.current = self.current.copy()
+        self.current[index] = obs
+
+
+def play(agent, env_settings: dict[str, Any], episodes: int, env_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and lengths of `episodes` episodes played side by side."""
+    envs = [make_env(env_settings["env"], env_settings["env_kwargs"], env_settings["max_episode_steps"])
+            for _ in range(episodes)]
+    agent.reset(np.stack([env.reset(seed=env_seed + i)[0] for i, env in enumerate(envs)]))
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    running = np.ones(episodes, dtype=bool)
+    while running.any():
+        index = np.flatnonzero(running)
+        actions = agent.act(index)
+        next_obs = []
+        for i, action in zip(index, actions, strict=True):
+            obs, reward, terminated, truncated, _ = envs[i].step(int(action))
+            returns[i] += reward
+            lengths[i] += 1
+            running[i] = not (terminated or truncated)
+            next_obs.append(obs)
+        agent.observe(index, actions, np.stack(next_obs))
+    for env in envs:
+        env.close()
+    return returns, lengths
+
+
+def reference_scores(spec: dict[str, Any], datasets: dict[str, str]) -> dict[str, Any]:
+    """The random and reference scores of the task: config values, else the datasets' cards."""
+    score, task = dict(spec["score"]), spec["task"]
+    if score["random"] is None:
+        returns = read_card(datasets["random"])["returns"]
+        if "mean" not in returns:
+            raise ValueError(f"task {task}: the random data {datasets['random']} has no complete episode to score; "
+                             f"set tasks.{task}.score.random in config")
+        score["random"] = returns["mean"]
+    if score["reference"] is None:
+        score["reference"] = read_card(datasets["dqn"])["policy"]["reference_score"]["mean"]
+    if score["reference"] <= score["random"]:
+        raise ValueError(f"task {task}: the reference score {score['reference']} is not above the random score "
+                         f"{score['random']}, so normalized scores would mislead; set tasks.{task}.score in config")
+    return score
+
+
+def evaluate(spec: dict[str, Any], out: str, threads: int = 1) -> pl.DataFrame:
+    """Play spec["episodes"] episodes with every checkpoint (spec["inputs"]["checkpoints"]: name ->
+    file), with and without planning where the model has a world model; write the rows to `out`."""
+    torch.set_num_threads(threads)
+    score = reference_scores(spec, spec["inputs"]["datasets"])
+    env_settings = {key: spec[key] for key in ("env", "env_kwargs", "max_episode_steps")}
+    plans = [None] + ([spec["planning"]] if spec["planning"] else [])
+    frames = []
+    for name, path in spec["inputs"]["checkpoints"].items():
+        for planning in plans:
+            started = time.monotonic()
+            torch.manual_seed(spec["seed"])
+            agent = (OnlineAgent(path, env_settings) if spec["kind"] == "online"
+                     else ModelAgent(path, spec["task"], spec["context"], planning, spec["gamma"]))
+            returns, lengths = play(agent, env_settings, spec["episodes"], spec["env_seed"])
+            settings = planning or NO_PLANNING
+            label = f"beam w{settings['width']} h{settings['horizon']}" if planning else "none"
+            log.info("%s %s, planning %s: return %.2f ± %.2f over %d episodes (%d steps, %.1f s)", spec["method"],
+                     name, label, returns.mean(), returns.std(), len(returns), lengths.sum(),
+                     time.monotonic() - started)
+            frames.append(pl.DataFrame({
+                "experiment": spec["experiment"], "scale": spec["scale"], "task": spec["task"],
+                "method": spec["method"], "model": spec["model"], "seed": spec["seed"], "checkpoint": name,
+                "planning": label, "planning_width": settings["width"], "planning_horizon": settings["horizon"],
+                "episode": np.arange(len(returns)), "env_seed": spec["env_seed"] + np.arange(len(returns)),
+                "return": returns, "length": lengths,
+                "normalized": (returns - score["random"]) / (score["reference"] - score["random"]),
+                "random_score": score["random"], "reference_score": score["reference"],
+                "score_source": score["source"],
+            }))
+    rows = pl.concat(frames)
+    partial = Path(f"{out}.partial")
+    rows.write_parquet(partial)
+    partial.rename(out)
+    return rows

@@ -1,0 +1,86 @@
+"""Stage 3: fine-tune a world-action model on a held-out task's few-shot data.
+
+Every offline method (`pretrained`, `scratch`, `bc`, and any defined in config) trains the same
+architecture with the joint objective of `wmrl.rl.objectives`, weighted per method, on the same
+slice of the task's behaviour data (`wmrl.data.windows.few_shot`) for the same number of gradient
+steps. The last episodes of the slice are held out: the checkpoint with the lowest loss on them
+(the method's own objective) is the "best" one; evaluation episodes never choose it.
+
+Outputs, written last: ``last.pt`` and ``best.pt`` (as ``model.pt`` of pretraining, plus "task"
+and "step"), ``curve.parquet`` (validation metrics by gradient step), ``model.mlflow.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import polars as pl
+import torch
+
+from wmrl import tracking
+from wmrl.data import open_dataset
+from wmrl.data.windows import few_shot, split_episodes, task_steps
+from wmrl.train.loop import BEST, fit, model_weights, suite_shape
+from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
+
+log = logging.getLogger("wmrl")
+
+
+def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> None:
+    """Fine-tune as `spec` describes; write the files named in `out` (last, best, curve, mlflow)."""
+    torch.set_num_threads(threads)
+    cfg, seed, task, suite = spec["finetune"], spec["seed"], spec["task"], list(spec["suite"])
+    if task not in spec["heldout_tasks"]:
+        raise ValueError(f"fine-tuning runs on held-out tasks; {task!r} is not one of {spec['heldout_tasks']}")
+    resume = claim_work_dir(Path(spec["work_dir"]), spec)
+    dataset = open_dataset(spec["inputs"]["dataset"])
+    if dataset.card["task"] != task:
+        raise ValueError(f"{dataset.directory} holds task {dataset.card['task']!r}, not {task!r}")
+    name = str(dataset.directory)
+    frame = few_shot(dataset.read(), spec["data"]["transitions"], spec["data"]["start"], name)
+    log.info("few-shot data: %d transitions in %d episodes from %s (policy steps %d..%d)",
+             spec["data"]["transitions"], frame["episode"].n_unique(), name, frame["policy_step"].min(),
+             frame["policy_step"].max())
+    layout, shape = suite_shape(spec["suite"], spec["channel_layout"], spec["positions"])
+
+    def load(task_name: str, part: str):
+        part_frame = split_episodes(frame, part, cfg["holdout_fraction"], name)
+        return task_steps(part_frame, dataset.card["obs"], task_name, suite.index(task_name))
+
+    data = WindowDataModule(load, [task], layout, cfg["window"], cfg["batch_size"], cfg["heldout_windows"], seed)
+    L.seed_everything(seed, workers=True)
+    optim = {k: cfg[k] for k in ("learning_rate", "weight_decay", "warmup_steps", "steps", "target_update")}
+    module = WorldModelModule(asdict(shape), spec["model"], spec["loss"], optim, suite)
+    if spec["init"] == "pretrained":
+        start_from(module, spec["inputs"]["pretrained"], shape)
+    fitted = fit(module, data, spec, cfg, resume, {name: dataset.card}, keep_best=True)
+
+    def checkpoint(state_dict: dict[str, torch.Tensor], step: int) -> dict[str, Any]:
+        return {"state_dict": state_dict, "shape": asdict(shape), "model": dict(spec["model"]), "tasks": suite,
+                "layout": layout.features, "task": task, "step": step}
+
+    best_file = fitted.checkpoints / BEST
+    best_step = torch.load(best_file, map_location="cpu", weights_only=True)["global_step"]
+    torch.save(checkpoint(model_weights(best_file), best_step), out["best"])
+    pl.DataFrame(fitted.curve).write_parquet(out["curve"])
+    example = {k: v[:2].numpy() for k, v in data.heldout[task][0].items() if k in ("obs", "actions", "task")}
+    model_uri = tracking.register_model(fitted.run_id, checkpoint(module.model.state_dict(), cfg["steps"]),
+                                        out["last"], spec["registered_model"], spec["alias"], example)
+    Path(out["mlflow"]).write_text(json.dumps({"run_id": fitted.run_id, "experiment": spec["mlflow_experiment"],
+                                               "model_uri": model_uri}, indent=1) + "\n")
+    log.info("fine-tuned %s on %s: best checkpoint at step %d of %d", spec["method"], task, best_step, cfg["steps"])
+
+
+def start_from(module: WorldModelModule, path: str, shape) -> None:
+    """Load pretrained weights into the model and its target network."""
+    pretrained = torch.load(path, map_location="cpu", weights_only=True)
+    if pretrained["shape"] != asdict(shape):
+        raise ValueError(f"{path}: the pretrained model's shape {pretrained['shape']} is not this suite's "
+                         f"{asdict(shape)}; rerun pretraining")
+    module.model.load_state_dict(pretrained["state_dict"])
+    module.target.load_state_dict(pretrained["state_dict"])

@@ -1,0 +1,111 @@
+"""The training job around a `WorldModelModule`, shared by pretraining and fine-tuning.
+
+Resumable: Lightning checkpoints and the MLflow run id live in the job's `work_dir`, never in its
+declared outputs; a killed job rerun by Snakemake resumes from the last checkpoint
+(``ckpt_path="last"``) and logs into the same MLflow run. The model's input layout covers every
+task of the experiment's suite (held-out ones included: their observation and action specs come
+from the environments, never from their data), so a pretrained model fine-tunes on a held-out
+task without changing shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from wmrl import tracking
+from wmrl.data.windows import ObsLayout, obs_layout
+from wmrl.envs import action_spec, make_env, obs_spec
+from wmrl.models.world_model import ModelShape
+from wmrl.progress import interactive
+from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule
+
+log = logging.getLogger("wmrl")
+LAST, BEST = "last.ckpt", "best.ckpt"
+
+
+def suite_shape(suite: dict[str, dict[str, Any]], channel_layout: str, window: int) -> tuple[ObsLayout, ModelShape]:
+    """The shared input layout and the model shape of the tasks `suite` ({task: {env, env_kwargs,
+    max_episode_steps}}, in task-index order), read from their environments."""
+    obs, actions = {}, {}
+    for task, settings in suite.items():
+        env = make_env(settings["env"], settings["env_kwargs"], settings["max_episode_steps"])
+        obs[task] = {"obs": obs_spec(env).to_dict()}
+        spec = action_spec(env)
+        env.close()
+        if spec.kind != "discrete":
+            raise ValueError(f"task {task}: the world-action model needs discrete actions, got {spec}")
+        actions[task] = spec.n
+    layout = obs_layout(obs, channel_layout)
+    shape = ModelShape(layout.kind, layout.shape, max(actions.values()), len(suite), window,
+                       tuple(actions.values()))
+    return layout, shape
+
+
+class ValidationCurve(L.Callback):
+    """Every validation's metrics by gradient step; kept in checkpoints, so a resumed job keeps them."""
+
+    def __init__(self):
+        self.rows: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer, module):
+        if not trainer.sanity_checking:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self.rows.append({"step": trainer.global_step, **metrics})
+
+    def state_dict(self):
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state):
+        self.rows = list(state["rows"])
+
+
+@dataclass
+class Fitted:
+    run_id: str
+    logger: Any  # the job's MLFlowLogger
+    checkpoints: Path  # holds last.ckpt and, when asked for, best.ckpt (lowest val/loss)
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], settings: dict[str, Any],
+        resume: bool, datasets: dict[str, dict[str, Any]], keep_best: bool = False) -> Fitted:
+    """Train `module` on `data` for settings["steps"] gradient steps, tracked as the job's MLflow
+    run (tags from spec, `datasets` {directory: card} logged as inputs)."""
+    work_dir = Path(spec["work_dir"])
+    tags = {**spec["tags"], "config_hash": tracking.config_hash(spec), "git_sha": tracking.git_sha()}
+    run_id = tracking.start_or_resume_run(work_dir, spec["mlflow_experiment"], spec["run_name"], tags)
+    tracking.log_dataset_inputs(run_id, datasets)
+    logger = L.pytorch.loggers.MLFlowLogger(experiment_name=spec["mlflow_experiment"],
+                                            tracking_uri=tracking.tracking_uri(), run_id=run_id)
+    checkpoints = work_dir / "checkpoints"
+    curve = ValidationCurve()
+    callbacks = [curve, L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
+                                                            every_n_train_steps=settings["checkpoint_every"])]
+    if keep_best:
+        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
+                                                             monitor="val/loss", mode="min", save_top_k=1,
+                                                             enable_version_counter=False))
+    if not interactive():
+        callbacks.append(ProgressLines(settings["steps"], spec["run_name"]))
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=settings["steps"], deterministic=True, logger=logger,
+        callbacks=callbacks, gradient_clip_val=settings["grad_clip"], val_check_interval=settings["validate_every"],
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=25,
+        enable_progress_bar=interactive(), enable_model_summary=False, default_root_dir=work_dir,
+    )
+    if resume:
+        log.info("resuming from %s", checkpoints / LAST)
+    trainer.fit(module, datamodule=data, ckpt_path="last" if resume else None)
+    return Fitted(run_id, logger, checkpoints, curve.rows)
+
+
+def model_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The world-action model's weights in a Lightning checkpoint of a WorldModelModule."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    return {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
