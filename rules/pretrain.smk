@@ -16,6 +16,26 @@ rule pretrain:
     benchmark:
         "benchmarks/pretrain/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv"
     threads: 2
+    priority: 10  # on the critical path: start it before the baselines that do not need it
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/pretrain.py"
+
+
+rule pretrain_single:
+    input:
+        datasets=lambda wc: pretrain_datasets(CFG)[wc.task],
+    output:
+        **SINGLE_PRETRAIN_FILES,
+    params:
+        spec=lambda wc: pretrain_spec(CFG, wc.size, wc.backbone, int(wc.seed), game=wc.task),
+        code=code_hash(*PRETRAIN_CODE),
+    log:
+        "logs/pretrain/{scale}/{experiment}/single/{task}/{size}-{backbone}-seed{seed}.log",
+    benchmark:
+        "benchmarks/pretrain/{scale}/{experiment}/single/{task}/{size}-{backbone}-seed{seed}.tsv"
+    threads: 2
     conda:
         "../workflow/envs/wmrl.yaml"
     script:

@@ -3,6 +3,7 @@
 import subprocess
 import time
 
+import polars as pl
 import pytest
 
 from conftest import PYTHON, ROOT, snakemake_env
@@ -77,3 +78,31 @@ def test_runs_caches_and_reruns_only_the_changed_dataset(workdir):
     changes = snakemake(workdir, "datasets", "--configfile", "changed.yaml", "-n", "--list-changes",
                         "params").stdout
     assert "data/laptop/classic/cartpole/random/seed0" in changes
+
+
+def test_a_gymnasium_heldout_task_runs_every_stage(workdir):
+    """cartpole (2 actions) held out from acrobot (3 actions): vector observations, uneven action
+    sets and a Gymnasium id go through pretraining, fine-tuning, evaluation and the scores."""
+    snakemake(workdir, "--config", "scale=smoke", "--configfile", "tiny.yaml")
+    scores = workdir / "results/smoke/cartpole/report/scores"
+    episodes = pl.read_parquet(scores / "episodes.parquet")
+    assert set(episodes.filter(pl.col("task") == "cartpole")["method"]) == {"pretrained", "scratch", "bc",
+                                                                             "dqn_online"}
+    assert set(episodes.filter(pl.col("method") == "multigame")["task"]) == {"acrobot"}
+    assert (episodes["length"] > 0).all() and not pl.read_parquet(scores / "aggregate.parquet").is_empty()
+
+
+def test_single_game_models_are_a_config_switch(tmp_path):
+    from wmrl.config import compose
+    from wmrl.pipeline import evaluate_runs, pretrain_spec
+
+    cfg = compose({"scale": "smoke", "pretrain": {"single_game": True}}, ROOT)
+    spec = pretrain_spec(cfg, "small", "transformer", 0, game="freeway")
+    assert spec["tasks"] == ["freeway"] and list(spec["datasets"]) == ["freeway"]
+    assert spec["pretrain"]["steps"] == cfg.pretrain.steps // len(cfg.source_tasks)
+    assert "/pretrain/single/freeway/" in spec["work_dir"]
+    single = [run for run in evaluate_runs(cfg) if "/singlegame/" in run]
+    assert len(single) == len(cfg.source_tasks)
+    (tmp_path / "single.yaml").write_text("pretrain: {single_game: true}\n")
+    plan = snakemake(tmp_path, "-n", "--config", "scale=smoke", "--configfile", "single.yaml").stdout
+    assert "pretrain_single" in plan and "results/smoke/minatar_transfer/pretrain/single/seaquest/" in plan

@@ -8,7 +8,7 @@ import torch
 
 from wmrl.config import compose
 from wmrl.data import open_dataset
-from wmrl.pipeline import dataset_dirs, pretrain_models
+from wmrl.pipeline import MULTIGAME, dataset_dirs, pretrain_models, scores_files, world_model_errors
 
 from conftest import PYTHON, ROOT, snakemake_env
 
@@ -38,6 +38,25 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     assert len(world_model) == 2 * len(cfg.source_tasks)
     # held-out next-observation and reward losses fall well below those of the untrained model
     assert (world_model["trained"] < 0.8 * world_model["untrained"]).all(), world_model
+
+    # stage 4: a row for every (method, task, seed, checkpoint, planning) that applies
+    episodes = pl.read_parquet(tmp_path / scores_files(cfg)["episodes"])
+    runs = episodes.group_by("method", "task", "seed", "checkpoint", "planning").len()
+    assert (runs["len"] == cfg.evaluate.episodes).all()
+    fine_tuned = runs.filter(pl.col("task") == "breakout")
+    for method, settings in {"pretrained": 4, "scratch": 4, "bc": 2, "dqn_online": 1}.items():
+        assert len(fine_tuned.filter(pl.col("method") == method)) == settings * len(cfg.finetune.seeds), method
+    assert set(runs.filter(pl.col("method") == MULTIGAME)["task"]) == set(cfg.source_tasks)
+    assert not pl.read_parquet(tmp_path / scores_files(cfg)["aggregate"]).is_empty()
+    (error_file,) = world_model_errors(cfg)
+    assert set(pl.read_parquet(tmp_path / error_file)["predictor"]) == {"model", "nothing changes"}
+
+    # changing an evaluation setting reruns evaluation and the scores, nothing upstream
+    (tmp_path / "eval.yaml").write_text("evaluate:\n  episodes: 4\n")
+    plan = subprocess.run(command[:-2] + ["-n", "--config", "scale=smoke", "--configfile", "eval.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, env=snakemake_env(), timeout=120).stdout
+    jobs = {line.split()[0] for line in plan.split("Job stats:")[1].split("Reasons")[0].splitlines()[3:] if line.strip()}
+    assert jobs == {"evaluate", "scores", "all", "total"}, plan
 
 
 def test_snakemake_lint_is_clean():

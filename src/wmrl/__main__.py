@@ -22,6 +22,28 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--out-dir", required=True, help="where model.pt, model.mlflow.json, heldout.parquet go")
     train.add_argument("--threads", type=int, default=2)
 
+    tune = commands.add_parser("finetune", help="fine-tune one model on a held-out task (resumes if interrupted)")
+    tune.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.finetune_spec)")
+    tune.add_argument("--out-dir", required=True, help="where last.pt, best.pt, curve.parquet, ... go")
+    tune.add_argument("--threads", type=int, default=1)
+
+    online = commands.add_parser("train-online", help="train the online DQN baseline on a held-out task")
+    online.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.finetune_spec)")
+    online.add_argument("--out-dir", required=True, help="where last.pt and curve.parquet go")
+
+    play = commands.add_parser("evaluate", help="play evaluation episodes of one trained model")
+    play.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.evaluate_spec)")
+    play.add_argument("--out", required=True, help="the episode rows (Parquet)")
+
+    error = commands.add_parser("world-model-error", help="open-loop prediction error of a pretrained model")
+    error.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.world_model_spec)")
+    error.add_argument("--out", required=True, help="error by task and horizon (Parquet)")
+
+    scores = commands.add_parser("scores", help="aggregate evaluation files: IQM, CIs, probability of improvement")
+    scores.add_argument("files", nargs="+", help="evaluation Parquet files")
+    scores.add_argument("--out-dir", required=True)
+    scores.add_argument("--repetitions", type=int, default=2000, help="bootstrap repetitions")
+
     tracking = commands.add_parser("prepare-tracking", help="create the MLflow store and an experiment")
     tracking.add_argument("experiment")
 
@@ -42,15 +64,34 @@ def main(argv: list[str] | None = None) -> int:
 
         generate_dataset(json.loads(args.spec), args.out)
     elif args.command == "pretrain":
-        from pathlib import Path
-
         from wmrl.pipeline import PRETRAIN_FILES
         from wmrl.train.pretrain import pretrain
 
-        out = Path(args.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        pretrain(json.loads(args.spec), {key: str(out / name) for key, name in PRETRAIN_FILES.items()},
-                 threads=args.threads)
+        pretrain(json.loads(args.spec), out_files(args.out_dir, PRETRAIN_FILES), threads=args.threads)
+    elif args.command == "finetune":
+        from wmrl.pipeline import FINETUNE_FILES
+        from wmrl.train.finetune import finetune
+
+        finetune(json.loads(args.spec), out_files(args.out_dir, FINETUNE_FILES), threads=args.threads)
+    elif args.command == "train-online":
+        from wmrl.pipeline import ONLINE_FILES
+        from wmrl.train.online import train_online
+
+        train_online(json.loads(args.spec), out_files(args.out_dir, ONLINE_FILES))
+    elif args.command == "evaluate":
+        from wmrl.evaluate.rollout import evaluate
+
+        evaluate(json.loads(args.spec), args.out)
+    elif args.command == "world-model-error":
+        from wmrl.evaluate.world_model import world_model_error
+
+        world_model_error(json.loads(args.spec), args.out)
+    elif args.command == "scores":
+        from wmrl.evaluate.summary import write_scores
+        from wmrl.pipeline import SCORES_FILES
+
+        write_scores(args.files, {"bootstrap_repetitions": args.repetitions, "confidence": 0.95},
+                     out_files(args.out_dir, SCORES_FILES))
     elif args.command == "prepare-tracking":
         from wmrl.tracking import prepare
 
@@ -78,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
 
             bench_pretrain.main(args.threads, out)
     return 0
+
+
+def out_files(directory: str, names: dict[str, str]) -> dict[str, str]:
+    """A stage's output files (key -> file name) inside `directory`, which is created."""
+    from pathlib import Path
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return {key: str(Path(directory) / name) for key, name in names.items()}
 
 
 if __name__ == "__main__":

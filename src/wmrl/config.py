@@ -138,6 +138,9 @@ class PretrainConfig:
     validate_every: int = 500  # gradient steps between held-out validations (logged to MLflow)
     checkpoint_every: int = 250  # gradient steps between resumable checkpoints under work/
     sizes_run: list[str] = field(default_factory=lambda: ["medium"])  # which `sizes` to train
+    # also pretrain one model per source game on that game's data alone, for steps / (source games)
+    # gradient steps (the multi-game model's per-game share), evaluated on its game (method singlegame)
+    single_game: bool = False
     backbones: list[str] = field(default_factory=lambda: ["transformer"])
     seeds: list[int] = field(default_factory=lambda: [0])
     sizes: dict[str, SizeConfig] = field(default_factory=lambda: {
@@ -428,6 +431,12 @@ def _check_semantics(cfg: DictConfig) -> None:
         if finetune.data.transitions > dataset[finetune.data.policy].steps:
             raise ConfigError(f"config error: 'finetune.data.transitions' ({finetune.data.transitions}) exceeds the "
                               f"{dataset[finetune.data.policy].steps} steps of {task!r}'s {finetune.data.policy} data")
+    for name, task in cfg.tasks.items():
+        policies = task_dataset(cfg, name).policies
+        for score, policy in (("random", "random"), ("reference", "dqn")):
+            if task.score[score] is None and policy not in policies:
+                raise ConfigError(f"config error: 'tasks.{name}.score.{score}' is null, so it would come from the "
+                                  f"task's {policy} data, which is not generated: set it, or generate {policy} data")
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")

@@ -20,6 +20,8 @@ DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/g
 PRETRAIN = "results/{scale}/{experiment}/pretrain/{size}-{backbone}-seed{seed}"
 PRETRAIN_FILES = {"model": "model.pt", "mlflow": "model.mlflow.json", "heldout": "heldout.parquet"}
 PRETRAIN_MODEL, PRETRAIN_MLFLOW, PRETRAIN_HELDOUT = (f"{PRETRAIN}/{name}" for name in PRETRAIN_FILES.values())
+SINGLE_PRETRAIN = "results/{scale}/{experiment}/pretrain/single/{task}/{size}-{backbone}-seed{seed}"
+SINGLE_PRETRAIN_FILES = {name: f"{SINGLE_PRETRAIN}/{file}" for name, file in PRETRAIN_FILES.items()}
 PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "envs", "tracking")
 
 # Stage 3: one run per (held-out task, method, model, seed); `model` is "<size>-<backbone>" for the
@@ -34,7 +36,7 @@ ONLINE_CODE = ("data/behaviour", "envs", "train/online")
 # Stage 4: episodes of every trained model (fine-tuned ones on held-out tasks; the pretrained one,
 # as method MULTIGAME, on its source tasks) and the world model's open-loop prediction error.
 EVALUATE = "results/{scale}/{experiment}/evaluate/{task}/{method}/{model}-seed{seed}.parquet"
-MULTIGAME = "multigame"
+MULTIGAME, SINGLEGAME = "multigame", "singlegame"
 WORLD_MODEL_ERROR = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.parquet"
 EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour")
 
@@ -109,16 +111,25 @@ def _job(cfg: DictConfig, rule: str, pattern: str, wildcards: dict[str, Any], st
             "registered_model": f"wmrl-{cfg.experiment}-{stage}", "alias": f"{cfg.scale}-{alias}"}
 
 
-def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> dict[str, Any]:
-    """Everything one pretraining job needs (its Snakemake params)."""
+def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int, game: str | None = None) -> dict[str, Any]:
+    """Everything one pretraining job needs (its Snakemake params): the multi-game model, or with
+    `game` the single-game model of that source game (its per-game share of the steps)."""
     p = to_plain(cfg.pretrain)
-    settings = {k: v for k, v in p.items() if k not in ("sizes", "sizes_run", "backbones", "seeds", "model")}
+    settings = {k: v for k, v in p.items()
+                if k not in ("sizes", "sizes_run", "backbones", "seeds", "model", "single_game")}
+    datasets = pretrain_datasets(cfg)
+    wildcards = {"size": size, "backbone": backbone, "seed": int(seed)}
+    if game is None:
+        job = _job(cfg, "pretrain", PRETRAIN, wildcards, "pretrain", f"{size}-{backbone}-seed{seed}")
+    else:
+        settings["steps"] = p["steps"] // len(datasets)
+        datasets = {game: datasets[game]}
+        job = _job(cfg, "pretrain_single", SINGLE_PRETRAIN, {"task": game, **wildcards}, "pretrain",
+                   f"single-{game}-{size}-{backbone}-seed{seed}")
     return {
-        "seed": int(seed), "tasks": list(cfg.source_tasks), "heldout_tasks": list(cfg.heldout_tasks),
-        "suite": suite(cfg), "datasets": pretrain_datasets(cfg), "pretrain": settings,
-        "model": model_spec(cfg, size, backbone),
-        **_job(cfg, "pretrain", PRETRAIN, {"size": size, "backbone": backbone, "seed": int(seed)}, "pretrain",
-               f"{size}-{backbone}-seed{seed}"),
+        "seed": int(seed), "tasks": list(datasets), "heldout_tasks": list(cfg.heldout_tasks),
+        "suite": suite(cfg), "datasets": datasets, "pretrain": settings,
+        "model": model_spec(cfg, size, backbone), **job,
     }
 
 
@@ -183,11 +194,11 @@ def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
 def evaluate_runs(cfg: DictConfig) -> list[str]:
     """Every evaluation file: each fine-tuning run, and the pretrained models on their source tasks."""
     runs = [EVALUATE.format(**run) for run in finetune_runs(cfg)]
-    if cfg.evaluate.source_tasks:
-        runs += [EVALUATE.format(scale=cfg.scale, experiment=cfg.experiment, task=task, method=MULTIGAME,
-                                 model=f"{size}-{backbone}", seed=seed)
-                 for task in cfg.source_tasks for size in cfg.pretrain.sizes_run
-                 for backbone in cfg.pretrain.backbones for seed in cfg.pretrain.seeds]
+    pretrained = [MULTIGAME] * cfg.evaluate.source_tasks + [SINGLEGAME] * cfg.pretrain.single_game
+    runs += [EVALUATE.format(scale=cfg.scale, experiment=cfg.experiment, task=task, method=method,
+                             model=f"{size}-{backbone}", seed=seed)
+             for method in pretrained for task in cfg.source_tasks for size in cfg.pretrain.sizes_run
+             for backbone in cfg.pretrain.backbones for seed in cfg.pretrain.seeds]
     return runs
 
 
@@ -202,10 +213,11 @@ def evaluate_inputs(cfg: DictConfig, task: str, method: str, model: str, seed: i
     """The checkpoints an evaluation reads (name -> file) and the datasets its score normalization reads."""
     wildcards = {"scale": cfg.scale, "experiment": cfg.experiment, "task": task, "method": method,
                  "model": model, "seed": seed}
-    if method == MULTIGAME:
+    if method in (MULTIGAME, SINGLEGAME):
         size, backbone = model.split("-")
-        return {"final": PRETRAIN_MODEL.format(scale=cfg.scale, experiment=cfg.experiment, size=size,
-                                               backbone=backbone, seed=seed)}
+        pattern = PRETRAIN_MODEL if method == MULTIGAME else SINGLE_PRETRAIN_FILES["model"]
+        return {"final": pattern.format(scale=cfg.scale, experiment=cfg.experiment, task=task, size=size,
+                                        backbone=backbone, seed=seed)}
     files = ONLINE_FILES if cfg.finetune.methods[method].init == "online" else FINETUNE_FILES
     return {name: f"{FINETUNE.format(**wildcards)}/{files[name]}" for name in ("last", "best") if name in files}
 
@@ -221,7 +233,7 @@ def score_datasets(cfg: DictConfig, task: str) -> dict[str, str]:
 def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, Any]:
     """Everything one evaluation job needs (its Snakemake params): evaluation settings only."""
     e = to_plain(cfg.evaluate)
-    if method == MULTIGAME:
+    if method in (MULTIGAME, SINGLEGAME):
         kind, loss, window = "world_model", to_plain(cfg.pretrain.loss), cfg.pretrain.window
     else:
         chosen = cfg.finetune.methods[method]

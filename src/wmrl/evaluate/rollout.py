@@ -59,29 +59,39 @@ class ModelAgent:
         # a plan appends (horizon - 1) steps to the context: keep within the trained window length
         self.context = context - (planning["horizon"] - 1 if planning else 0)
 
+    @torch.no_grad()
     def reset(self, obs: np.ndarray) -> None:
-        self.obs, self.actions = [self.layout.place(self.task, obs)], []
+        """Start every episode; each observation is encoded once, when it arrives."""
+        self.obs_tokens = [self.encode(obs)]  # per step: (episodes, dim)
+        self.actions: list[np.ndarray] = []  # per step: (episodes,)
+
+    def encode(self, obs: np.ndarray) -> torch.Tensor:
+        task = torch.full((len(obs),), self.task_index)
+        return self.model.obs_tokens(torch.from_numpy(self.layout.place(self.task, obs)), task)
 
     @torch.no_grad()
     def act(self, index: np.ndarray) -> np.ndarray:
         n = min(len(self.actions), self.context)
-        obs = torch.from_numpy(np.stack(self.obs[len(self.obs) - n - 1:], 1)[index])
-        actions = torch.from_numpy(np.stack(self.actions[len(self.actions) - n:], 1)[index]) if n else \
-            torch.zeros(len(index), 0, dtype=torch.long)
+        obs_tokens = torch.stack(self.obs_tokens[len(self.obs_tokens) - n - 1:], 1)[index]
+        actions = torch.from_numpy(np.stack(self.actions[len(self.actions) - n:], 1)[index] if n else
+                                   np.zeros((len(index), 0), dtype=np.int64))
+        context = self.model.interleave(obs_tokens, self.model.action_embedding(actions))
         task = torch.full((len(index),), self.task_index)
         if self.planning:
-            chosen = beam_search(self.model, obs, actions, task, self.planning["width"], self.planning["horizon"],
+            chosen = beam_search(self.model, context, task, self.planning["width"], self.planning["horizon"],
                                  self.gamma, self.obs_mask)
         else:
-            chosen = self.model.q_values(self.model(obs, actions, task)["q"][:, -1], task).argmax(-1)
+            chosen = self.model.last_q(context, task).argmax(-1)
         return chosen.numpy()
 
+    @torch.no_grad()
     def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray) -> None:
-        placed = np.zeros_like(self.obs[-1])
-        placed[index] = self.layout.place(self.task, obs)
-        taken = np.zeros(len(placed), dtype=np.int64)
+        encoded = torch.zeros_like(self.obs_tokens[-1])
+        encoded[index] = self.encode(obs)
+        taken = np.zeros(len(encoded), dtype=np.int64)
         taken[index] = actions
-        self.obs, self.actions = (self.obs + [placed])[-self.context - 1:], (self.actions + [taken])[-self.context:]
+        self.obs_tokens = (self.obs_tokens + [encoded])[-self.context - 1:]
+        self.actions = (self.actions + [taken])[-self.context:]
 
 
 class OnlineAgent:

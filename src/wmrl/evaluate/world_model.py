@@ -28,7 +28,7 @@ def open_loop_errors(model: WorldActionModel, batch: dict[str, torch.Tensor], ob
     real transitions, over a batch of windows (obs (B, K+1, …), actions (B, K), mask (B, K))."""
     obs, actions, task, mask = batch["obs"], batch["actions"], batch["task"], batch["mask"]
     grid = model.shape.obs_kind == "grid"
-    features, state = model.start(obs[:, :1], actions[:, :0], task)
+    _, state = model.start(model.tokens(obs[:, :1], actions[:, :0], task))
     model_error, still_error, counts = [], [], []
     for k in range(actions.shape[1]):
         features, state = model.advance(model.action_embedding(actions[:, k]), state)

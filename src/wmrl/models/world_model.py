@@ -104,9 +104,12 @@ class WorldActionModel(nn.Module):
         return encoded + self.task_embedding(task).view(len(task), *[1] * (encoded.dim() - 2), -1)
 
     def tokens(self, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        """Interleave K+1 observation and K action embeddings into (B, 2K+1, dim)."""
-        obs_tokens = self.obs_tokens(obs, task)
-        action_tokens = self.action_embedding(actions)
+        """The K+1 observations and K actions of a window as tokens (B, 2K+1, dim)."""
+        return self.interleave(self.obs_tokens(obs, task), self.action_embedding(actions))
+
+    @staticmethod
+    def interleave(obs_tokens: torch.Tensor, action_tokens: torch.Tensor) -> torch.Tensor:
+        """Observation tokens (B, K+1, dim) and action tokens (B, K, dim) as o_0 a_0 ... o_K."""
         b, k1, d = obs_tokens.shape
         tokens = obs_tokens.new_zeros(b, 2 * k1 - 1, d)
         tokens[:, 0::2] = obs_tokens
@@ -150,11 +153,14 @@ class WorldActionModel(nn.Module):
 
     # ------------------------------------------------------------------ one token at a time
 
-    def start(self, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor) -> tuple[torch.Tensor, object]:
-        """Feed a context (obs (B, n+1, …), actions (B, n)) token by token; return the features of
-        its last observation token (B, dim) and the backbone state after it."""
-        tokens = self.tokens(obs, actions, task)
-        state = self.backbone.init_state(len(task), tokens.device)
+    def last_q(self, tokens: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """Q-values (B, A) at the last token of a context (B, 2n+1, dim), which ends with an observation."""
+        return self.q_values(self.value_heads(self.norm(self.backbone(tokens))[:, -1])["q"], task)
+
+    def start(self, tokens: torch.Tensor) -> tuple[torch.Tensor, object]:
+        """Feed a context (B, 2n+1, dim) token by token; return the features of its last token
+        (B, dim) and the backbone state after it."""
+        state = self.backbone.init_state(len(tokens), tokens.device)
         for t in range(tokens.shape[1]):
             features, state = self.backbone.step(tokens[:, t], state)
         return self.norm(features), state

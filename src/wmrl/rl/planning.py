@@ -21,14 +21,15 @@ from wmrl.models.world_model import WorldActionModel
 
 
 @torch.no_grad()
-def beam_search(model: WorldActionModel, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor,
-                width: int, horizon: int, gamma: float, obs_mask: torch.Tensor) -> torch.Tensor:
-    """The planned action (B,) for contexts obs (B, n+1, *obs_shape), actions (B, n), task (B,);
-    `obs_mask` (*obs_shape) zeroes the parts of predicted observations the task does not have."""
+def beam_search(model: WorldActionModel, context: torch.Tensor, task: torch.Tensor, width: int, horizon: int,
+                gamma: float, obs_mask: torch.Tensor) -> torch.Tensor:
+    """The planned action (B,) for contexts of tokens (B, 2n+1, dim) ending with an observation
+    (`model.tokens`), task (B,); `obs_mask` (*obs_shape) zeroes the parts of predicted
+    observations the task does not have."""
     if horizon < 1 or width < 1:
         raise ValueError(f"beam search needs horizon >= 1 and width >= 1, got {horizon} and {width}")
     envs, n_actions = len(task), model.shape.actions
-    features, state = model.start(obs, actions, task)
+    features, state = model.start(context)
     q = model.q_values(model.value_heads(features)["q"], task).unsqueeze(1)  # (B, beams=1, A)
     ret = torch.zeros(envs, 1)
     alive = torch.ones(envs, 1, dtype=torch.bool)

@@ -1,0 +1,116 @@
+"""Stages 3-4 on a small fixture: the few-shot slice, fine-tuning from pretrained weights or from
+scratch, held-out checks, and evaluation that is deterministic for a fixed seed."""
+
+import subprocess
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from wmrl.config import compose
+from wmrl.data import open_dataset
+from wmrl.data.windows import few_shot, split_episodes
+from wmrl.pipeline import evaluate_spec, finetune_spec
+
+from conftest import PYTHON, ROOT
+
+
+def episodes_frame(lengths: list[int]) -> pl.DataFrame:
+    """Rows of episodes with the given numbers of transitions (each ends with a final row)."""
+    rows = []
+    for episode, length in enumerate(lengths):
+        for t in range(length + 1):
+            final = t == length
+            rows.append({"episode": episode, "t": t, "action": None if final else t % 3,
+                         "reward": None if final else 1.0, "terminated": None if final else t == length - 1,
+                         "truncated": None if final else False, "policy_step": 100 * episode + t})
+    return pl.DataFrame(rows, schema={"episode": pl.Int64, "t": pl.Int32, "action": pl.Int16, "reward": pl.Float32,
+                                      "terminated": pl.Boolean, "truncated": pl.Boolean, "policy_step": pl.Int64})
+
+
+@pytest.mark.parametrize("start, first_step", [(0.0, 0), (1.0, 300), (0.5, 100)])
+def test_fewshot_slice_takes_exactly_the_asked_transitions(start, first_step):
+    frame = episodes_frame([10, 10, 10, 10, 10])  # 50 transitions
+    sliced = few_shot(frame, 15, start, "fixture")
+    assert sliced["action"].is_not_null().sum() == 15
+    assert sliced["policy_step"][0] == first_step  # begins at an episode start
+    assert sliced["episode"].unique().to_list() == [0, 1]  # renumbered from 0
+    cut = sliced.filter(pl.col("episode") == 1)
+    assert cut["t"].max() == 5 and cut["action"][-1] is None  # cut after 5 transitions: a final row
+    assert cut["truncated"][-2] is True and cut["terminated"][-2] is False
+
+
+def test_fewshot_slice_keeps_whole_episodes_when_they_fit_and_refuses_too_little_data():
+    sliced = few_shot(episodes_frame([5, 5, 5]), 10, 0.0, "fixture")
+    assert sliced["action"].is_not_null().sum() == 10 and sliced["truncated"].drop_nulls().sum() == 0
+    with pytest.raises(ValueError, match="fixture: 15 transitions, fewer than the 20"):
+        few_shot(episodes_frame([5, 5, 5]), 20, 0.0, "fixture")
+    assert split_episodes(sliced, "heldout", 0.5, "fixture")["episode"].unique().to_list() == [1]
+
+
+@pytest.fixture(scope="module")
+def finetuned(random_dataset, tmp_path_factory):
+    """Fine-tune a small model from scratch and from 'pretrained' weights on the fixture."""
+    from wmrl.train.finetune import finetune
+
+    tmp = tmp_path_factory.mktemp("finetune")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns.db")
+    monkeypatch.chdir(tmp)
+    cfg = compose({"scale": "smoke"}, ROOT)
+    outputs = {}
+    for method in ("scratch", "pretrained"):
+        spec = finetune_spec(cfg, "breakout", method, "small-transformer", 0)
+        subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", spec["mlflow_experiment"]], check=True,
+                       capture_output=True)
+        spec["finetune"] |= {"steps": 12, "validate_every": 4, "checkpoint_every": 4}
+        spec["inputs"]["dataset"] = str(random_dataset)
+        if method == "pretrained":
+            spec["inputs"]["pretrained"] = str(outputs["scratch"]["last"])  # any model of this suite's shape
+        out = {name: str(tmp / f"{method}-{name}") for name in ("last", "best", "curve", "mlflow")}
+        finetune(spec, out)
+        outputs[method] = out
+    yield cfg, outputs, tmp
+    monkeypatch.undo()
+
+
+def test_finetuning_writes_loadable_last_and_best_checkpoints_and_a_curve(finetuned):
+    cfg, outputs, _ = finetuned
+    for out in outputs.values():
+        last, best = (torch.load(out[name], weights_only=True) for name in ("last", "best"))
+        assert last["task"] == "breakout" and last["tasks"] == list(cfg.tasks) and last["step"] == 12
+        assert best["step"] in (4, 8, 12)
+        curve = pl.read_parquet(out["curve"])
+        assert curve["step"].to_list() == [4, 8, 12] and "val/loss" in curve.columns
+        assert best["step"] == curve["step"][int(np.argmin(curve["val/loss"].to_numpy()))]
+    scratch = torch.load(outputs["scratch"]["last"], weights_only=True)["state_dict"]
+    pretrained = torch.load(outputs["pretrained"]["last"], weights_only=True)["state_dict"]
+    assert not torch.equal(scratch["q_head.2.weight"], pretrained["q_head.2.weight"])
+
+
+def test_finetuning_refuses_a_source_task(finetuned, random_dataset):
+    from wmrl.train.finetune import finetune
+
+    cfg, _, tmp = finetuned
+    spec = finetune_spec(cfg, "breakout", "scratch", "small-transformer", 0)
+    with pytest.raises(ValueError, match="held-out tasks; 'asterix' is not one of"):
+        finetune({**spec, "task": "asterix"}, {})
+
+
+def test_evaluation_is_deterministic_for_a_fixed_seed(finetuned):
+    from wmrl.evaluate.rollout import evaluate
+
+    cfg, outputs, tmp = finetuned
+    spec = evaluate_spec(cfg, "breakout", "pretrained", "small-transformer", 0)
+    spec["inputs"]["checkpoints"] = {name: outputs["pretrained"][name] for name in ("last", "best")}
+    spec |= {"episodes": 3, "max_episode_steps": 60}
+    first = evaluate(spec, str(tmp / "a.parquet"))
+    second = evaluate(spec, str(tmp / "b.parquet"))
+    assert first.equals(second)
+    combos = first.select("checkpoint", "planning").unique().sort("checkpoint", "planning").rows()
+    assert combos == [("best", "beam w2 h2"), ("best", "none"), ("last", "beam w2 h2"), ("last", "none")]
+    assert (first["length"] <= 60).all() and first["episode"].n_unique() == 3
+    score = cfg.tasks.breakout.score
+    expected = (first["return"] - score.random) / (score.reference - score.random)
+    assert np.allclose(first["normalized"].to_numpy(), expected.to_numpy())
