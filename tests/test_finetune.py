@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from wmrl.config import compose
-from wmrl.data import open_dataset
 from wmrl.data.windows import few_shot, split_episodes
 from wmrl.pipeline import evaluate_spec, finetune_spec
 
@@ -92,7 +91,7 @@ def test_finetuning_writes_loadable_last_and_best_checkpoints_and_a_curve(finetu
 def test_finetuning_refuses_a_source_task(finetuned, random_dataset):
     from wmrl.train.finetune import finetune
 
-    cfg, _, tmp = finetuned
+    cfg, _, _ = finetuned
     spec = finetune_spec(cfg, "breakout", "scratch", "small-transformer", 0)
     with pytest.raises(ValueError, match="held-out tasks; 'asterix' is not one of"):
         finetune({**spec, "task": "asterix"}, {})

@@ -33,18 +33,19 @@ def open_loop_errors(model: WorldActionModel, batch: dict[str, torch.Tensor], ob
     for k in range(actions.shape[1]):
         features, state = model.advance(model.action_embedding(actions[:, k]), state)
         predicted = model.predicted_obs(model.answer_heads(features)["next_obs"]) * obs_mask
-        real = obs[:, k + 1]
-
-        def error(guess: torch.Tensor) -> torch.Tensor:
-            wrong = (guess != real).float() if grid else (guess - real).pow(2)
-            return (wrong * obs_mask).flatten(1).sum(1) / obs_mask.sum()
-
-        valid = mask[:, k].float()
-        model_error.append(float((error(predicted) * valid).sum()))
-        still_error.append(float((error(obs[:, 0]) * valid).sum()))
+        real, valid = obs[:, k + 1], mask[:, k].float()
+        model_error.append(float((observation_error(predicted, real, obs_mask, grid) * valid).sum()))
+        still_error.append(float((observation_error(obs[:, 0], real, obs_mask, grid) * valid).sum()))
         counts.append(float(valid.sum()))
         _, state = model.advance(model.obs_tokens(predicted, task), state)
     return np.array(model_error), np.array(still_error), np.array(counts)
+
+
+def observation_error(guess: torch.Tensor, real: torch.Tensor, obs_mask: torch.Tensor, grid: bool) -> torch.Tensor:
+    """Per window (B,): the fraction of wrong cells (grids) or the mean squared error (vectors) over
+    the task's own features."""
+    wrong = (guess != real).float() if grid else (guess - real).pow(2)
+    return (wrong * obs_mask).flatten(1).sum(1) / obs_mask.sum()
 
 
 def world_model_error(spec: dict[str, Any], out: str) -> pl.DataFrame:
