@@ -5,9 +5,9 @@ from wmrl.config import ConfigError, code_hash, compose, to_plain
 from wmrl.pipeline import (DATASET, DATASET_CODE, EVALUATE, EVALUATE_CODE, FINETUNE, FINETUNE_CODE, FINETUNE_FILES,
                            ONLINE_CODE, ONLINE_FILES, ONLINE_MODEL, PRETRAIN_CODE, PRETRAIN_HELDOUT, PRETRAIN_MLFLOW,
                            PRETRAIN_MODEL, SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR, dataset_dirs, dataset_spec,
-                           evaluate_runs, evaluate_spec, finetune_inputs, finetune_spec, methods_pattern,
-                           pretrain_datasets, pretrain_models, pretrain_spec, score_datasets, scores_files,
-                           world_model_errors, world_model_spec)
+                           evaluate_inputs, evaluate_runs, evaluate_spec, finetune_inputs, finetune_spec,
+                           methods_pattern, pretrain_datasets, pretrain_models, pretrain_spec, score_datasets,
+                           scores_files, world_model_errors, world_model_spec)
 from wmrl.tracking import experiment_name
 
 try:

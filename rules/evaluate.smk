@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        unpack(lambda wc: evaluate_spec(CFG, wc.task, wc.method, wc.model, int(wc.seed))["inputs"]["checkpoints"]),
+        unpack(lambda wc: evaluate_inputs(CFG, wc.task, wc.method, wc.model, int(wc.seed))),
         datasets=lambda wc: list(score_datasets(CFG, wc.task).values()),
     output:
         EVALUATE,

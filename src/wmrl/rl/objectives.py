@@ -20,8 +20,8 @@ reward and termination flag:
 
 L = w_obs L_obs + w_rew L_rew + w_term L_term + w_td (L_td + L_v) + alpha L_cql, each a mean over
 real transitions. Actions a task does not have (tasks with fewer actions than the model's
-widest task) take no part in the argmax or the logsumexp. With `td_to_backbone = False` the value heads read detached features, so the
-backbone learns from the world-model losses alone.
+widest task) take no part in the argmax or the logsumexp. With `td_to_backbone = False` the value
+heads read detached features, so the backbone learns from the world-model losses alone.
 """
 
 from __future__ import annotations

@@ -64,9 +64,8 @@ def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
         return {"state_dict": state_dict, "shape": asdict(shape), "model": dict(spec["model"]), "tasks": suite,
                 "layout": layout.features, "task": task, "step": step}
 
-    best_file = fitted.checkpoints / BEST
-    best_step = torch.load(best_file, map_location="cpu", weights_only=True)["global_step"]
-    torch.save(checkpoint(model_weights(best_file), best_step), out["best"])
+    best_weights, best_step = model_weights(fitted.checkpoints / BEST)
+    torch.save(checkpoint(best_weights, best_step), out["best"])
     pl.DataFrame(fitted.curve).write_parquet(out["curve"])
     example = {k: v[:2].numpy() for k, v in data.heldout[task][0].items() if k in ("obs", "actions", "task")}
     model_uri = tracking.register_model(fitted.run_id, checkpoint(module.model.state_dict(), cfg["steps"]),

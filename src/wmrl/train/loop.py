@@ -105,7 +105,9 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
     return Fitted(run_id, logger, checkpoints, curve.rows)
 
 
-def model_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The world-action model's weights in a Lightning checkpoint of a WorldModelModule."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    return {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
+def model_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], int]:
+    """The world-action model's weights in a Lightning checkpoint of a WorldModelModule, and its step."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    weights = {key.removeprefix("model."): value for key, value in saved["state_dict"].items()
+               if key.startswith("model.")}
+    return weights, saved["global_step"]
