@@ -19,7 +19,7 @@ rule all:
         dataset_dirs(CFG),
         pretrain_models(CFG),
         world_model_errors(CFG),
-        scores_files(CFG).values(),
+        report_files(CFG).values(),
 
 
 # Stage targets: `snakemake --cores all datasets` runs stage 1 only, `pretrained` up to stage 2,

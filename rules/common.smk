@@ -2,12 +2,13 @@
 import sys
 
 from wmrl.config import ConfigError, code_hash, compose, to_plain
-from wmrl.pipeline import (DATASET, DATASET_CODE, EVALUATE, EVALUATE_CODE, FINETUNE, FINETUNE_CODE, FINETUNE_FILES,
-                           ONLINE_CODE, ONLINE_FILES, ONLINE_MODEL, PRETRAIN_CODE, PRETRAIN_HELDOUT, PRETRAIN_MLFLOW,
-                           PRETRAIN_MODEL, SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR, dataset_dirs, dataset_spec,
-                           evaluate_inputs, evaluate_runs, evaluate_spec, finetune_inputs, finetune_spec,
-                           methods_pattern, pretrain_datasets, pretrain_models, pretrain_spec, score_datasets,
-                           scores_files, world_model_errors, world_model_spec)
+from wmrl.pipeline import (BENCHMARKS, DATASET, DATASET_CODE, EVALUATE, EVALUATE_CODE, EVALUATE_LINEAGE, FINETUNE,
+                           FINETUNE_CODE, FINETUNE_FILES, ONLINE_CODE, ONLINE_FILES, ONLINE_MODEL, PRETRAIN_CODE, PRETRAIN_HELDOUT,
+                           PRETRAIN_MLFLOW, PRETRAIN_MODEL, SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR, dataset_dirs,
+                           dataset_spec, evaluate_inputs, evaluate_runs, evaluate_spec, finetune_inputs,
+                           finetune_spec, methods_pattern, model_record, pretrain_datasets, pretrain_models,
+                           pretrain_spec, report_files, report_inputs, report_spec, score_datasets,
+                           world_model_errors, world_model_spec)
 from wmrl.tracking import experiment_name
 
 try:
@@ -32,3 +33,21 @@ onstart:
     from wmrl.tracking import prepare
 
     prepare([experiment_name(CFG.experiment, CFG.scale)])
+
+
+def captioned(outputs):
+    """The report job's outputs, each as Snakemake's report shows it: the page and the figures by
+    name, the tables under one caption; the scores in Parquet stay out (data for other tools)."""
+    captions = "../workflow/report/captions"
+
+    def shown(name, path):
+        if name == "html":
+            return report(path, caption=f"{captions}/report.rst", category="Report")
+        if name.endswith("_csv"):
+            return report(path, caption=f"{captions}/table.rst", category="Tables",
+                          labels={"table": name.removesuffix("_csv")})
+        if path.endswith(".svg"):
+            return report(path, caption=f"{captions}/{name}.rst", category="Figures")
+        return path
+
+    return {name: shown(name, path) for name, path in outputs.items()}

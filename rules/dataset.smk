@@ -10,7 +10,7 @@ rule generate_dataset:
     log:
         "logs/generate_dataset/{scale}/{suite}/{task}/{policy}/seed{seed}.log",
     benchmark:
-        "benchmarks/generate_dataset/{scale}/{suite}/{task}/{policy}/seed{seed}.tsv"
+        BENCHMARKS["generate_dataset"]
     threads: 1
     conda:
         "../workflow/envs/wmrl.yaml"

@@ -5,15 +5,17 @@ rule evaluate:
     input:
         unpack(lambda wc: evaluate_inputs(CFG, wc.task, wc.method, wc.model, int(wc.seed))),
         datasets=lambda wc: list(score_datasets(CFG, wc.task).values()),
+        record=lambda wc: model_record(CFG, wc.task, wc.method, wc.model, int(wc.seed)),
     output:
-        EVALUATE,
+        rows=EVALUATE,
+        lineage=EVALUATE_LINEAGE,
     params:
         spec=lambda wc: evaluate_spec(CFG, wc.task, wc.method, wc.model, int(wc.seed)),
         code=code_hash(*EVALUATE_CODE),
     log:
         "logs/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.log",
     benchmark:
-        "benchmarks/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv"
+        BENCHMARKS["evaluate"]
     threads: 1
     conda:
         "../workflow/envs/wmrl.yaml"
@@ -33,7 +35,7 @@ rule world_model_error:
     log:
         "logs/world_model_error/{scale}/{experiment}/{size}-{backbone}-seed{seed}.log",
     benchmark:
-        "benchmarks/world_model_error/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv"
+        BENCHMARKS["world_model_error"]
     threads: 1
     conda:
         "../workflow/envs/wmrl.yaml"

@@ -14,7 +14,7 @@ rule finetune:
     log:
         "logs/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.log",
     benchmark:
-        "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv"
+        BENCHMARKS["finetune"]
     threads: 1
     conda:
         "../workflow/envs/wmrl.yaml"
@@ -34,7 +34,7 @@ rule train_online:
     log:
         "logs/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.log",
     benchmark:
-        "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv"
+        BENCHMARKS["train_online"]
     threads: 1
     conda:
         "../workflow/envs/wmrl.yaml"

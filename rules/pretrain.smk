@@ -14,7 +14,7 @@ rule pretrain:
     log:
         "logs/pretrain/{scale}/{experiment}/{size}-{backbone}-seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv"
+        BENCHMARKS["pretrain"]
     threads: 2
     priority: 10  # on the critical path: start it before the baselines that do not need it
     conda:
@@ -34,7 +34,7 @@ rule pretrain_single:
     log:
         "logs/pretrain/{scale}/{experiment}/single/{task}/{size}-{backbone}-seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{scale}/{experiment}/single/{task}/{size}-{backbone}-seed{seed}.tsv"
+        BENCHMARKS["pretrain_single"]
     threads: 2
     conda:
         "../workflow/envs/wmrl.yaml"

@@ -1,20 +1,21 @@
-# Stage 5: every evaluation row in one table, and the aggregates over runs.
+# Stage 5: the scores over runs, figures, tables and one self-contained HTML report.
+# Every output is also in `snakemake --report report.zip`, with a caption.
 
 
-rule scores:
+rule report:
     input:
-        evaluate_runs(CFG),
+        **report_inputs(CFG, workflow.basedir),
     output:
-        **scores_files(CFG),
+        **captioned(report_files(CFG)),
     params:
-        report=to_plain(CFG.report),
-        code=code_hash("evaluate/summary", "evaluate/statistics"),
+        spec=report_spec(CFG, workflow.basedir),
+        code=code_hash("report", "evaluate/summary", "evaluate/statistics"),
     log:
-        f"logs/scores/{CFG.scale}/{CFG.experiment}.log",
+        f"logs/report/{CFG.scale}/{CFG.experiment}.log",
     benchmark:
-        f"benchmarks/scores/{CFG.scale}/{CFG.experiment}.tsv"
+        f"benchmarks/report/{CFG.scale}/{CFG.experiment}.tsv"
     threads: 1
     conda:
         "../workflow/envs/wmrl.yaml"
     script:
-        "../workflow/scripts/scores.py"
+        "../workflow/scripts/report.py"

@@ -42,3 +42,19 @@ def snakemake_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """A directory in which the whole `smoke` pipeline has run once (shared by the tests that read it)."""
+    import subprocess
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke"), cwd=workdir,
+                            capture_output=True, text=True, env=snakemake_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def snakemake_command(*args: str) -> list[str]:
+    return [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args]

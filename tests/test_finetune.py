@@ -103,9 +103,10 @@ def test_evaluation_is_deterministic_for_a_fixed_seed(finetuned):
     cfg, outputs, tmp = finetuned
     spec = evaluate_spec(cfg, "breakout", "pretrained", "small-transformer", 0)
     spec["inputs"]["checkpoints"] = {name: outputs["pretrained"][name] for name in ("last", "best")}
+    spec["inputs"]["record"] = outputs["pretrained"]["mlflow"]
     spec |= {"episodes": 3, "max_episode_steps": 60}
-    first = evaluate(spec, str(tmp / "a.parquet"))
-    second = evaluate(spec, str(tmp / "b.parquet"))
+    first, second = (evaluate(spec, {"rows": str(tmp / f"{n}.parquet"), "lineage": str(tmp / f"{n}.json")})
+                     for n in "ab")
     assert first.equals(second)
     combos = first.select("checkpoint", "planning").unique().sort("checkpoint", "planning").rows()
     assert combos == [("best", "beam w2 h2"), ("best", "none"), ("last", "beam w2 h2"), ("last", "none")]
@@ -113,3 +114,20 @@ def test_evaluation_is_deterministic_for_a_fixed_seed(finetuned):
     score = cfg.tasks.breakout.score
     expected = (first["return"] - score.random) / (score.reference - score.random)
     assert np.allclose(first["normalized"].to_numpy(), expected.to_numpy())
+
+
+def test_evaluation_is_tracked_with_the_lineage_of_the_model_it_played(finetuned):
+    import json
+
+    import mlflow
+
+    _, outputs, tmp = finetuned
+    lineage = json.loads((tmp / "a.json").read_text())  # written by the test above
+    trained = json.loads(open(outputs["pretrained"]["mlflow"]).read())
+    assert lineage["model"] == trained
+    assert set(trained) >= {"run_id", "git_sha", "config_hash", "datasets", "run_url"}
+    assert list(trained["datasets"].values())[0] and trained["run_url"] is None  # a SQLite store has no pages
+    run = mlflow.MlflowClient().get_run(lineage["evaluation"]["run_id"])
+    assert run.data.tags["trained_by"] == trained["run_id"] and run.info.status == "FINISHED"
+    assert run.data.tags["git_sha"] == lineage["evaluation"]["git_sha"]
+    assert "eval/last/none/normalized" in run.data.metrics

@@ -3,22 +3,21 @@
 import json
 import re
 import subprocess
+import zipfile
+from pathlib import Path
 
 import polars as pl
 import torch
 
 from wmrl.config import compose
 from wmrl.data import open_dataset
-from wmrl.pipeline import MULTIGAME, dataset_dirs, pretrain_models, scores_files, world_model_errors
+from wmrl.pipeline import MULTIGAME, dataset_dirs, pretrain_models, report_files, world_model_errors
 
-from conftest import PYTHON, ROOT, snakemake_env
+from conftest import PYTHON, ROOT, snakemake_command, snakemake_env
 
 
-def test_smoke_pipeline_end_to_end(tmp_path):
-    command = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2",
-               "--config", "scale=smoke"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=snakemake_env(), timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_smoke_pipeline_end_to_end(smoke_run):
+    tmp_path = smoke_run
     cfg = compose({"scale": "smoke"}, ROOT)
     for directory in dataset_dirs(cfg):
         card = open_dataset(tmp_path / directory).card
@@ -41,24 +40,50 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     assert (world_model["trained"] < 0.8 * world_model["untrained"]).all(), world_model
 
     # stage 4: a row for every (method, task, seed, checkpoint, planning) that applies
-    episodes = pl.read_parquet(tmp_path / scores_files(cfg)["episodes"])
+    episodes = pl.read_parquet(tmp_path / report_files(cfg)["episodes"])
     runs = episodes.group_by("method", "task", "seed", "checkpoint", "planning").len()
     assert (runs["len"] == cfg.evaluate.episodes).all()
     fine_tuned = runs.filter(pl.col("task") == "breakout")
     for method, settings in {"pretrained": 4, "scratch": 4, "bc": 2, "dqn_online": 1}.items():
         assert len(fine_tuned.filter(pl.col("method") == method)) == settings * len(cfg.finetune.seeds), method
     assert set(runs.filter(pl.col("method") == MULTIGAME)["task"]) == set(cfg.source_tasks)
-    assert not pl.read_parquet(tmp_path / scores_files(cfg)["aggregate"]).is_empty()
+    assert not pl.read_parquet(tmp_path / report_files(cfg)["aggregate_parquet"]).is_empty()
     (error_file,) = world_model_errors(cfg)
     assert set(pl.read_parquet(tmp_path / error_file)["predictor"]) == {"model", "nothing changes"}
 
-    # changing an evaluation setting reruns evaluation and the scores, nothing upstream
-    (tmp_path / "eval.yaml").write_text("evaluate:\n  episodes: 4\n")
-    plan = subprocess.run(command[:-2] + ["-n", "--config", "scale=smoke", "--configfile", "eval.yaml"], cwd=tmp_path,
-                          capture_output=True, text=True, env=snakemake_env(), timeout=120).stdout
+    report = report_files(cfg)
+    assert all((tmp_path / path).stat().st_size > 0 for path in report.values())
+
+
+def planned_jobs(workdir, settings: str) -> set[str]:
+    """The rules `snakemake -n` would run in `workdir` with `settings` (YAML) as an extra configfile."""
+    (workdir / "change.yaml").write_text(settings)
+    plan = subprocess.run(snakemake_command("-n", "--config", "scale=smoke", "--configfile", "change.yaml"),
+                          cwd=workdir, capture_output=True, text=True, env=snakemake_env(), timeout=120).stdout
     stats = plan.split("Job stats:")[1].split("\n\n")[0]
-    jobs = {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", stats, re.MULTILINE)}
-    assert jobs == {"evaluate", "scores", "all", "total"}, plan
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", stats, re.MULTILINE)} - {"all", "total"}
+
+
+def test_changing_an_evaluation_setting_reruns_evaluation_and_the_report_only(smoke_run):
+    assert planned_jobs(smoke_run, "evaluate:\n  episodes: 4\n") == {"evaluate", "report"}
+
+
+def test_changing_a_report_setting_reruns_only_the_report(smoke_run):
+    assert planned_jobs(smoke_run, "report:\n  bootstrap_repetitions: 300\n") == {"report"}
+    assert planned_jobs(smoke_run, "report:\n  compare: {baseline: bc}\n") == {"report"}
+
+
+def test_snakemake_report_captions_every_report_output(smoke_run, tmp_path):
+    result = subprocess.run(snakemake_command("--config", "scale=smoke", "--report", str(tmp_path / "report.zip")),
+                            cwd=smoke_run, capture_output=True, text=True, env=snakemake_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        names = {Path(name).name for name in archive.namelist()}
+        page = archive.read("report/report.html").decode()
+    cfg = compose({"scale": "smoke"}, ROOT)
+    shown = {Path(path).name for path in report_files(cfg).values() if not path.endswith(".parquet")}
+    assert shown <= names, shown - names
+    assert "Interquartile mean (IQM) of normalized scores" in page  # a caption made it in
 
 
 def test_snakemake_lint_is_clean():

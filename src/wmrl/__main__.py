@@ -29,20 +29,19 @@ def main(argv: list[str] | None = None) -> int:
 
     online = commands.add_parser("train-online", help="train the online DQN baseline on a held-out task")
     online.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.finetune_spec)")
-    online.add_argument("--out-dir", required=True, help="where last.pt and curve.parquet go")
+    online.add_argument("--out-dir", required=True, help="where last.pt, curve.parquet, model.mlflow.json go")
 
     play = commands.add_parser("evaluate", help="play evaluation episodes of one trained model")
     play.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.evaluate_spec)")
-    play.add_argument("--out", required=True, help="the episode rows (Parquet)")
+    play.add_argument("--out", required=True, help="the episode rows (X.parquet); lineage goes to X.lineage.json")
 
     error = commands.add_parser("world-model-error", help="open-loop prediction error of a pretrained model")
     error.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.world_model_spec)")
     error.add_argument("--out", required=True, help="error by task and horizon (Parquet)")
 
-    scores = commands.add_parser("scores", help="aggregate evaluation files: IQM, CIs, probability of improvement")
-    scores.add_argument("files", nargs="+", help="evaluation Parquet files")
-    scores.add_argument("--out-dir", required=True)
-    scores.add_argument("--repetitions", type=int, default=2000, help="bootstrap repetitions")
+    report = commands.add_parser("report", help="the experiment's scores, figures, tables and HTML report")
+    report.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.report_spec)")
+    report.add_argument("--out-dir", required=True, help="where report.html, scores/, figures/, tables/ go")
 
     tracking = commands.add_parser("prepare-tracking", help="create the MLflow store and an experiment")
     tracking.add_argument("experiment")
@@ -81,17 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "evaluate":
         from wmrl.evaluate.rollout import evaluate
 
-        evaluate(json.loads(args.spec), args.out)
+        evaluate(json.loads(args.spec), {"rows": args.out, "lineage": args.out.removesuffix(".parquet") + ".lineage.json"})
     elif args.command == "world-model-error":
         from wmrl.evaluate.world_model import world_model_error
 
         world_model_error(json.loads(args.spec), args.out)
-    elif args.command == "scores":
-        from wmrl.evaluate.summary import write_scores
-        from wmrl.pipeline import SCORES_FILES
+    elif args.command == "report":
+        from wmrl.pipeline import report_layout
+        from wmrl.report.build import build_report
 
-        write_scores(args.files, {"bootstrap_repetitions": args.repetitions, "confidence": 0.95},
-                     out_files(args.out_dir, SCORES_FILES))
+        spec = json.loads(args.spec)
+        build_report(spec, out_files(args.out_dir, report_layout(len(spec["sizes"]) > 1)))
     elif args.command == "prepare-tracking":
         from wmrl.tracking import prepare
 

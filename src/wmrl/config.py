@@ -228,11 +228,24 @@ class EvaluateConfig:
 
 
 @dataclass
+class CompareConfig:
+    """The comparison the report's headline answers: `method` against `baseline` (names in
+    finetune.methods_run), both read at the same checkpoint and planning setting."""
+
+    method: str = "pretrained"
+    baseline: str = "scratch"
+    checkpoint: str = "last"  # last | best
+    planning: str = "none"  # "none", or the evaluation rows' label, e.g. "beam w2 h2"
+
+
+@dataclass
 class ReportConfig:
-    """Stage 5: aggregates over runs."""
+    """Stage 5: aggregates over runs (stratified bootstrap CIs) and the report's headline."""
 
     bootstrap_repetitions: int = 2_000
     confidence: float = 0.95
+    question: str = "Does pretraining help fine-tuning on held-out tasks?"  # the headline answers it
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
 
 @dataclass
@@ -437,6 +450,13 @@ def _check_semantics(cfg: DictConfig) -> None:
             if task.score[score] is None and policy not in policies:
                 raise ConfigError(f"config error: 'tasks.{name}.score.{score}' is null, so it would come from the "
                                   f"task's {policy} data, which is not generated: set it, or generate {policy} data")
+    compare = cfg.report.compare
+    for key in ("method", "baseline"):
+        if compare[key] not in finetune.methods_run:
+            raise ConfigError(f"config error: 'report.compare.{key}' names {compare[key]!r}, which is not run; "
+                              f"finetune.methods_run: {list(finetune.methods_run)}")
+    if compare.checkpoint not in ("last", "best"):
+        raise ConfigError(f"config error: 'report.compare.checkpoint' must be last or best, got {compare.checkpoint!r}")
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")

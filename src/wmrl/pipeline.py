@@ -6,12 +6,13 @@ do answers in about a second.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from omegaconf import DictConfig
 
 from wmrl.config import task_dataset, to_plain
-from wmrl.tracking import experiment_name
+from wmrl.tracking import config_hash, experiment_name
 
 DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
 # The source that decides a dataset's bytes (readers elsewhere in data/ do not regenerate data).
@@ -28,7 +29,7 @@ PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "envs"
 # world-action methods and ONLINE_MODEL for online DQN (stable-baselines3's MinAtar network).
 FINETUNE = "results/{scale}/{experiment}/finetune/{task}/{method}/{model}-seed{seed}"
 FINETUNE_FILES = {"last": "last.pt", "best": "best.pt", "curve": "curve.parquet", "mlflow": "model.mlflow.json"}
-ONLINE_FILES = {"last": "last.pt", "curve": "curve.parquet"}
+ONLINE_FILES = {"last": "last.pt", "curve": "curve.parquet", "mlflow": "model.mlflow.json"}
 ONLINE_MODEL = "sb3"
 FINETUNE_CODE = PRETRAIN_CODE
 ONLINE_CODE = ("data/behaviour", "envs", "train/online")
@@ -36,14 +37,30 @@ ONLINE_CODE = ("data/behaviour", "envs", "train/online")
 # Stage 4: episodes of every trained model (fine-tuned ones on held-out tasks; the pretrained one,
 # as method MULTIGAME, on its source tasks) and the world model's open-loop prediction error.
 EVALUATE = "results/{scale}/{experiment}/evaluate/{task}/{method}/{model}-seed{seed}.parquet"
+EVALUATE_LINEAGE = EVALUATE.removesuffix(".parquet") + ".lineage.json"
 MULTIGAME, SINGLEGAME = "multigame", "singlegame"
 WORLD_MODEL_ERROR = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.parquet"
 EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour")
 
-# Stage 5 (so far): every episode row and the aggregates over runs.
-SCORES = "results/{scale}/{experiment}/report/scores"
-SCORES_FILES = {"episodes": "episodes.parquet", "aggregate": "aggregate.parquet", "per_task": "per_task.parquet",
-                "improvement": "improvement.parquet"}
+# Stage 5: the report — the scores (Parquet), figures (SVG), tables (CSV) and one HTML page.
+REPORT = "results/{scale}/{experiment}/report"
+REPORT_TEMPLATE = "workflow/report/report.html.j2"
+SCORES_FILES = {"episodes": "scores/episodes.parquet", "aggregate_parquet": "scores/aggregate.parquet",
+                "per_task_parquet": "scores/per_task.parquet", "improvement_parquet": "scores/improvement.parquet"}
+FIGURES = ("iqm", "per_seed", "curves", "world_model")  # + "scaling" when several model sizes run
+TABLES = ("aggregate", "improvement", "per_task", "runs", "datasets", "cost", "jobs", "lineage", "world_model",
+          "episodes")
+
+# Every rule's benchmark file (Snakemake's `benchmark:`); the report reads them for the pipeline's cost.
+BENCHMARKS = {
+    "generate_dataset": "benchmarks/generate_dataset/{scale}/{suite}/{task}/{policy}/seed{seed}.tsv",
+    "pretrain": "benchmarks/pretrain/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv",
+    "pretrain_single": "benchmarks/pretrain/{scale}/{experiment}/single/{task}/{size}-{backbone}-seed{seed}.tsv",
+    "finetune": "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
+    "train_online": "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
+    "evaluate": "benchmarks/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
+    "world_model_error": "benchmarks/world_model_error/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv",
+}
 
 
 def dataset_dirs(cfg: DictConfig, tasks: list[str] | None = None) -> list[str]:
@@ -101,13 +118,19 @@ def model_spec(cfg: DictConfig, size: str, backbone: str) -> dict[str, Any]:
     return {**p["model"], **p["sizes"][size], "backbone": backbone}
 
 
+def _tracked(cfg: DictConfig, rule: str, pattern: str, wildcards: dict[str, Any]) -> dict[str, Any]:
+    """How a job is tracked in MLflow: its experiment, run name and tags (rule and wildcards)."""
+    wildcards = {"scale": cfg.scale, "experiment": cfg.experiment, **wildcards}
+    return {"mlflow_experiment": experiment_name(cfg.experiment, cfg.scale),
+            "run_name": pattern.format(**wildcards).removeprefix("results/"),
+            "tags": {"rule": rule, **{k: str(v) for k, v in wildcards.items()}}}
+
+
 def _job(cfg: DictConfig, rule: str, pattern: str, wildcards: dict[str, Any], stage: str, alias: str
          ) -> dict[str, Any]:
-    """The bookkeeping every training job carries: work dir, MLflow names and tags."""
-    wildcards = {"scale": cfg.scale, "experiment": cfg.experiment, **wildcards}
-    run_name = pattern.format(**wildcards).removeprefix("results/")
-    return {"work_dir": f"work/{run_name}", "mlflow_experiment": experiment_name(cfg.experiment, cfg.scale),
-            "run_name": run_name, "tags": {"rule": rule, **{k: str(v) for k, v in wildcards.items()}},
+    """The bookkeeping every training job carries: work dir, MLflow names and tags, registered model."""
+    tracked = _tracked(cfg, rule, pattern, wildcards)
+    return {"work_dir": f"work/{tracked['run_name']}", **tracked,
             "registered_model": f"wmrl-{cfg.experiment}-{stage}", "alias": f"{cfg.scale}-{alias}"}
 
 
@@ -222,6 +245,12 @@ def evaluate_inputs(cfg: DictConfig, task: str, method: str, model: str, seed: i
     return {name: f"{FINETUNE.format(**wildcards)}/{files[name]}" for name in ("last", "best") if name in files}
 
 
+def model_record(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> str:
+    """The lineage file (``model.mlflow.json``) of the model an evaluation plays."""
+    checkpoint = next(iter(evaluate_inputs(cfg, task, method, model, seed).values()))
+    return f"{checkpoint.rsplit('/', 1)[0]}/{PRETRAIN_FILES['mlflow']}"
+
+
 def score_datasets(cfg: DictConfig, task: str) -> dict[str, str]:
     """The datasets whose cards give the random and reference scores config leaves null."""
     score, seeds = cfg.tasks[task].score, task_dataset(cfg, task).seeds
@@ -233,6 +262,7 @@ def score_datasets(cfg: DictConfig, task: str) -> dict[str, str]:
 def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, Any]:
     """Everything one evaluation job needs (its Snakemake params): evaluation settings only."""
     e = to_plain(cfg.evaluate)
+    wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
     if method in (MULTIGAME, SINGLEGAME):
         kind, loss, window = "world_model", to_plain(cfg.pretrain.loss), cfg.pretrain.window
     else:
@@ -248,7 +278,8 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
         "env_seed": e["env_seed"] + 1000 * int(seed), "context": window, "gamma": loss["gamma"],
         "planning": e["planning"] if plans else None, "score": to_plain(cfg.tasks[task].score),
         "inputs": {"checkpoints": evaluate_inputs(cfg, task, method, model, seed),
-                   "datasets": score_datasets(cfg, task)},
+                   "datasets": score_datasets(cfg, task), "record": model_record(cfg, task, method, model, seed)},
+        **_tracked(cfg, "evaluate", EVALUATE.removesuffix(".parquet"), wildcards),
     }
 
 
@@ -266,6 +297,93 @@ def methods_pattern(cfg: DictConfig, online: bool) -> str:
     return "|".join(names) or "(?!)"
 
 
-def scores_files(cfg: DictConfig) -> dict[str, str]:
-    directory = SCORES.format(scale=cfg.scale, experiment=cfg.experiment)
-    return {name: f"{directory}/{file}" for name, file in SCORES_FILES.items()}
+# --------------------------------------------------------------------------- stage 5
+
+
+def report_layout(several_sizes: bool) -> dict[str, str]:
+    """The report job's outputs by name, relative to its directory: html, the scores, each figure
+    (the scaling plot only when several model sizes run), each table's CSV."""
+    figures = FIGURES + ("scaling",) * several_sizes
+    return {"html": "report.html", **SCORES_FILES, **{name: f"figures/{name}.svg" for name in figures},
+            **{f"{name}_csv": f"tables/{name}.csv" for name in TABLES}}
+
+
+def report_files(cfg: DictConfig) -> dict[str, str]:
+    directory = REPORT.format(scale=cfg.scale, experiment=cfg.experiment)
+    return {name: f"{directory}/{file}" for name, file in report_layout(len(cfg.pretrain.sizes_run) > 1).items()}
+
+
+def _wildcards(pattern: str, path: str) -> dict[str, str]:
+    """The wildcard values that `pattern` formats into `path` (e.g. a job's output)."""
+    regex = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+?)", re.escape(pattern))
+    found = re.fullmatch(regex, path)
+    if found is None:
+        raise ValueError(f"{path} does not match {pattern}")
+    return found.groupdict()
+
+
+def benchmark_files(cfg: DictConfig) -> dict[str, list[str]]:
+    """The benchmark file of every job of the experiment but the report's own, by rule."""
+    p = cfg.pretrain
+    models = [{"size": size, "backbone": backbone, "seed": seed}
+              for size in p.sizes_run for backbone in p.backbones for seed in p.seeds]
+    online = {name for name, method in cfg.finetune.methods.items() if method.init == "online"}
+    jobs = {
+        "generate_dataset": [_wildcards(DATASET, d) for d in dataset_dirs(cfg)],
+        "pretrain": models,
+        "pretrain_single": [{"task": task, **m} for task in cfg.source_tasks for m in models] if p.single_game else [],
+        "finetune": [run for run in finetune_runs(cfg) if run["method"] not in online],
+        "train_online": [run for run in finetune_runs(cfg) if run["method"] in online],
+        "evaluate": [_wildcards(EVALUATE, e) for e in evaluate_runs(cfg)],
+        "world_model_error": models,
+    }
+    base = {"scale": cfg.scale, "experiment": cfg.experiment}
+    return {rule: [BENCHMARKS[rule].format(**{**base, **job}) for job in wildcards]
+            for rule, wildcards in jobs.items() if wildcards}
+
+
+def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
+    """Everything the report job needs (its Snakemake params): its inputs, the question it answers,
+    the bootstrap settings, and what the experiment defines but does not run. `root`: the
+    workflow's directory, which holds the HTML template."""
+    f, p = cfg.finetune, cfg.pretrain
+    roles = {d: "pretraining (source)" for dirs in pretrain_datasets(cfg).values() for d in dirs}
+    roles |= {fewshot_dataset(cfg, task): "few-shot (held-out)" for task in cfg.heldout_tasks}
+    for task in cfg.tasks:
+        roles |= {d: roles.get(d, "score reference") for d in score_datasets(cfg, task).values()}
+    curves = [{"file": f"{FINETUNE.format(**run)}/{FINETUNE_FILES['curve']}", **run,
+               "online": f.methods[run["method"]].init == "online", "steps": f.data.transitions}
+              for run in finetune_runs(cfg)]
+    not_run = [f"method {name} (defined in finetune.methods, not in methods_run)" for name in f.methods
+               if name not in f.methods_run]
+    not_run += [f"model size {size} (defined in pretrain.sizes, not in sizes_run)" for size in p.sizes
+                if size not in p.sizes_run]
+    not_run += [f"{name}: no planning (it trains no world model)" for name in f.methods_run
+                if evaluate_spec(cfg, cfg.heldout_tasks[0], name, method_models(cfg, name)[0], 0)["planning"] is None]
+    not_run += [f"{name}: no 'best' checkpoint (online training has no offline validation)"
+                for name in f.methods_run if f.methods[name].init == "online"]
+    not_run += [] if p.single_game else ["single-game pretraining (pretrain.single_game is false)"]
+    not_run += [] if cfg.evaluate.source_tasks else ["the pretrained model on its source tasks "
+                                                     "(evaluate.source_tasks is false)"]
+    return {
+        "experiment": cfg.experiment, "scale": cfg.scale, **to_plain(cfg.report),
+        "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
+        "transitions": f.data.transitions, "not_run": not_run,
+        "episode_caps": {task: cfg.evaluate.max_episode_steps or cfg.tasks[task].max_episode_steps
+                         for task in cfg.tasks},
+        "benchmarks": benchmark_files(cfg),
+        "inputs": {"evaluations": evaluate_runs(cfg), "lineage": [evaluate_lineage(e) for e in evaluate_runs(cfg)],
+                   "curves": curves, "world_model": world_model_errors(cfg), "datasets": roles,
+                   "template": f"{root}/{REPORT_TEMPLATE}"},
+    }
+
+
+def report_inputs(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
+    """The report job's input files, by kind (everything in report_spec's "inputs")."""
+    inputs = report_spec(cfg, root)["inputs"]
+    return {**{k: v for k, v in inputs.items() if k not in ("curves", "datasets")},
+            "curves": [run["file"] for run in inputs["curves"]], "datasets": list(inputs["datasets"])}
+
+
+def evaluate_lineage(rows: str) -> str:
+    return EVALUATE_LINEAGE.format(**_wildcards(EVALUATE, rows))

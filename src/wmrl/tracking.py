@@ -5,10 +5,12 @@
   artifacts beside it.
 * The store and the experiments are created once, before parallel jobs start (``prepare``, called
   from the Snakefile's ``onstart``): a fresh SQLite store fails under parallel first use.
-* One run per job, reused when the job resumes: its id is kept under ``work/``.
+* One run per job, reused when a training job resumes: its id is kept under ``work/``. An
+  evaluation is a run too, created when its episodes are done (tag ``trained_by``: the model's run).
 * Tags: rule, wildcards, config hash, git SHA (``-dirty`` if so); datasets are logged as inputs
   with their content digest; final models are registered as ``wmrl-<experiment>-<stage>`` with an
-  alias naming the job.
+  alias naming the job. Each model's lineage (run, tags, dataset digests) is written beside it
+  (``write_record``), so downstream jobs and the report never read the store.
 """
 
 from __future__ import annotations
@@ -53,12 +55,44 @@ def prepare(experiments: list[str], root: Path | str = ".") -> str:
     return uri
 
 
-def git_sha(root: Path | str = ".") -> str:
+def git_sha(source: Path | str = Path(__file__).parent) -> str:
+    """The commit of the code that runs (the package's own checkout, wherever the pipeline's
+    working directory is), ``-dirty`` when tracked files differ from it, "unknown" outside git."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
+        return subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, check=False).stdout.strip()
 
     sha = git("rev-parse", "HEAD") or "unknown"
     return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no") else sha
+
+
+def run_tags(spec: dict[str, Any]) -> dict[str, str]:
+    """A job's MLflow tags: its rule and wildcards (spec["tags"]), the hash of its whole spec, the git SHA."""
+    return {**spec["tags"], "config_hash": config_hash(spec), "git_sha": git_sha()}
+
+
+def run_url(run_id: str, root: Path | str = ".") -> str | None:
+    """The run's page on the tracking server, when the store is one (an http(s) URI); else None."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    if not uri.startswith(("http://", "https://")):
+        return None
+    experiment_id = mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def write_record(path: Path | str, run_id: str, spec: dict[str, Any], model_uri: str | None,
+                 datasets: dict[str, dict[str, Any]], parameters: int | None = None,
+                 root: Path | str = ".") -> dict[str, Any]:
+    """Write a trained model's lineage beside it (``<name>.mlflow.json``): the MLflow run (id,
+    experiment, page URL if any), the registered model URI, its parameter count, the tags of its
+    run, and the datasets it was trained on (directory -> content digest). Downstream jobs read
+    this file, never the store."""
+    record = {"run_id": run_id, "experiment": spec["mlflow_experiment"], "model_uri": model_uri,
+              "run_url": run_url(run_id, root), "parameters": parameters, **run_tags(spec),
+              "datasets": {directory: dataset_digest(card) for directory, card in sorted(datasets.items())}}
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    return record
 
 
 def config_hash(section: Any) -> str:
@@ -80,19 +114,26 @@ def start_or_resume_run(work_dir: Path, experiment: str, run_name: str, tags: di
     import mlflow
 
     saved = run_id_file(work_dir)
-    client = mlflow.MlflowClient(tracking_uri(root))
     if saved.is_file():
         run_id = saved.read_text().strip()
-        client.update_run(run_id, status="RUNNING")
+        mlflow.MlflowClient(tracking_uri(root)).update_run(run_id, status="RUNNING")
         return run_id
-    experiment_id = client.get_experiment_by_name(experiment)
-    if experiment_id is None:
+    run_id = new_run(experiment, run_name, tags, root)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    saved.write_text(run_id)
+    return run_id
+
+
+def new_run(experiment: str, run_name: str, tags: dict[str, str], root: Path | str = ".") -> str:
+    """A new MLflow run for a job that has nothing to resume (an evaluation is logged once, at its end)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri(root))
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
         raise RuntimeError(f"MLflow experiment {experiment!r} does not exist: run `wmrl prepare-tracking` "
                            f"(Snakemake does it on start) before the jobs")
-    run = client.create_run(experiment_id.experiment_id, run_name=run_name, tags=tags)
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    saved.write_text(run.info.run_id)
-    return run.info.run_id
+    return client.create_run(found.experiment_id, run_name=run_name, tags=tags).info.run_id
 
 
 def log_dataset_inputs(run_id: str, cards: dict[str, dict[str, Any]], root: Path | str = ".") -> None:

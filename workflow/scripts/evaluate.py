@@ -4,4 +4,4 @@ from wmrl.evaluate.rollout import evaluate
 from wmrl.logs import job_logging
 
 with job_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected by Snakemake)
-    evaluate(snakemake.params.spec, snakemake.output[0], threads=snakemake.threads)  # noqa: F821
+    evaluate(snakemake.params.spec, dict(snakemake.output), threads=snakemake.threads)  # noqa: F821

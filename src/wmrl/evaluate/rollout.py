@@ -7,11 +7,13 @@ model) and, for models with a trained world model, with and without beam-search 
 Rows (DESIGN.md section 3): experiment, scale, task, method, model, seed, checkpoint, planning,
 planning_width, planning_horizon, episode, env_seed, return, length, normalized — with
 normalized = (return - random) / (reference - random) and the random/reference scores and their
-source in every row.
+source in every row. The evaluation is an MLflow run too; its lineage file names that run and
+carries the evaluated model's record (training run, git SHA, config hash, datasets).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from wmrl import tracking
 from wmrl.config import ModelConfig
 from wmrl.data import read_card
 from wmrl.data.windows import ObsLayout
@@ -162,9 +165,10 @@ def reference_scores(spec: dict[str, Any], datasets: dict[str, str]) -> dict[str
     return score
 
 
-def evaluate(spec: dict[str, Any], out: str, threads: int = 1) -> pl.DataFrame:
+def evaluate(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> pl.DataFrame:
     """Play spec["episodes"] episodes with every checkpoint (spec["inputs"]["checkpoints"]: name ->
-    file), with and without planning where the model has a world model; write the rows to `out`."""
+    file), with and without planning where the model has a world model; write the rows to
+    out["rows"], track the evaluation as an MLflow run and write its lineage to out["lineage"]."""
     torch.set_num_threads(threads)
     score = reference_scores(spec, spec["inputs"]["datasets"])
     env_settings = {key: spec[key] for key in ("env", "env_kwargs", "max_episode_steps")}
@@ -193,7 +197,22 @@ def evaluate(spec: dict[str, Any], out: str, threads: int = 1) -> pl.DataFrame:
                 "score_source": score["source"],
             }))
     rows = pl.concat(frames)
-    partial = Path(f"{out}.partial")
+    track(spec, rows, out["lineage"])
+    partial = Path(f"{out['rows']}.partial")
     rows.write_parquet(partial)
-    partial.rename(out)
+    partial.rename(out["rows"])
     return rows
+
+
+def track(spec: dict[str, Any], rows: pl.DataFrame, lineage: str) -> None:
+    """Log the evaluation as an MLflow run (mean return and normalized score per checkpoint and
+    planning setting) and write its lineage: this run, and the trained model's own record."""
+    trained = json.loads(Path(spec["inputs"]["record"]).read_text())
+    run_id = tracking.new_run(spec["mlflow_experiment"], spec["run_name"],
+                              {**tracking.run_tags(spec), "trained_by": trained["run_id"]})
+    means = rows.group_by("checkpoint", "planning", maintain_order=True).agg(pl.col("return", "normalized").mean())
+    metrics = [(f"eval/{row['checkpoint']}/{row['planning'].replace(' ', '_')}/{column}", row[column], 0)
+               for row in means.iter_rows(named=True) for column in ("return", "normalized")]
+    tracking.log_run(run_id, {"episodes": spec["episodes"], "env_seed": spec["env_seed"]}, metrics)
+    record = {"run_id": run_id, "run_url": tracking.run_url(run_id), **tracking.run_tags(spec)}
+    Path(lineage).write_text(json.dumps({"evaluation": record, "model": trained}, indent=1) + "\n")

@@ -10,7 +10,6 @@ return and normalized score with bootstrap CIs over seeds.
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ import polars as pl
 
 from wmrl.evaluate.statistics import iqm, mean, probability_of_improvement, stratified_bootstrap_ci
 
-log = logging.getLogger("wmrl")
 SETTING = ["checkpoint", "planning"]
 ARM = ["method", "model", *SETTING]
 
@@ -72,15 +70,3 @@ def summarize(episodes: pl.DataFrame, repetitions: int, confidence: float) -> di
                                 "probability_low": low, "probability_high": high})
     return {"aggregate": pl.DataFrame(aggregate), "per_task": pl.DataFrame(per_task),
             "improvement": pl.DataFrame(improvement)}
-
-
-def write_scores(files: list[str], settings: dict[str, Any], out: dict[str, str]) -> dict[str, pl.DataFrame]:
-    """Concatenate the evaluation files into out["episodes"] and write the aggregate tables."""
-    episodes = pl.concat([pl.read_parquet(f) for f in files], how="vertical")
-    tables = {"episodes": episodes, **summarize(episodes, settings["bootstrap_repetitions"], settings["confidence"])}
-    for name, table in tables.items():
-        table.write_parquet(out[name])
-    with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, float_precision=3):
-        log.info("aggregate normalized scores:\n%s", tables["aggregate"])
-        log.info("probability of improvement:\n%s", tables["improvement"])
-    return tables

@@ -12,7 +12,6 @@ and "step"), ``curve.parquet`` (validation metrics by gradient step), ``model.ml
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -70,8 +69,8 @@ def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     example = {k: v[:2].numpy() for k, v in data.heldout[task][0].items() if k in ("obs", "actions", "task")}
     model_uri = tracking.register_model(fitted.run_id, checkpoint(module.model.state_dict(), cfg["steps"]),
                                         out["last"], spec["registered_model"], spec["alias"], example)
-    Path(out["mlflow"]).write_text(json.dumps({"run_id": fitted.run_id, "experiment": spec["mlflow_experiment"],
-                                               "model_uri": model_uri}, indent=1) + "\n")
+    tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, {name: dataset.card},
+                          module.model.parameter_count())
     log.info("fine-tuned %s on %s: best checkpoint at step %d of %d", spec["method"], task, best_step, cfg["steps"])
 
 

@@ -78,7 +78,7 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
     """Train `module` on `data` for settings["steps"] gradient steps, tracked as the job's MLflow
     run (tags from spec, `datasets` {directory: card} logged as inputs)."""
     work_dir = Path(spec["work_dir"])
-    tags = {**spec["tags"], "config_hash": tracking.config_hash(spec), "git_sha": tracking.git_sha()}
+    tags = tracking.run_tags(spec)
     run_id = tracking.start_or_resume_run(work_dir, spec["mlflow_experiment"], spec["run_name"], tags)
     tracking.log_dataset_inputs(run_id, datasets)
     logger = L.pytorch.loggers.MLFlowLogger(experiment_name=spec["mlflow_experiment"],

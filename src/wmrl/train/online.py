@@ -1,8 +1,8 @@
 """Stage 3's online peer: stable-baselines3 DQN trained in the real held-out environment for as
 many environment steps as the offline methods' few-shot data has transitions (the baseline a user
 would reach for). Outputs: ``last.pt`` ({"policy": state dict, "settings"}, weights-only loadable)
-and ``curve.parquet`` (the return of every training episode by environment step); the run is
-tracked in MLflow like every other training job.
+``curve.parquet`` (the return of every training episode by environment step) and
+``model.mlflow.json`` (its lineage); the run is tracked in MLflow like every other training job.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class EpisodeReturns(gym.Wrapper):
 
 
 def train_online(spec: dict[str, Any], out: dict[str, str]) -> None:
-    """Train DQN online as `spec` describes; write the files named in `out` (last, curve)."""
+    """Train DQN online as `spec` describes; write the files named in `out` (last, curve, mlflow)."""
     settings = spec["settings"]
     claim_work_dir(Path(spec["work_dir"]), spec)
     env = make_env(spec["env"], spec["env_kwargs"], spec["max_episode_steps"])
@@ -52,11 +52,12 @@ def train_online(spec: dict[str, Any], out: dict[str, str]) -> None:
     agent = dqn_agent(recorded, settings, spec["seed"])
     agent.learn(total_timesteps=settings["steps"])
     progress.close()
-    tags = {**spec["tags"], "config_hash": tracking.config_hash(spec), "git_sha": tracking.git_sha()}
+    tags = tracking.run_tags(spec)
     run_id = tracking.start_or_resume_run(Path(spec["work_dir"]), spec["mlflow_experiment"], spec["run_name"], tags)
     tracking.log_run(run_id, {f"online/{key}": value for key, value in settings.items()},
                      [("train/episode_return", row["episode_return"], row["step"]) for row in recorded.rows])
     torch.save({"policy": agent.policy.state_dict(), "settings": settings}, out["last"])
     pl.DataFrame(recorded.rows, schema={"step": pl.Int64, "episode_return": pl.Float64}).write_parquet(out["curve"])
+    tracking.write_record(out["mlflow"], run_id, spec, None, {}, sum(p.numel() for p in agent.policy.q_net.parameters()))
     log.info("online DQN on %s: %d episodes in %d steps, last 10 returns %s", spec["task"], len(recorded.rows),
              recorded.steps, [row["episode_return"] for row in recorded.rows[-10:]])

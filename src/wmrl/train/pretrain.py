@@ -4,14 +4,13 @@ Resumable through `wmrl.train.loop.fit`. Outputs, written last:
 
 * ``model.pt`` — {"state_dict", "shape", "model", "tasks", "layout"}, loadable with
   ``torch.load(weights_only=True)``; "tasks" lists the suite in task-embedding order;
-* ``model.mlflow.json`` — {"run_id", "experiment", "model_uri"};
+* ``model.mlflow.json`` — its lineage (`wmrl.tracking.write_record`);
 * ``heldout.parquet`` — per source task and head, the loss on held-out episodes of the trained
   model and of the same architecture untrained (same seed).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -71,8 +70,7 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     example = {k: v[:2].numpy() for k, v in data.heldout[tasks[0]][0].items() if k in ("obs", "actions", "task")}
     model_uri = tracking.register_model(fitted.run_id, checkpoint, out["model"], spec["registered_model"],
                                         spec["alias"], example)
-    Path(out["mlflow"]).write_text(json.dumps({"run_id": fitted.run_id, "experiment": spec["mlflow_experiment"],
-                                               "model_uri": model_uri}, indent=1) + "\n")
+    tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, used, module.model.parameter_count())
     table.write_parquet(out["heldout"])
     log.info("held-out losses (trained vs untrained):\n%s", table)
 

@@ -1,0 +1,120 @@
+"""Stage 5: one self-contained HTML report of an experiment, and the tables behind it.
+
+From the evaluation rows, the world-model errors, the fine-tuning curves, the datasets' cards, the
+jobs' benchmark files and the lineage files, `build_report` writes (paths in `out`):
+
+* the scores (Parquet): every episode row, the aggregates (IQM and mean with stratified
+  bootstrap CIs), per task, probability of improvement — `wmrl.evaluate.summary`;
+* the figures (SVG) and every table as CSV;
+* ``report.html``: a Jinja2 template (``workflow/report/``) with the figures embedded as data
+  URIs, so it opens offline and makes no network request.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import polars as pl
+
+from wmrl.evaluate.summary import run_scores, summarize
+from wmrl.report import plots
+from wmrl.report.checks import checks
+from wmrl.report.tables import busy_seconds, cost_table, datasets_table, headline, job_costs, lineage_table
+
+log = logging.getLogger("wmrl")
+ONLINE_BINS = 20  # online training episodes are averaged in this many bins of environment steps
+
+
+def fine_tuning_curves(curves: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The validation curves of offline fine-tuning runs (long: method, model, seed, step, metric,
+    value) and online runs' episode returns averaged in bins of environment steps."""
+    offline, online = [], []
+    for run in curves:
+        frame = pl.read_parquet(run["file"])
+        labels = {key: pl.lit(run[key]) for key in ("task", "method", "model", "seed")}
+        if run["online"]:
+            if frame.is_empty():
+                continue
+            width = math.ceil(run["steps"] / ONLINE_BINS)
+            online.append(frame.with_columns(step=(pl.col("step") // width + 1) * width).group_by("step")
+                          .agg(pl.col("episode_return").mean()).with_columns(**labels))
+        else:
+            offline.append(frame.unpivot(index="step", variable_name="metric").with_columns(**labels))
+    offline_schema = {"step": pl.Int64, "metric": pl.String, "value": pl.Float64}
+    return (pl.concat(offline, how="diagonal") if offline else pl.DataFrame(schema=offline_schema),
+            pl.concat(online, how="diagonal") if online else pl.DataFrame(schema={"step": pl.Int64}))
+
+
+def data_uri(path: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
+    """Write the scores, figures, CSV tables and the HTML report of one experiment (see module doc);
+    the page last, so a report that exists is whole."""
+    for path in out.values():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    inputs, interval = spec["inputs"], {"repetitions": spec["bootstrap_repetitions"],
+                                        "confidence": spec["confidence"]}
+    episodes = pl.concat([pl.read_parquet(f) for f in inputs["evaluations"]], how="vertical")
+    scores = {"episodes": episodes, **summarize(episodes, **interval)}
+    runs = run_scores(episodes)
+    datasets = datasets_table(inputs["datasets"])
+    lineage = lineage_table(inputs["lineage"], dict(zip(datasets["directory"], datasets["md5"], strict=True)))
+    jobs = job_costs(spec["benchmarks"])
+    curves, online = fine_tuning_curves(inputs["curves"])
+    errors = pl.concat([pl.read_parquet(f) for f in inputs["world_model"]], how="vertical")
+    run_keys = ["task", "method", "model", "seed"]
+    scores["episodes"] = episodes.join(lineage.drop("scale", "experiment"), on=run_keys, how="left")
+    tables = {**scores, "runs": runs, "datasets": datasets, "lineage": lineage, "jobs": jobs,
+              "cost": cost_table(jobs), "world_model": errors}
+
+    figures = {"iqm": plots.iqm_plot(scores["aggregate"]), "per_seed": plots.per_seed_plot(runs),
+               "curves": plots.curves_plot(curves, online, **interval), "world_model": plots.world_model_plot(errors)}
+    if "scaling" in out:
+        parameters = dict(lineage.select("model", "parameters").drop_nulls().unique().rows())
+        figures["scaling"] = plots.scaling_plot(scores["aggregate"], parameters)
+    for name, figure in figures.items():
+        plots.save(figure, out[name])
+
+    for name in ("aggregate", "per_task", "improvement"):
+        scores[name].write_parquet(out[f"{name}_parquet"])
+    episodes.write_parquet(out["episodes"])
+    for name, table in tables.items():
+        if f"{name}_csv" in out:
+            table.write_csv(out[f"{name}_csv"])
+
+    context = {
+        "spec": spec, "headline": headline(scores["aggregate"], scores["improvement"], spec["compare"]),
+        "tables": {name: table.to_dicts() for name, table in tables.items() if name not in ("episodes", "jobs")},
+        "figures": {name: data_uri(out[name]) for name in figures},
+        "checks": checks(spec, tables, curves),
+        "busy_hours": busy_seconds(jobs) / 3600,
+        "csv": {name: str(Path(path).relative_to(Path(out["html"]).parent)) for name, path in out.items()
+                if name.endswith("_csv")},
+    }
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(inputs["template"]).parent),
+                                     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                                     lstrip_blocks=True)
+    environment.filters["num"] = number
+    html = environment.get_template(Path(inputs["template"]).name).render(**context)
+    partial = Path(f"{out['html']}.partial")
+    partial.write_text(html)
+    partial.rename(out["html"])
+    with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, float_precision=3):
+        log.info("aggregate normalized scores:\n%s", scores["aggregate"])
+    log.info("report: %s (%d episodes, %d runs)", out["html"], len(episodes), len(runs))
+
+
+def number(value: Any, digits: int = 2) -> str:
+    """A table cell: floats to `digits` decimals, None/NaN as an em dash, the rest as is."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)

@@ -1,0 +1,97 @@
+"""The report's honesty section: what was not run, how much was run, and every check that failed.
+
+Each entry is {"status", "what", "detail"} with status "failed" (a result should not be trusted
+as is), "note" (read it before the numbers) or "ok". Nothing is dropped for looking bad.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+LAPTOP_MEMORY_MB = 2048  # the goal every job meets below `paper` scale
+
+
+def entry(status: str, what: str, detail: str) -> dict[str, str]:
+    return {"status": status, "what": what, "detail": detail}
+
+
+def checks(spec: dict[str, Any], tables: dict[str, pl.DataFrame], curves: pl.DataFrame) -> list[dict[str, str]]:
+    found = [entry("note", "not run", item) for item in spec["not_run"]]
+    found += [_amount(tables["runs"]), *_finite(tables["episodes"], curves), *_cut(tables["episodes"], spec),
+              *_below_random(tables["aggregate"]), *_lineage(tables["lineage"]), *_cost(tables["jobs"], spec),
+              *_world_model(tables["world_model"])]
+    order = {"failed": 0, "note": 1, "ok": 2}
+    return sorted(found, key=lambda item: order[item["status"]])
+
+
+def _amount(runs: pl.DataFrame) -> dict[str, str]:
+    per_method = (runs.group_by("method", maintain_order=True)
+                  .agg(pl.col("seed").unique().sort(), pl.col("task").unique().sort(), pl.col("episodes").min()))
+    detail = "; ".join(f"{row['method']}: seeds {row['seed']} on {', '.join(row['task'])}, "
+                       f"{row['episodes']} episodes per seed and setting" for row in per_method.iter_rows(named=True))
+    return entry("ok", "seeds and episodes", detail)
+
+
+def _finite(episodes: pl.DataFrame, curves: pl.DataFrame) -> list[dict[str, str]]:
+    found = []
+    bad_returns = episodes.filter(~pl.col("return").is_finite())
+    if not bad_returns.is_empty():
+        found.append(entry("failed", "non-finite returns", f"{len(bad_returns)} episodes"))
+    if not curves.is_empty():
+        bad = curves.filter(~pl.col("value").is_finite()).select("method", "model", "seed", "metric").unique()
+        for row in bad.sort(pl.all()).iter_rows(named=True):
+            found.append(entry("failed", "non-finite validation loss",
+                               f"{row['method']} [{row['model']}] seed {row['seed']}: {row['metric']}"))
+    return found or [entry("ok", "finite losses and returns", "every validation loss and return is finite")]
+
+
+def _cut(episodes: pl.DataFrame, spec: dict[str, Any]) -> list[dict[str, str]]:
+    caps = pl.DataFrame({"task": list(spec["episode_caps"]), "cap": list(spec["episode_caps"].values())})
+    cut = (episodes.join(caps, on="task").filter(pl.col("length") >= pl.col("cap"))
+           .group_by("task", "method", maintain_order=True).agg(pl.len(), pl.col("cap").first()))
+    return [entry("note", "episodes cut at the step cap",
+                  f"{row['task']}, {row['method']}: {row['len']} episodes reached {row['cap']} steps "
+                  f"(their return is a lower bound)") for row in cut.iter_rows(named=True)]
+
+
+def _below_random(aggregate: pl.DataFrame) -> list[dict[str, str]]:
+    below = aggregate.filter(pl.col("iqm_high") < 0)
+    return [entry("note", "below random", f"{row['method']} [{row['model']}] {row['checkpoint']}, planning "
+                  f"{row['planning']}: IQM {row['iqm']:.2f} [{row['iqm_low']:.2f}, {row['iqm_high']:.2f}]")
+            for row in below.iter_rows(named=True)]
+
+
+def _lineage(lineage: pl.DataFrame) -> list[dict[str, str]]:
+    shas = set(lineage["eval_git_sha"]) | set(lineage["train_git_sha"])
+    found = []
+    dirty = sorted(sha for sha in shas if sha.endswith("-dirty") or sha == "unknown")
+    if dirty:
+        found.append(entry("failed", "uncommitted code", f"runs were made from a dirty or unknown tree: {dirty}"))
+    if len(shas) > 1:
+        found.append(entry("note", "several commits", f"the runs come from {len(shas)} code versions: "
+                           f"{sorted(shas)} (Snakemake reruns a job only when its own code changed)"))
+    return found or [entry("ok", "one clean commit", f"every run was made at {shas.pop() if shas else '—'}")]
+
+
+def _cost(jobs: pl.DataFrame, spec: dict[str, Any]) -> list[dict[str, str]]:
+    found = []
+    unmeasured = jobs.filter(pl.col("wall_s").is_null())
+    if not unmeasured.is_empty():
+        found.append(entry("note", "jobs not measured", f"{len(unmeasured)} jobs have no benchmark file (their "
+                           f"outputs came from elsewhere, e.g. `dvc pull`): {', '.join(unmeasured['job'][:5])}"))
+    if spec["scale"] != "paper":
+        heavy = jobs.filter(pl.col("max_rss_mb") > LAPTOP_MEMORY_MB)
+        found += [entry("failed", "memory goal", f"{row['job']}: peak {row['max_rss_mb']:.0f} MB > "
+                        f"{LAPTOP_MEMORY_MB} MB") for row in heavy.iter_rows(named=True)]
+    return found
+
+
+def _world_model(errors: pl.DataFrame) -> list[dict[str, str]]:
+    one_step = (errors.filter(horizon=1).group_by("task", "predictor").agg(pl.col("error").mean())
+                .pivot(on="predictor", index="task", values="error"))
+    worse = one_step.filter(pl.col("model") >= pl.col("nothing changes"))
+    return [entry("note", "world model vs. nothing changes", f"{row['task']}: the model's 1-step error "
+                  f"{row['model']:.3f} is not below the 'nothing changes' predictor's {row['nothing changes']:.3f}")
+            for row in worse.iter_rows(named=True)]

@@ -1,0 +1,130 @@
+"""The report's tables beyond the scores: datasets, pipeline cost, lineage, and the headline.
+
+Every function takes files or frames and returns a polars frame (or, for the headline, a dict of
+the sentence's parts); nothing here draws or renders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from wmrl.pipeline import MULTIGAME, SINGLEGAME
+
+# Snakemake's benchmark TSV columns kept here: wall seconds, peak resident memory (MB), CPU seconds.
+BENCHMARK_COLUMNS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s"}
+
+
+def dataset_md5(directory: str | Path) -> str:
+    """The md5 of the dataset's files, checkable with coreutils: what
+    ``(cd DIR && find . -type f | LC_ALL=C sort | xargs md5sum) | md5sum`` prints."""
+    root = Path(directory)
+    files = sorted(f"./{path.relative_to(root).as_posix()}" for path in root.rglob("*") if path.is_file())
+    listing = "".join(f"{hashlib.md5((root / name).read_bytes()).hexdigest()}  {name}\n" for name in files)
+    return hashlib.md5(listing.encode()).hexdigest()
+
+
+def datasets_table(datasets: dict[str, str]) -> pl.DataFrame:
+    """One row per dataset directory ({directory: its role in the experiment}), from its card."""
+    rows = []
+    for directory, role in datasets.items():
+        card = json.loads((Path(directory) / "card.json").read_text())
+        returns = card["returns"]
+        rows.append({"task": card["task"], "policy": card["policy"]["name"], "seed": card["seed"], "role": role,
+                     "transitions": card["transitions"], "episodes": returns["episodes"],
+                     "return_mean": returns["mean"], "return_std": returns["std"], "return_min": returns["min"],
+                     "return_max": returns["max"], "bytes": sum(p.stat().st_size for p in Path(directory).iterdir()),
+                     "md5": dataset_md5(directory), "directory": directory})
+    return pl.DataFrame(rows)
+
+
+def job_costs(benchmarks: dict[str, list[str]]) -> pl.DataFrame:
+    """One row per job ({rule: benchmark files}): wall and CPU seconds, peak RSS, and when it
+    ended (the file's modification time). A job without a file (its output came from elsewhere,
+    e.g. `dvc pull`) has a row with nulls: it is shown as not measured, not dropped."""
+    rows = []
+    for rule, files in benchmarks.items():
+        for file in files:
+            row: dict[str, Any] = {"rule": rule, "job": Path(file).with_suffix("").as_posix().split("/", 2)[2]}
+            if Path(file).is_file():
+                measured = pl.read_csv(file, separator="\t", null_values=["-", "NA"], infer_schema_length=0)
+                row |= {name: float(measured[column][0]) if measured[column][0] is not None else math.nan
+                        for column, name in BENCHMARK_COLUMNS.items()}
+                row["ended"] = Path(file).stat().st_mtime
+            rows.append(row)
+    schema = {"rule": pl.String, "job": pl.String, **{name: pl.Float64 for name in BENCHMARK_COLUMNS.values()},
+              "ended": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def busy_seconds(jobs: pl.DataFrame) -> float:
+    """Wall time during which at least one job ran: the union of [ended - wall_s, ended] intervals
+    (runs made at different times are not counted with the idle time between them)."""
+    intervals = sorted((end - wall, end) for end, wall in jobs.drop_nulls(["ended"]).select("ended", "wall_s").rows())
+    total, current_start, current_end = 0.0, None, None
+    for start, end in intervals:
+        if current_end is None or start > current_end:
+            total += (current_end - current_start) if current_end is not None else 0.0
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    return total + ((current_end - current_start) if current_end is not None else 0.0)
+
+
+def cost_table(jobs: pl.DataFrame) -> pl.DataFrame:
+    """Per rule: jobs, how many were measured, summed wall and CPU time, the highest peak RSS."""
+    return (jobs.group_by("rule", maintain_order=True)
+            .agg(pl.len().alias("jobs"), pl.col("wall_s").is_not_null().sum().alias("measured"),
+                 pl.col("wall_s").sum(), pl.col("cpu_s").sum(), pl.col("max_rss_mb").max()))
+
+
+def lineage_table(files: list[str], md5: dict[str, str]) -> pl.DataFrame:
+    """One row per evaluated model from the evaluations' lineage files: the evaluation's MLflow
+    run and git SHA, and the model's training run, git SHA, config hash and datasets (by md5)."""
+    rows = []
+    for file in files:
+        lineage = json.loads(Path(file).read_text())
+        evaluation, model = lineage["evaluation"], lineage["model"]
+        datasets = sorted(model["datasets"])
+        rows.append({
+            **{key: evaluation[key] for key in ("scale", "experiment", "task", "method", "model")},
+            "seed": int(evaluation["seed"]), "parameters": model.get("parameters"),
+            "eval_run_id": evaluation["run_id"], "eval_run_url": evaluation["run_url"],
+            "eval_git_sha": evaluation["git_sha"], "eval_config_hash": evaluation["config_hash"],
+            "train_run_id": model["run_id"], "train_run_url": model["run_url"], "train_git_sha": model["git_sha"],
+            "train_config_hash": model["config_hash"],
+            "dataset_md5": " ".join(md5.get(directory, "not in this experiment") for directory in datasets)
+            or "none (trained online)",
+            "datasets": " ".join(datasets),
+        })
+    return pl.DataFrame(rows, schema_overrides={"parameters": pl.Int64, "eval_run_url": pl.String,
+                                                "train_run_url": pl.String})
+
+
+def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, compare: dict[str, str]) -> dict[str, Any]:
+    """The answer to the experiment's question: the compared method against its baseline (IQM and
+    CI, P(method > baseline) and CI) in one setting, with a verdict the CI supports:
+    "yes" when P's interval lies above 1/2, "no" when below, else "no measurable difference";
+    plus the best fine-tuned method in that setting and whether each is above random (IQM interval above 0)."""
+    setting = {"checkpoint": compare["checkpoint"], "planning": compare["planning"]}
+    arms = aggregate.filter(**setting)
+    found = {name: arms.filter(method=compare[key]).sort("iqm", descending=True)
+             for key, name in (("method", "method"), ("baseline", "baseline"))}
+    missing = [compare[key] for key, frame in zip(("method", "baseline"), found.values(), strict=True)
+               if frame.is_empty()]
+    if missing:
+        return {"verdict": None, "missing": missing, **setting}
+    method, baseline = (frame.row(0, named=True) for frame in found.values())
+    p = improvement.filter(method=method["method"], model=method["model"], than=baseline["method"],
+                           than_model=baseline["model"], **setting).row(0, named=True)
+    verdict = ("yes" if p["probability_low"] > 0.5 else "no" if p["probability_high"] < 0.5
+               else "no measurable difference")
+    fine_tuned = arms.filter(~pl.col("method").is_in([MULTIGAME, SINGLEGAME]))
+    best = fine_tuned.sort("iqm", descending=True).row(0, named=True)
+    return {"verdict": verdict, "method": method, "baseline": baseline, "improvement": p, "best": best,
+            "below_random": [arm["method"] for arm in (method, baseline, best) if arm["iqm_high"] < 0], **setting}

@@ -1,0 +1,118 @@
+"""Stage 5: the report's tables and checks on small frames, and the smoke run's HTML report as a
+browser renders it (headless Chromium: loads offline, no failed request, the key tables present)."""
+
+import json
+import math
+import shutil
+import subprocess
+
+import polars as pl
+import pytest
+
+from wmrl.config import compose
+from wmrl.pipeline import report_files
+from wmrl.report.checks import checks
+from wmrl.report.tables import busy_seconds, dataset_md5, headline, job_costs
+
+from browser import Browser
+from conftest import ROOT
+
+
+def test_dataset_md5_is_what_coreutils_print(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name, text in {"card.json": "{}", "part-00000.parquet": "abc", "sub/x": "y"}.items():
+        (tmp_path / name).write_text(text)
+    shell = "(cd DIR && find . -type f | LC_ALL=C sort | xargs md5sum) | md5sum".replace("DIR", str(tmp_path))
+    expected = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True).stdout.split()[0]
+    assert dataset_md5(tmp_path) == expected
+
+
+def test_job_costs_keep_unmeasured_jobs_and_wall_time_is_the_union_of_job_intervals(tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    measured = {"a": (10.0, 100.0), "b": (5.0, 103.0), "c": (4.0, 200.0)}  # (wall s, end time)
+    for name, (wall, end) in measured.items():
+        path = tmp_path / f"bench/rule/{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{wall}\t-\t512.5\t1\t1\t1\t0\t0\t50\t{wall / 2}\n")
+        path.touch()
+        import os
+
+        os.utime(path, (end, end))
+    jobs = job_costs({"rule": [str(tmp_path / f"bench/rule/{n}.tsv") for n in [*measured, "pulled"]]})
+    assert jobs["wall_s"].null_count() == 1 and jobs["max_rss_mb"].max() == 512.5
+    assert busy_seconds(jobs) == pytest.approx((103 - 90) + 4)  # [90, 100] and [98, 103] overlap; [196, 200]
+
+
+def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1):
+    return {"method": method, "model": "m", "checkpoint": checkpoint, "planning": planning, "tasks": tasks,
+            "seeds": 3, "iqm": iqm, "iqm_low": low, "iqm_high": high, "mean": iqm, "mean_low": low, "mean_high": high}
+
+
+@pytest.mark.parametrize("low, high, verdict", [(0.6, 0.9, "yes"), (0.1, 0.4, "no"),
+                                                (0.3, 0.8, "no measurable difference")])
+def test_headline_verdict_follows_the_probability_interval(low, high, verdict):
+    aggregate = pl.DataFrame([arm("pretrained", -0.1, -0.2, -0.05), arm("scratch", 0.1, 0.0, 0.2),
+                              arm("bc", 0.5, 0.4, 0.6), arm("multigame", 2.0, 1.5, 2.5, checkpoint="last", tasks=4)])
+    improvement = pl.DataFrame([{"method": "pretrained", "model": "m", "than": "scratch", "than_model": "m",
+                                 "checkpoint": "last", "planning": "none", "probability": (low + high) / 2,
+                                 "probability_low": low, "probability_high": high}])
+    found = headline(aggregate, improvement, {"method": "pretrained", "baseline": "scratch", "checkpoint": "last",
+                                              "planning": "none"})
+    assert found["verdict"] == verdict
+    assert found["best"]["method"] == "bc"  # the pretrained model on its source games is not a fine-tuned method
+    assert found["below_random"] == ["pretrained"]
+    missing = headline(aggregate, improvement, {"method": "pretrained", "baseline": "scratch", "checkpoint": "best",
+                                                "planning": "none"})
+    assert missing["verdict"] is None and missing["missing"] == ["pretrained", "scratch"]
+
+
+def test_checks_show_failures_first_and_hide_nothing():
+    spec = {"not_run": ["method x (defined, not run)"], "episode_caps": {"t": 10}, "scale": "laptop"}
+    tables = {
+        "runs": pl.DataFrame({"method": ["a"], "task": ["t"], "seed": [0], "episodes": [2]}),
+        "episodes": pl.DataFrame({"task": ["t", "t"], "method": ["a", "a"], "return": [1.0, math.nan],
+                                  "length": [10, 3]}),
+        "aggregate": pl.DataFrame([arm("a", -0.5, -0.6, -0.4)]),
+        "lineage": pl.DataFrame({"eval_git_sha": ["abc-dirty"], "train_git_sha": ["abc"]}),
+        "jobs": pl.DataFrame({"job": ["j1", "j2"], "wall_s": [1.0, None], "max_rss_mb": [3000.0, None]}),
+        "world_model": pl.DataFrame({"task": ["t", "t"], "horizon": [1, 1], "predictor": ["model", "nothing changes"],
+                                     "error": [0.2, 0.1]}),
+    }
+    curves = pl.DataFrame({"method": ["a"], "model": ["m"], "seed": [0], "metric": ["val/loss"], "value": [math.inf]})
+    found = checks(spec, tables, curves)
+    failed = {item["what"] for item in found if item["status"] == "failed"}
+    assert failed == {"non-finite returns", "non-finite validation loss", "uncommitted code", "memory goal"}
+    assert [item["status"] for item in found][:len(failed)] == ["failed"] * len(failed)
+    notes = {item["what"] for item in found if item["status"] == "note"}
+    assert notes >= {"not run", "episodes cut at the step cap", "below random", "several commits",
+                     "jobs not measured", "world model vs. nothing changes"}
+
+
+def test_the_smoke_report_renders_offline_in_a_browser(smoke_run):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium), so the report is not rendered")
+    cfg = compose({"scale": "smoke"}, ROOT)
+    page = smoke_run / report_files(cfg)["html"]
+    browser = Browser(chromium, height=1600)
+    try:
+        browser.load(page.as_uri())
+        assert browser.failures() == []
+        requests = browser.requests()
+        assert requests[0] == page.as_uri() and all(url.startswith("data:image/svg+xml") for url in requests[1:])
+        assert len(requests) - 1 == sum(1 for name in report_files(cfg) if name in ("iqm", "per_seed", "curves",
+                                                                                    "world_model", "scaling"))
+        found = browser.evaluate("""JSON.stringify({
+            tables: [...document.querySelectorAll('table[id]')].map(t => [t.id, t.tBodies[0].rows.length]),
+            images: [...document.images].map(i => i.complete && i.naturalWidth > 0),
+            headline: document.getElementById('headline').innerText})""")
+        browser.screenshot(page.with_suffix(".png"))
+    finally:
+        browser.close()
+    shown = json.loads(found)
+    rows = dict(shown["tables"])
+    for table in ("aggregate", "improvement", "per_task", "datasets", "cost", "lineage", "checks"):
+        assert rows.get(table, 0) > 0, (table, rows)
+    assert all(shown["images"]) and len(shown["images"]) >= 4
+    assert "pretrained" in shown["headline"] and "scratch" in shown["headline"]
+    assert page.with_suffix(".png").stat().st_size > 50_000  # the screenshot, kept beside the report
