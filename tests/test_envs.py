@@ -52,9 +52,27 @@ def test_gymnasium_id():
 
 
 def test_unknown_envs_fail_clearly():
-    with pytest.raises(ValueError, match="not 'minatar:<game>' and not a registered Gymnasium id"):
+    with pytest.raises(ValueError, match="not 'minatar:<game>', not 'atari:<Game>' and not a registered Gymnasium"):
         make_env("NoSuchEnv-v0")
     with pytest.raises(ValueError, match="unknown MinAtar game 'pong'"):
         make_env("minatar:pong")
+    with pytest.raises(ValueError, match="unknown Atari game 'Pongg'"):
+        make_env("atari:Pongg")
     with pytest.raises(ValueError, match="unsupported observation space"):
         obs_spec(make_env("FrozenLake-v1"))
+
+
+def test_atari_frames_as_jowa_sees_them():
+    """84x84 grayscale, 4 frames a step, the full 18-action set, deterministic for a seed."""
+    env = make_env("atari:Pong", {"full_action_space": True}, max_episode_steps=20)
+    spec = obs_spec(env)
+    assert (spec.kind, spec.shape, spec.dtype) == ("image", (84, 84, 1), "uint8")
+    assert action_spec(env).n == 18
+    runs, truncated = [], []
+    for _ in range(2):
+        obs, _ = env.reset(seed=3)
+        steps = [env.step(i % 18) for i in range(20)]
+        runs.append(np.stack([obs] + [step[0] for step in steps]))
+        truncated.append([step[3] for step in steps])
+    assert np.array_equal(runs[0], runs[1]) and runs[0].std() > 0
+    assert truncated[0] == [False] * 19 + [True]  # max_episode_steps counts agent steps

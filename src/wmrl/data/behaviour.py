@@ -60,12 +60,14 @@ class RecordingWrapper(gym.Wrapper):
 
 
 class ChannelsFirst(gym.ObservationWrapper):
-    """Boolean (H, W, C) grids as uint8 (C, H, W) arrays for stable-baselines3's torch policies."""
+    """(H, W, C) boolean grids or uint8 frames as uint8 (C, H, W) arrays for stable-baselines3's
+    torch policies (values 0/1 for grids, 0..255 for frames)."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         h, w, c = env.observation_space.shape
-        self.observation_space = gym.spaces.Box(0, 1, shape=(c, h, w), dtype=np.uint8)
+        high = 1 if env.observation_space.dtype == np.bool_ else 255
+        self.observation_space = gym.spaces.Box(0, high, shape=(c, h, w), dtype=np.uint8)
 
     def observation(self, obs):
         return np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.uint8)
@@ -101,16 +103,22 @@ def run_dqn(env: gym.Env, writer: DatasetWriter, settings: dict[str, Any], seed:
 
 
 def dqn_agent(env: gym.Env, settings: dict[str, Any], seed: int):
-    """A stable-baselines3 DQN agent with the MinAtar paper's network (grids) or a 2-layer MLP
-    (vectors), on one torch thread (small networks: ~3x faster than two here)."""
+    """A stable-baselines3 DQN agent with the MinAtar paper's network (grids), the Nature DQN
+    network (frames; it learns from rewards clipped to their sign, Mnih et al. 2015, while the
+    recorder underneath keeps the real ones) or a 2-layer MLP (vectors), on one torch thread
+    (small networks: ~3x faster than two here)."""
     import torch
     from stable_baselines3 import DQN
+    from stable_baselines3.common.torch_layers import NatureCNN
 
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ValueError(f"the dqn behaviour policy needs discrete actions, the env has {env.action_space}")
     torch.set_num_threads(1)
     policy_kwargs: dict[str, Any] = {"net_arch": []}
-    if len(env.observation_space.shape) == 3:
+    if env.observation_space.dtype == np.uint8 and len(env.observation_space.shape) == 3:
+        env = gym.wrappers.TransformReward(ChannelsFirst(env), np.sign)
+        policy_kwargs.update(features_extractor_class=NatureCNN, features_extractor_kwargs={"features_dim": 512})
+    elif len(env.observation_space.shape) == 3:
         env = ChannelsFirst(env)
         policy_kwargs.update(features_extractor_class=_grid_extractor(settings["conv_channels"], settings["hidden"]),
                              normalize_images=False)

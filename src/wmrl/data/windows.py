@@ -7,7 +7,8 @@ is 0 where the episode ended before the window did (those positions are padding)
 Observations of different tasks share one input layout along their last axis: for MinAtar grids,
 `channel_layout = "union"` gives every distinct channel name of the suite its own plane (so
 "trail" or "enemy_bullet" mean the same input in every game), `"pad"` stacks each game's channels
-from plane 0 (zero-padding to the widest game); flat vectors are always zero-padded.
+from plane 0 (zero-padding to the widest game); flat vectors are always zero-padded; images
+(Atari frames) must all have one shape.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from wmrl.data.dataset import Dataset, decode_obs
 
 @dataclass(frozen=True)
 class ObsLayout:
-    kind: str  # "grid" or "vector"
+    kind: str  # "grid", "vector" or "image"
     shape: tuple[int, ...]  # the shared shape; its last axis holds every task's features
     features: dict[str, list[int]]  # per task: where its last-axis features go in the shared layout
 
@@ -58,6 +59,12 @@ def obs_layout(cards: dict[str, dict[str, Any]], mode: str = "union") -> ObsLayo
             features = {task: list(range(spec["shape"][-1])) for task, spec in specs.items()}
             width = max(spec["shape"][-1] for spec in specs.values())
         return ObsLayout("grid", (*grids.pop(), width), features)
+    if kind == "image":
+        shapes = {tuple(spec["shape"]) for spec in specs.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"tasks have different frame shapes {sorted(shapes)}")
+        shape = shapes.pop()
+        return ObsLayout("image", shape, {task: list(range(shape[-1])) for task in specs})
     if kind == "vector":
         features = {task: list(range(spec["shape"][0])) for task, spec in specs.items()}
         return ObsLayout("vector", (max(spec["shape"][0] for spec in specs.values()),), features)

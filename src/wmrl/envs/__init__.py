@@ -1,7 +1,8 @@
-"""One factory for every environment: MinAtar games and any Gymnasium id, plus their specs.
+"""One factory for every environment: MinAtar games, Atari games and any Gymnasium id, plus
+their specs.
 
-``make_env("minatar:breakout")`` or ``make_env("CartPole-v1")``; ``obs_spec`` and ``action_spec``
-describe an env in the terms the dataset cards and the models use.
+``make_env("minatar:breakout")``, ``make_env("atari:Pong")`` or ``make_env("CartPole-v1")``;
+``obs_spec`` and ``action_spec`` describe an env in the terms the dataset cards and the models use.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-MINATAR_PREFIX = "minatar:"
+MINATAR_PREFIX, ATARI_PREFIX = "minatar:", "atari:"
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,21 @@ class ActionSpec:
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None,
              max_episode_steps: int | None = None) -> gym.Env:
-    """Build the environment named `env_id` ("minatar:<game>" or a Gymnasium id)."""
+    """Build the environment named `env_id` ("minatar:<game>", "atari:<Game>" or a Gymnasium id)."""
     env_kwargs = dict(env_kwargs or {})
     if env_id.startswith(MINATAR_PREFIX):
         from wmrl.envs.minatar import MinAtarEnv
 
         return MinAtarEnv(env_id[len(MINATAR_PREFIX):], max_episode_steps=max_episode_steps, **env_kwargs)
+    if env_id.startswith(ATARI_PREFIX):
+        from wmrl.envs.atari import make_atari
+
+        return make_atari(env_id[len(ATARI_PREFIX):], max_episode_steps=max_episode_steps, **env_kwargs)
     try:
         return gym.make(env_id, max_episode_steps=max_episode_steps, **env_kwargs)
     except gym.error.Error as exc:
-        raise ValueError(f"unknown environment {env_id!r}: not 'minatar:<game>' and not a registered "
-                         f"Gymnasium id ({exc})") from None
+        raise ValueError(f"unknown environment {env_id!r}: not 'minatar:<game>', not 'atari:<Game>' and not a "
+                         f"registered Gymnasium id ({exc})") from None
 
 
 def obs_spec(env: gym.Env) -> ObsSpec:

@@ -1,9 +1,10 @@
 """World-model quality: k-step open-loop prediction error on held-out episodes.
 
 From the first observation of a held-out window, the model is fed the real actions and its own
-predicted observations (the most likely grid, or the predicted vector) for k = 1..H steps; the
-error at k compares the k-th prediction with the real observation on the task's own features:
-the fraction of wrong cells for grids, the mean squared error for vectors. A model that predicts
+predicted observations (the most likely grid, the predicted vector or frame) for k = 1..H steps;
+the error at k compares the k-th prediction with the real observation on the task's own features:
+the fraction of wrong cells for grids, the mean squared error for vectors and for frames (pixel
+intensities scaled to [0, 1]). A model that predicts
 "nothing changes" (the first observation repeated) is reported beside it as the floor to beat.
 """
 
@@ -27,24 +28,25 @@ def open_loop_errors(model: WorldActionModel, batch: dict[str, torch.Tensor], ob
     """Per horizon k = 1..K: summed error of the model, of "nothing changes", and the count of
     real transitions, over a batch of windows (obs (B, K+1, …), actions (B, K), mask (B, K))."""
     obs, actions, task, mask = batch["obs"], batch["actions"], batch["task"], batch["mask"]
-    grid = model.shape.obs_kind == "grid"
+    kind = model.shape.obs_kind
     _, state = model.start(model.tokens(obs[:, :1], actions[:, :0], task))
     model_error, still_error, counts = [], [], []
     for k in range(actions.shape[1]):
         features, state = model.advance(model.action_embedding(actions[:, k]), state)
         predicted = model.predicted_obs(model.answer_heads(features)["next_obs"]) * obs_mask
         real, valid = obs[:, k + 1], mask[:, k].float()
-        model_error.append(float((observation_error(predicted, real, obs_mask, grid) * valid).sum()))
-        still_error.append(float((observation_error(obs[:, 0], real, obs_mask, grid) * valid).sum()))
+        model_error.append(float((observation_error(predicted, real, obs_mask, kind) * valid).sum()))
+        still_error.append(float((observation_error(obs[:, 0], real, obs_mask, kind) * valid).sum()))
         counts.append(float(valid.sum()))
         _, state = model.advance(model.obs_tokens(predicted, task), state)
     return np.array(model_error), np.array(still_error), np.array(counts)
 
 
-def observation_error(guess: torch.Tensor, real: torch.Tensor, obs_mask: torch.Tensor, grid: bool) -> torch.Tensor:
-    """Per window (B,): the fraction of wrong cells (grids) or the mean squared error (vectors) over
-    the task's own features."""
-    wrong = (guess != real).float() if grid else (guess - real).pow(2)
+def observation_error(guess: torch.Tensor, real: torch.Tensor, obs_mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per window (B,): the fraction of wrong cells (grids) or the mean squared error (vectors;
+    frames on the [0, 1] intensity scale) over the task's own features."""
+    scale = 255.0 if kind == "image" else 1.0
+    wrong = (guess != real).float() if kind == "grid" else ((guess - real) / scale).pow(2)
     return (wrong * obs_mask).flatten(1).sum(1) / obs_mask.sum()
 
 

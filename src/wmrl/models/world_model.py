@@ -14,7 +14,10 @@ terminated. Rewards, values and Q-values are HL-Gauss histograms over symlog-tra
 
 Observations of different tasks meet in one input layout: grids (MinAtar) map each task's
 channels into the suite's channel list (`channel_layout`), flat vectors are zero-padded to the
-widest task.
+widest task, images (Atari's 84x84 grayscale frames) share their shape. The next observation is
+predicted directly in that layout: per-cell Bernoulli logits for grids, values for vectors, pixel
+intensities in [0, 1] for images (JOWA tokenizes frames with a VQ-VAE instead; a direct pixel
+regression keeps the model one file and one training stage).
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from wmrl.models.hl_gauss import HLGauss, symexp
 class ModelShape:
     """What the data fixes about the model: observation layout, actions, tasks, window length."""
 
-    obs_kind: str  # "grid" or "vector"
-    obs_shape: tuple[int, ...]  # grid: (H, W, C_union); vector: (D_max,)
+    obs_kind: str  # "grid", "vector" or "image"
+    obs_shape: tuple[int, ...]  # grid: (H, W, C_union); vector: (D_max,); image: (H, W, C)
     actions: int  # action embeddings and Q outputs: the most actions any task has
     tasks: int
     window: int  # K steps per training window
@@ -60,6 +63,27 @@ class GridEncoder(nn.Module):
         return self.net(x).reshape(*lead, -1)
 
 
+class ImageEncoder(nn.Module):
+    """(…, H, W, C) uint8-valued frames -> (…, dim): the Nature DQN trunk (Mnih et al. 2015) on
+    intensities scaled to [0, 1], then a linear layer."""
+
+    def __init__(self, shape: tuple[int, int, int], dim: int):
+        super().__init__()
+        h, w, c = shape
+        trunk = nn.Sequential(
+            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(),
+        )
+        width = trunk(torch.zeros(1, c, h, w)).shape[1]
+        self.net = nn.Sequential(trunk, nn.Linear(width, dim))
+
+    def forward(self, obs):
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
+        return self.net(x).reshape(*lead, -1)
+
+
 class VectorEncoder(nn.Module):
     def __init__(self, width: int, dim: int):
         super().__init__()
@@ -74,12 +98,11 @@ class WorldActionModel(nn.Module):
         super().__init__()
         self.shape, self.spec = shape, spec
         dim = spec.dim
-        if shape.obs_kind == "grid":
-            self.encoder = GridEncoder(shape.obs_shape, dim)
-        elif shape.obs_kind == "vector":
-            self.encoder = VectorEncoder(shape.obs_shape[0], dim)
-        else:
+        encoders = {"grid": GridEncoder, "image": ImageEncoder,
+                    "vector": lambda shape, dim: VectorEncoder(shape[0], dim)}
+        if shape.obs_kind not in encoders:
             raise ValueError(f"no encoder for {shape.obs_kind!r} observations")
+        self.encoder = encoders[shape.obs_kind](shape.obs_shape, dim)
         self.task_embedding = nn.Embedding(shape.tasks, dim)
         self.action_embedding = nn.Embedding(shape.actions, dim)
         self.backbone = make_backbone(spec.backbone, dim, spec.layers, spec.heads, 2 * shape.window + 1,
@@ -171,9 +194,11 @@ class WorldActionModel(nn.Module):
         return self.norm(features), state
 
     def predicted_obs(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """An observation (…, *obs_shape) from next-observation head outputs: the most likely grid
-        (cells with p > 0.5) or the predicted vector."""
-        obs = next_obs > 0 if self.shape.obs_kind == "grid" else next_obs
+        """An observation (…, *obs_shape) from next-observation head outputs, on the inputs' scale:
+        the most likely grid (cells with p > 0.5), the predicted vector, or the predicted frame
+        (intensities clipped to [0, 1], times 255)."""
+        kind = self.shape.obs_kind
+        obs = next_obs > 0 if kind == "grid" else next_obs.clamp(0, 1) * 255 if kind == "image" else next_obs
         return obs.float().unflatten(-1, self.shape.obs_shape)
 
     def parameter_count(self) -> int:
@@ -183,8 +208,11 @@ class WorldActionModel(nn.Module):
 def next_obs_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-step next-observation loss: mean per-cell Bernoulli cross-entropy for binary grids,
     mean squared error (a unit-variance Gaussian's negative log-likelihood up to a constant)
-    for vectors. logits (B, K, prod(shape)), target (B, K, *shape) -> (B, K)."""
+    for vectors and for images (intensities scaled to [0, 1]).
+    logits (B, K, prod(shape)), target (B, K, *shape) -> (B, K)."""
     target = target.reshape(*logits.shape).float()
     if kind == "grid":
         return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
+    if kind == "image":
+        target = target / 255.0
     return (logits - target).pow(2).mean(-1)
