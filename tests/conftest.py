@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -47,8 +52,6 @@ def snakemake_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """A directory in which the whole `smoke` pipeline has run once (shared by the tests that read it)."""
-    import subprocess
-
     workdir = tmp_path_factory.mktemp("smoke")
     result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke"), cwd=workdir,
                             capture_output=True, text=True, env=snakemake_env(), timeout=600)
@@ -58,3 +61,56 @@ def smoke_run(tmp_path_factory) -> Path:
 
 def snakemake_command(*args: str) -> list[str]:
     return [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(ready, what: str, seconds: float, process: subprocess.Popen | None = None) -> None:
+    """Poll `ready()` until it is true; fail naming `what` after `seconds` or when `process` dies."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"{what}: the process exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not ready after {seconds:.0f} s")
+        time.sleep(0.5)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session, and its children, by its PID."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """A real `mlflow server` on 127.0.0.1 (its own SQLite store, artifacts proxied over HTTP), as
+    a cluster would run one; its URL."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [str(Path(PYTHON).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+               "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
+               "--port", url.rsplit(":", 1)[1], "--workers", "1"]
+    with open(root / "server.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy() -> bool:
+        try:
+            return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, "mlflow server", 120, process)
+        yield url
+    finally:
+        stop(process)

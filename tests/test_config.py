@@ -2,7 +2,7 @@
 
 import pytest
 
-from wmrl.config import ConfigError, code_hash, compose, task_dataset
+from wmrl.config import ConfigError, code_hash, compose, task_dataset, to_plain
 from wmrl.pipeline import dataset_dirs, dataset_spec
 
 from conftest import ROOT
@@ -19,7 +19,14 @@ def test_default_is_the_laptop_minatar_transfer_experiment():
 def test_scale_overlay_changes_sizes_only():
     smoke, laptop = compose({"scale": "smoke"}, ROOT), compose({}, ROOT)
     assert smoke.dataset.dqn.steps < laptop.dataset.dqn.steps
-    assert smoke.tasks == laptop.tasks
+    envs_and_scores = [{name: {**task, "dataset": None} for name, task in to_plain(cfg.tasks).items()}
+                       for cfg in (smoke, laptop)]  # a task's dataset section is resolved per scale
+    assert envs_and_scores[0] == envs_and_scores[1]
+
+
+def test_a_scale_may_name_its_experiment_and_the_user_still_chooses():
+    assert compose({"scale": "paper"}, ROOT).experiment == "jowa_atari"
+    assert compose({"scale": "paper", "experiment": "minatar_transfer"}, ROOT).suite == "minatar"
 
 
 def test_user_layer_wins_and_a_task_override_touches_only_that_task():

@@ -110,3 +110,57 @@ def test_killed_pretraining_resumes_into_the_same_mlflow_run(tiny_job):
     assert checkpoint["tasks"] == list(spec["suite"]) and checkpoint["model"]["backbone"] == "transformer"
     heldout = pl.read_parquet(tmp_path / "out" / "heldout.parquet")
     assert set(heldout["task"]) == {"breakout", "asterix"}
+
+
+def test_ddp_on_two_cpu_processes_evaluates_like_one_process(tiny_job):
+    """Lightning DDP (gloo, 2 processes, each half of the global batch) against one process on the
+    same global batch: the trained models' held-out losses agree to well under 1%, far closer
+    than training moved them. (Weights are not compared: Adam's first steps turn float-rounding
+    differences of near-zero gradients into sign flips of size lr.)"""
+    import mlflow
+
+    spec, _, env, tmp_path = tiny_job
+    spec["pretrain"] |= {"steps": 30, "batch_size": 16, "validate_every": 10, "heldout_windows": 16}
+    heldout = {}
+    for name, trainer in {"single": {}, "ddp": {"devices": 2, "strategy": "ddp"}}.items():
+        job = {**spec, "work_dir": str(tmp_path / f"work-{name}"), "alias": name}
+        job["pretrain"] = {**spec["pretrain"], "trainer": {**spec["pretrain"]["trainer"], **trainer}}
+        command = [PYTHON, "-m", "wmrl", "pretrain", "--spec", json.dumps(job), "--out-dir", str(tmp_path / name),
+                   "--threads", "1"]
+        result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        heldout[name] = pl.read_parquet(tmp_path / name / "heldout.parquet")
+    assert "distributed_backend=gloo" in result.stderr and "All distributed processes registered" in result.stderr
+    single, ddp = heldout["single"], heldout["ddp"]
+    assert ddp["trained"].to_numpy() == pytest.approx(single["trained"].to_numpy(), rel=1e-2)
+    moved = (single["untrained"] - single["trained"]).abs()
+    assert ((ddp["trained"] - single["trained"]).abs() < 0.1 * moved).all(), single.with_columns(ddp=ddp["trained"])
+
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name(spec["mlflow_experiment"]).experiment_id])
+    assert len(runs) == 2  # one run per job: the second DDP process tracks nothing
+
+
+def test_pretraining_tracks_into_an_mlflow_server(tiny_job, mlflow_server):
+    """On a cluster jobs log to an `mlflow server` over HTTP: the run, its metrics, the registered
+    model and a run page link in the model's record."""
+    import mlflow
+
+    spec, command, env, tmp_path = tiny_job
+    spec["pretrain"] |= {"steps": 20, "validate_every": 10, "heldout_windows": 16}
+    env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
+    prepared = subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", spec["mlflow_experiment"]], env=env,
+                              cwd=tmp_path, capture_output=True, text=True)
+    assert prepared.stdout.strip() == mlflow_server
+    command = [*command[:command.index("--spec") + 1], json.dumps(spec), *command[command.index("--spec") + 2:]]
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "mlruns").exists()  # nothing went to the local store
+
+    record = json.loads((tmp_path / "out" / "model.mlflow.json").read_text())
+    client = mlflow.MlflowClient(mlflow_server)
+    run = client.get_run(record["run_id"])
+    assert run.info.status == "FINISHED" and "heldout/breakout/next_obs" in run.data.metrics
+    assert record["run_url"] == f"{mlflow_server}/#/experiments/{run.info.experiment_id}/runs/{record['run_id']}"
+    version = client.get_model_version_by_alias(spec["registered_model"], spec["alias"])
+    assert version.run_id == record["run_id"]

@@ -88,7 +88,7 @@ def test_checks_show_failures_first_and_hide_nothing():
                      "jobs not measured", "world model vs. nothing changes"}
 
 
-def test_the_smoke_report_renders_offline_in_a_browser(smoke_run):
+def test_the_smoke_report_renders_offline_in_a_browser(smoke_run, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium), so the report is not rendered")
@@ -106,7 +106,7 @@ def test_the_smoke_report_renders_offline_in_a_browser(smoke_run):
             tables: [...document.querySelectorAll('table[id]')].map(t => [t.id, t.tBodies[0].rows.length]),
             images: [...document.images].map(i => i.complete && i.naturalWidth > 0),
             headline: document.getElementById('headline').innerText})""")
-        browser.screenshot(page.with_suffix(".png"))
+        browser.screenshot(tmp_path / "report.png")
     finally:
         browser.close()
     shown = json.loads(found)
@@ -115,4 +115,4 @@ def test_the_smoke_report_renders_offline_in_a_browser(smoke_run):
         assert rows.get(table, 0) > 0, (table, rows)
     assert all(shown["images"]) and len(shown["images"]) >= 4
     assert "pretrained" in shown["headline"] and "scratch" in shown["headline"]
-    assert page.with_suffix(".png").stat().st_size > 50_000  # the screenshot, kept beside the report
+    assert (tmp_path / "report.png").stat().st_size > 50_000  # the screenshot (pytest keeps the last runs' tmp dirs)

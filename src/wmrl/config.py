@@ -30,6 +30,8 @@ POLICIES = ("random", "dqn")
 BACKBONES = ("transformer", "gru", "ssm")
 INITS = ("pretrained", "scratch", "online")
 CHANNEL_LAYOUTS = ("union", "pad")  # how grid channels of different games share model inputs
+ACCELERATORS = ("cpu", "gpu", "auto")
+STRATEGIES = ("auto", "ddp")
 
 
 class ConfigError(ValueError):
@@ -120,6 +122,20 @@ class LossConfig:
 
 
 @dataclass
+class TrainerConfig:
+    """Where a training job runs (Lightning Trainer arguments). The section's `batch_size` is the
+    global batch: with W = devices x num_nodes processes, each takes its 1/W share of every step's
+    windows, so a DDP run trains on the same windows per step as one process. On SLURM, a job with
+    W > 1 needs W tasks (the profile's `tasks`) for Lightning to take the processes from SLURM."""
+
+    accelerator: str = "cpu"  # cpu | gpu | auto
+    devices: int = 1  # processes per node: GPUs, or CPU processes (gloo)
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto (one process) | ddp (DistributedDataParallel: nccl on GPUs, gloo on CPU)
+    precision: str = "32-true"  # Lightning precision, e.g. bf16-mixed on GPUs
+
+
+@dataclass
 class PretrainConfig:
     """Stage 2: multi-task world-action model pretraining on the source tasks' datasets."""
 
@@ -137,6 +153,7 @@ class PretrainConfig:
     heldout_windows: int = 256  # held-out windows per task for the metrics file
     validate_every: int = 500  # gradient steps between held-out validations (logged to MLflow)
     checkpoint_every: int = 250  # gradient steps between resumable checkpoints under work/
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sizes_run: list[str] = field(default_factory=lambda: ["medium"])  # which `sizes` to train
     # also pretrain one model per source game on that game's data alone, for steps / (source games)
     # gradient steps (the multi-game model's per-game share), evaluated on its game (method singlegame)
@@ -191,6 +208,7 @@ class FinetuneConfig:
     heldout_windows: int = 256  # validation windows drawn from them
     validate_every: int = 100  # gradient steps between validations (the fine-tuning curve)
     checkpoint_every: int = 100
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     methods_run: list[str] = field(default_factory=lambda: ["pretrained", "scratch", "bc", "dqn_online"])
     methods: dict[str, MethodConfig] = field(default_factory=lambda: {
@@ -266,7 +284,8 @@ class TaskConfig:
     env: str = "???"  # "minatar:<game>" or any Gymnasium id, e.g. "CartPole-v1"
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env constructor
     max_episode_steps: Optional[int] = None  # truncate episodes after this many steps
-    dataset: dict[str, Any] = field(default_factory=dict)  # overrides of the `dataset` section
+    dataset: dict[str, Any] = field(default_factory=dict)  # overrides of the `dataset` section (compose
+    # replaces them with the whole section as it applies to this task: see task_dataset)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
 
@@ -291,7 +310,8 @@ class Config:
 
 
 def compose(overrides: dict[str, Any] | None = None, root: Path | str = ".") -> DictConfig:
-    """Compose and validate the configuration; `overrides` is Snakemake's ``config`` dict."""
+    """Compose and validate the configuration; `overrides` is Snakemake's ``config`` dict. A scale
+    file may name the experiment it runs unless the user names one (`paper`: jowa_atari)."""
     root = Path(root)
     overrides = dict(overrides or {})
     cfg = OmegaConf.structured(Config)
@@ -300,21 +320,34 @@ def compose(overrides: dict[str, Any] | None = None, root: Path | str = ".") -> 
     for key in ("experiment", "scale"):
         if key in overrides:
             cfg = _merge(cfg, {key: overrides[key]}, "--config")
-    for key, folder in (("experiment", "experiments"), ("scale", "scales")):
-        path = root / "config" / folder / f"{cfg[key]}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-            raise ConfigError(f"config error: unknown {key} {cfg[key]!r} (no {path}); known: {', '.join(known)}")
-        cfg = _merge(cfg, _load_yaml(path), f"config/{folder}/{path.name}")
+    scale = _load_yaml(_overlay(root, "scale", cfg.scale))
+    default_experiment = scale.pop("experiment", None)
+    if default_experiment is not None and "experiment" not in overrides:
+        cfg = _merge(cfg, {"experiment": default_experiment}, f"config/scales/{cfg.scale}.yaml")
+    cfg = _merge(cfg, _load_yaml(_overlay(root, "experiment", cfg.experiment)),
+                 f"config/experiments/{cfg.experiment}.yaml")
+    cfg = _merge(cfg, scale, f"config/scales/{cfg.scale}.yaml")
     cfg = _merge(cfg, overrides, "--configfile/--config")
+    for name, task in cfg.tasks.items():  # each task's dataset section, resolved once: DAG helpers read it often
+        task.dataset = to_plain(_merge(OmegaConf.merge(OmegaConf.structured(DatasetConfig), cfg.dataset),
+                                       task.dataset, f"tasks.{name}.dataset", prefix=f"tasks.{name}.dataset"))
     _check_semantics(cfg)
     return cfg
 
 
+def _overlay(root: Path, key: str, name: str) -> Path:
+    """The overlay file of an experiment or a scale; an unknown name fails, listing the known ones."""
+    path = root / "config" / {"experiment": "experiments", "scale": "scales"}[key] / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"config error: unknown {key} {name!r} (no {path}); known: {', '.join(known)}")
+    return path
+
+
 def task_dataset(cfg: DictConfig, task: str) -> DictConfig:
-    """The `dataset` section as it applies to `task`: the global one with the task's overrides."""
-    base = OmegaConf.merge(OmegaConf.structured(DatasetConfig), cfg.dataset)
-    return _merge(base, cfg.tasks[task].dataset, f"tasks.{task}.dataset", prefix=f"tasks.{task}.dataset")
+    """The `dataset` section as it applies to `task`: the global one with the task's overrides
+    (resolved by `compose`)."""
+    return cfg.tasks[task].dataset
 
 
 def to_plain(node: Any) -> Any:
@@ -421,6 +454,8 @@ def _check_semantics(cfg: DictConfig) -> None:
         if missing:
             raise ConfigError(f"config error: 'pretrain.policies' {missing} are not generated for source task {task!r}")
     finetune = cfg.finetune
+    for section in ("pretrain", "finetune"):
+        _check_trainer(cfg[section], section)
     for name in finetune.methods_run:
         if name not in finetune.methods:
             raise ConfigError(f"config error: 'finetune.methods_run' names {name!r}; methods: {list(finetune.methods)}")
@@ -460,3 +495,19 @@ def _check_semantics(cfg: DictConfig) -> None:
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")
+
+
+def _check_trainer(section: DictConfig, name: str) -> None:
+    trainer = section.trainer
+    for key, allowed in (("accelerator", ACCELERATORS), ("strategy", STRATEGIES)):
+        if trainer[key] not in allowed:
+            raise ConfigError(f"config error: '{name}.trainer.{key}' must be one of {', '.join(allowed)}, "
+                              f"got {trainer[key]!r}")
+    processes = trainer.devices * trainer.num_nodes
+    if processes < 1:
+        raise ConfigError(f"config error: '{name}.trainer' devices x num_nodes must be at least 1, got {processes}")
+    if processes > 1 and trainer.strategy != "ddp":
+        raise ConfigError(f"config error: '{name}.trainer' runs {processes} processes: set strategy: ddp")
+    if section.batch_size % processes:
+        raise ConfigError(f"config error: '{name}.batch_size' ({section.batch_size}) must divide evenly among "
+                          f"the {processes} processes of '{name}.trainer' (devices x num_nodes)")

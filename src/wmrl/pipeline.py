@@ -63,10 +63,17 @@ BENCHMARKS = {
 }
 
 
+def run_tasks(cfg: DictConfig) -> list[str]:
+    """The tasks the experiment runs: its source and held-out tasks, in the order of `tasks` (which
+    may define more, e.g. a suite's whole catalogue)."""
+    split = set(cfg.source_tasks) | set(cfg.heldout_tasks)
+    return [task for task in cfg.tasks if task in split]
+
+
 def dataset_dirs(cfg: DictConfig, tasks: list[str] | None = None) -> list[str]:
-    """Every dataset directory the experiment needs (all tasks unless `tasks` is given)."""
+    """Every dataset directory the experiment needs (every task it runs unless `tasks` is given)."""
     dirs = []
-    for task in tasks if tasks is not None else list(cfg.tasks):
+    for task in tasks if tasks is not None else run_tasks(cfg):
         dataset = task_dataset(cfg, task)
         for policy in dataset.policies:
             for seed in dataset.seeds:
@@ -108,9 +115,10 @@ def pretrain_datasets(cfg: DictConfig) -> dict[str, list[str]]:
 
 
 def suite(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    """Every task's environment, in task-embedding order (the model's shape depends on all of them)."""
-    return {task: {"env": t.env, "env_kwargs": to_plain(t.env_kwargs), "max_episode_steps": t.max_episode_steps}
-            for task, t in cfg.tasks.items()}
+    """Every task's environment the experiment runs, in task-embedding order (the model's shape
+    depends on all of them)."""
+    return {task: {"env": cfg.tasks[task].env, "env_kwargs": to_plain(cfg.tasks[task].env_kwargs),
+                   "max_episode_steps": cfg.tasks[task].max_episode_steps} for task in run_tasks(cfg)}
 
 
 def model_spec(cfg: DictConfig, size: str, backbone: str) -> dict[str, Any]:
@@ -349,7 +357,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
     f, p = cfg.finetune, cfg.pretrain
     roles = {d: "pretraining (source)" for dirs in pretrain_datasets(cfg).values() for d in dirs}
     roles |= {fewshot_dataset(cfg, task): "few-shot (held-out)" for task in cfg.heldout_tasks}
-    for task in cfg.tasks:
+    for task in run_tasks(cfg):
         roles |= {d: roles.get(d, "score reference") for d in score_datasets(cfg, task).values()}
     curves = [{"file": f"{FINETUNE.format(**run)}/{FINETUNE_FILES['curve']}", **run,
                "online": f.methods[run["method"]].init == "online", "steps": f.data.transitions}
@@ -370,7 +378,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
         "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
         "transitions": f.data.transitions, "not_run": not_run,
         "episode_caps": {task: cfg.evaluate.max_episode_steps or cfg.tasks[task].max_episode_steps
-                         for task in cfg.tasks},
+                         for task in run_tasks(cfg)},
         "benchmarks": benchmark_files(cfg),
         "inputs": {"evaluations": evaluate_runs(cfg), "lineage": [evaluate_lineage(e) for e in evaluate_runs(cfg)],
                    "curves": curves, "world_model": world_model_errors(cfg), "datasets": roles,

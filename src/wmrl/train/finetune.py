@@ -58,6 +58,8 @@ def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     if spec["init"] == "pretrained":
         start_from(module, spec["inputs"]["pretrained"], shape)
     fitted = fit(module, data, spec, cfg, resume, {name: dataset.card}, keep_best=True)
+    if not fitted.primary:
+        return  # another data-parallel process: rank zero writes the outputs
 
     def checkpoint(state_dict: dict[str, torch.Tensor], step: int) -> dict[str, Any]:
         return {"state_dict": state_dict, "shape": asdict(shape), "model": dict(spec["model"]), "tasks": suite,

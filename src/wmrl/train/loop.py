@@ -2,7 +2,13 @@
 
 Resumable: Lightning checkpoints and the MLflow run id live in the job's `work_dir`, never in its
 declared outputs; a killed job rerun by Snakemake resumes from the last checkpoint
-(``ckpt_path="last"``) and logs into the same MLflow run. The model's input layout covers every
+(``ckpt_path="last"``, always passed: Lightning's own SLURM auto-resume and requeue are off, so
+Snakemake's retries alone decide) and logs into the same MLflow run.
+
+Distributed (`trainer` settings: devices, num_nodes, strategy ddp): every process runs the whole
+job — Lightning's launcher starts the others by rerunning the job's command line, SLURM starts
+one task per process — and only the global rank zero tracks the run and writes outputs
+(`Fitted.primary`). The model's input layout covers every
 task of the experiment's suite (held-out ones included: their observation and action specs come
 from the environments, never from their data), so a pretrained model fine-tunes on a held-out
 task without changing shape.
@@ -17,6 +23,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from wmrl import tracking
 from wmrl.data.windows import ObsLayout, obs_layout
@@ -67,8 +74,9 @@ class ValidationCurve(L.Callback):
 
 @dataclass
 class Fitted:
-    run_id: str
-    logger: Any  # the job's MLFlowLogger
+    primary: bool  # the global rank zero: the process that tracks the run and writes the outputs
+    run_id: str | None  # None on the other processes
+    logger: Any  # the job's MLFlowLogger (None on the other processes)
     checkpoints: Path  # holds last.ckpt and, when asked for, best.ckpt (lowest val/loss)
     curve: list[dict[str, float]] = field(default_factory=list)
 
@@ -78,11 +86,6 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
     """Train `module` on `data` for settings["steps"] gradient steps, tracked as the job's MLflow
     run (tags from spec, `datasets` {directory: card} logged as inputs)."""
     work_dir = Path(spec["work_dir"])
-    tags = tracking.run_tags(spec)
-    run_id = tracking.start_or_resume_run(work_dir, spec["mlflow_experiment"], spec["run_name"], tags)
-    tracking.log_dataset_inputs(run_id, datasets)
-    logger = L.pytorch.loggers.MLFlowLogger(experiment_name=spec["mlflow_experiment"],
-                                            tracking_uri=tracking.tracking_uri(), run_id=run_id)
     checkpoints = work_dir / "checkpoints"
     curve = ValidationCurve()
     callbacks = [curve, L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
@@ -93,16 +96,26 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
                                                              enable_version_counter=False))
     if not interactive():
         callbacks.append(ProgressLines(settings["steps"], spec["run_name"]))
+    slurm = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=settings["steps"], deterministic=True, logger=logger,
+        **settings["trainer"], plugins=slurm, max_steps=settings["steps"], deterministic=True, logger=False,
         callbacks=callbacks, gradient_clip_val=settings["grad_clip"], val_check_interval=settings["validate_every"],
         check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=25,
+        use_distributed_sampler=False,  # every process validates on every held-out batch: the same metrics
         enable_progress_bar=interactive(), enable_model_summary=False, default_root_dir=work_dir,
     )
+    run_id = logger = None
+    if trainer.is_global_zero:
+        run_id = tracking.start_or_resume_run(work_dir, spec["mlflow_experiment"], spec["run_name"],
+                                              tracking.run_tags(spec))
+        tracking.log_dataset_inputs(run_id, datasets)
+        logger = L.pytorch.loggers.MLFlowLogger(experiment_name=spec["mlflow_experiment"],
+                                                tracking_uri=tracking.tracking_uri(), run_id=run_id)
+        trainer.logger = logger
     if resume:
         log.info("resuming from %s", checkpoints / LAST)
-    trainer.fit(module, datamodule=data, ckpt_path="last" if resume else None)
-    return Fitted(run_id, logger, checkpoints, curve.rows)
+    trainer.fit(module, datamodule=data, ckpt_path="last")
+    return Fitted(trainer.is_global_zero, run_id, logger, checkpoints, curve.rows)
 
 
 def model_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], int]:

@@ -72,17 +72,22 @@ class WorldModelModule(L.LightningModule):
 
 class WindowStream(IterableDataset):
     """Endless batches of training windows. Batch n is drawn from a generator seeded with
-    (seed, n), so a resumed run continues with exactly the batches an unbroken run would see."""
+    (seed, n), so a resumed run continues with exactly the batches an unbroken run would see.
+    With `processes` data-parallel processes, process `rank` takes its contiguous 1/processes
+    share of each batch: together they train on the windows one process would."""
 
-    def __init__(self, sampler: WindowSampler, batch_size: int, seed: int, first_step: Callable[[], int]):
+    def __init__(self, sampler: WindowSampler, batch_size: int, seed: int, first_step: Callable[[], int],
+                 rank: int = 0, processes: int = 1):
         super().__init__()
         self.sampler, self.batch_size, self.seed, self.first_step = sampler, batch_size, seed, first_step
+        share = batch_size // processes
+        self.rows = slice(rank * share, (rank + 1) * share)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         step = self.first_step()
         while True:
             batch = self.sampler.sample(self.batch_size, np.random.default_rng([self.seed, step]))
-            yield {key: torch.from_numpy(value) for key, value in batch.items()}
+            yield {key: torch.from_numpy(value[self.rows]) for key, value in batch.items()}
             step += 1
 
 
@@ -116,7 +121,9 @@ class WindowDataModule(L.LightningDataModule):
                                              self.heldout_windows, self.batch_size, self.seed) for t in self.tasks}
 
     def train_dataloader(self) -> DataLoader:
-        return loader(WindowStream(self.train, self.batch_size, self.seed, lambda: self.trainer.global_step))
+        trainer = self.trainer
+        return loader(WindowStream(self.train, self.batch_size, self.seed, lambda: trainer.global_step,
+                                   trainer.global_rank, trainer.world_size))
 
     def val_dataloader(self) -> DataLoader:
         return loader([batch for batches in self.heldout.values() for batch in batches])

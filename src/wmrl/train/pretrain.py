@@ -59,6 +59,8 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
              spec["model"]["backbone"], layout.shape)
     used = {str(d.directory): d.card for sets in datasets.values() for d in sets}
     fitted = fit(module, data, spec, cfg, resume, used)
+    if not fitted.primary:
+        return  # another data-parallel process: rank zero writes the outputs
 
     trained = heldout_losses(module, data.heldout)
     table = pl.DataFrame([{"task": t, "head": h, "trained": trained[t][h], "untrained": untrained[t][h]}

@@ -1,0 +1,141 @@
+"""The `smoke` pipeline through the SLURM profile on a real single-node SLURM cluster on localhost
+(Debian's slurm-wlm and munge, brought up by hand), logging to a real `mlflow server`: its
+outputs must be the bytes a local run writes.
+
+Needs root and apt (to install the packages when absent): skipped otherwise, saying so. Every
+wait is bounded; the daemons started here are stopped by their PIDs.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PYTHON, ROOT, free_port, snakemake_env, stop, wait_until
+
+PACKAGES = ["slurm-wlm", "munge"]
+MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
+# Outputs that name their own MLflow runs, or time and measure the jobs: they differ between any
+# two runs; everything else must be byte-identical.
+RUN_SPECIFIC = ("model.mlflow.json", ".lineage.json", "report.html", "lineage.csv", "episodes.csv", "jobs.csv",
+                "cost.csv")
+
+SLURM_CONF = """\
+ClusterName=wmrltest
+SlurmctldHost=localhost
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+MinJobAge=300
+MpiDefault=none
+GresTypes=gpu
+# The profile asks for cluster-sized jobs (8 CPUs, 64 GB, a GPU): the node claims that much
+# (config_overrides: slurmd believes this file, not the hardware), and `--jobs 2` keeps the
+# work at what the machine has. The GPUs are names only; the smoke scale trains on the CPU.
+SlurmdParameters=config_overrides
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=32 RealMemory=262144 Gres=gpu:4 State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def run(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def install_slurm() -> None:
+    if shutil.which("slurmctld") and shutil.which("munged"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                                                   *PACKAGES]):
+        result = run(command, 600, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A running single-node cluster: the environment its clients need (SLURM_CONF)."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("needs root and apt-get to install and start slurm-wlm and munge")
+    install_slurm()
+    root = tmp_path_factory.mktemp("slurm")
+    for directory in ("state", "spool"):
+        (root / directory).mkdir()
+    conf = root / "slurm.conf"
+    conf.write_text(SLURM_CONF.format(root=root, ctld_port=free_port(), slurmd_port=free_port()))
+    (root / "gres.conf").write_text("NodeName=localhost Name=gpu Count=4\n")
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    daemons = []
+    try:
+        if not MUNGE_SOCKET.exists():  # a munged already running on this machine is used as it is
+            MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
+            shutil.chown(MUNGE_SOCKET.parent, "munge", "munge")
+            daemons.append(subprocess.Popen(["runuser", "-u", "munge", "--", "munged", "--foreground"],
+                                            start_new_session=True))
+            wait_until(MUNGE_SOCKET.exists, "munged", 30, daemons[-1])
+        for command in (["slurmctld", "-D"], ["slurmd", "-D", "-N", "localhost"]):
+            with open(root / f"{command[0]}.out", "w") as out:
+                daemons.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                                start_new_session=True))
+
+        def idle() -> bool:
+            states = run(["sinfo", "-h", "-o", "%T"], 10, env=env).stdout.split()
+            return states == ["idle"]
+
+        wait_until(idle, "the SLURM node (sinfo)", 60, daemons[-1])
+        yield env
+    finally:
+        for daemon in reversed(daemons):
+            stop(daemon)
+
+
+def test_smoke_pipeline_through_the_slurm_profile_writes_what_a_local_run_writes(slurm, mlflow_server,
+                                                                                 smoke_run, tmp_path):
+    env = {**snakemake_env(), **slurm, "MLFLOW_TRACKING_URI": mlflow_server,
+           "WMRL_SLURM_PARTITION": "debug", "WMRL_SLURM_GPU_PARTITION": "debug"}
+    command = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--workflow-profile", str(ROOT / "profiles" / "slurm"), "--config", "scale=smoke",
+               "--slurm-status-command", "squeue",  # this cluster has no accounting: sacct never answers
+               "--jobs", "2",  # the machine's cores
+               # the local run's threads, so that the trained models can be compared byte for byte
+               "--set-threads", "pretrain=2", "pretrain_single=2", "finetune=1", "train_online=1",
+               "evaluate=1", "generate_dataset=1"]
+    result = run(command, 1500, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "sbatch" in result.stderr or "SLURM" in result.stderr, "jobs did not go through SLURM"
+    submitted = run(["squeue", "-h", "-t", "all", "-o", "%j"], 10, env=env).stdout.split()
+    assert len(submitted) >= 20  # every job of the DAG went through SLURM (MinJobAge keeps them listed)
+
+    slurm_files = outputs(tmp_path)
+    assert slurm_files == outputs(smoke_run)
+    differ = [name for name in slurm_files if not name.endswith(RUN_SPECIFIC)
+              and not filecmp.cmp(tmp_path / name, smoke_run / name, shallow=False)]
+    assert differ == [], differ
+
+
+def outputs(workdir: Path) -> set[str]:
+    return {str(path.relative_to(workdir)) for top in ("data", "results") for path in (workdir / top).rglob("*")
+            if path.is_file()}
