@@ -48,6 +48,16 @@ def test_fewshot_slice_keeps_whole_episodes_when_they_fit_and_refuses_too_little
     assert split_episodes(sliced, "heldout", 0.5, "fixture")["episode"].unique().to_list() == [1]
 
 
+@pytest.mark.parametrize("start", [0.0, 0.37, 1.0])
+def test_the_fewshot_slice_read_without_the_whole_dataset_is_the_same(random_dataset, start):
+    from wmrl.data import open_dataset
+    from wmrl.data.windows import read_few_shot
+
+    dataset = open_dataset(random_dataset)
+    whole = few_shot(dataset.read(), 700, start, str(dataset.directory))
+    assert read_few_shot(dataset, 700, start).equals(whole)
+
+
 @pytest.fixture(scope="module")
 def finetuned(random_dataset, tmp_path_factory):
     """Fine-tune a small model from scratch and from 'pretrained' weights on the fixture."""

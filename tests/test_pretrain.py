@@ -36,11 +36,12 @@ def test_pretraining_refuses_heldout_task_data(tiny_job):
         pretrain({**spec, "heldout_tasks": ["asterix"]}, {})
 
 
-def test_same_seed_same_model(tiny_job):
+@pytest.mark.parametrize("stream_rows", [None, 200])  # in memory, or streamed from Parquet in chunks
+def test_same_seed_same_model(tiny_job, stream_rows):
     from wmrl.train.pretrain import pretrain
 
     spec, _, _, tmp_path = tiny_job
-    spec["pretrain"] |= {"steps": 15, "heldout_windows": 16}
+    spec["pretrain"] |= {"steps": 15, "heldout_windows": 16, "stream_rows": stream_rows, "stream_refresh": 4}
     states = []
     for run in ("a", "b"):
         out = {name: str(tmp_path / f"{run}-{name}") for name in ("model", "mlflow", "heldout")}

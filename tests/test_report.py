@@ -18,13 +18,12 @@ from browser import Browser
 from conftest import ROOT
 
 
-def test_dataset_md5_is_what_coreutils_print(tmp_path):
-    (tmp_path / "sub").mkdir()
-    for name, text in {"card.json": "{}", "part-00000.parquet": "abc", "sub/x": "y"}.items():
-        (tmp_path / name).write_text(text)
-    shell = "(cd DIR && find . -type f | LC_ALL=C sort | xargs md5sum) | md5sum".replace("DIR", str(tmp_path))
-    expected = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True).stdout.split()[0]
-    assert dataset_md5(tmp_path) == expected
+def test_dataset_md5_is_md5sum_of_the_card_which_pins_every_shard(random_dataset):
+    expected = subprocess.run(["md5sum", str(random_dataset / "card.json")], capture_output=True, text=True,
+                              check=True).stdout.split()[0]
+    assert dataset_md5(random_dataset) == expected
+    card = json.loads((random_dataset / "card.json").read_text())
+    assert all(len(shard["sha256"]) == 64 for shard in card["shards"]) and len(card["shards"]) >= 3
 
 
 def test_job_costs_keep_unmeasured_jobs_and_wall_time_is_the_union_of_job_intervals(tmp_path):
@@ -48,10 +47,14 @@ def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1):
             "seeds": 3, "iqm": iqm, "iqm_low": low, "iqm_high": high, "mean": iqm, "mean_low": low, "mean_high": high}
 
 
-@pytest.mark.parametrize("low, high, verdict", [(0.6, 0.9, "yes"), (0.1, 0.4, "no"),
-                                                (0.3, 0.8, "no measurable difference")])
-def test_headline_verdict_follows_the_probability_interval(low, high, verdict):
-    aggregate = pl.DataFrame([arm("pretrained", -0.1, -0.2, -0.05), arm("scratch", 0.1, 0.0, 0.2),
+@pytest.mark.parametrize("probability, pretrained, verdict", [
+    ((0.6, 0.9), (-0.1, -0.2, -0.05), "no useful transfer"),  # better than scratch, worse than random
+    ((0.6, 0.9), (0.3, 0.2, 0.4), "yes"),
+    ((0.1, 0.4), (-0.1, -0.2, -0.05), "no"),
+    ((0.3, 0.8), (-0.1, -0.2, -0.05), "no measurable difference")])
+def test_headline_verdict_follows_the_intervals(probability, pretrained, verdict):
+    low, high = probability
+    aggregate = pl.DataFrame([arm("pretrained", *pretrained), arm("scratch", -0.15, -0.2, -0.1),
                               arm("bc", 0.5, 0.4, 0.6), arm("multigame", 2.0, 1.5, 2.5, checkpoint="last", tasks=4)])
     improvement = pl.DataFrame([{"method": "pretrained", "model": "m", "than": "scratch", "than_model": "m",
                                  "checkpoint": "last", "planning": "none", "probability": (low + high) / 2,
@@ -60,7 +63,7 @@ def test_headline_verdict_follows_the_probability_interval(low, high, verdict):
                                               "planning": "none"})
     assert found["verdict"] == verdict
     assert found["best"]["method"] == "bc"  # the pretrained model on its source games is not a fine-tuned method
-    assert found["below_random"] == ["pretrained"]
+    assert found["below_random"] == (["pretrained", "scratch"] if pretrained[2] < 0 else ["scratch"])
     missing = headline(aggregate, improvement, {"method": "pretrained", "baseline": "scratch", "checkpoint": "best",
                                                 "planning": "none"})
     assert missing["verdict"] is None and missing["missing"] == ["pretrained", "scratch"]
@@ -116,3 +119,22 @@ def test_the_smoke_report_renders_offline_in_a_browser(smoke_run, tmp_path):
     assert all(shown["images"]) and len(shown["images"]) >= 4
     assert "pretrained" in shown["headline"] and "scratch" in shown["headline"]
     assert (tmp_path / "report.png").stat().st_size > 50_000  # the screenshot (pytest keeps the last runs' tmp dirs)
+
+
+def test_figures_are_the_same_bytes_for_the_same_tables_and_scaling_reads_parameter_counts(tmp_path):
+    from wmrl.report import plots
+
+    aggregate = pl.DataFrame([{**arm(method, iqm, iqm - 0.1, iqm + 0.1), "model": f"{size}-transformer"}
+                              for method, base in (("pretrained", 0.3), ("scratch", 0.1))
+                              for size, iqm in (("small", base), ("large", base + 0.2))])
+    parameters = {"small-transformer": 1_000_000, "large-transformer": 9_000_000}
+    svgs = []
+    for run in ("a", "b"):
+        for name, figure in {"iqm": plots.iqm_plot(aggregate), "scaling": plots.scaling_plot(aggregate, parameters)
+                             }.items():
+            plots.save(figure, tmp_path / f"{run}-{name}.svg")
+        svgs.append([(tmp_path / f"{run}-{name}.svg").read_bytes() for name in ("iqm", "scaling")])
+    assert svgs[0] == svgs[1]
+    scaling = svgs[0][1].decode()
+    assert "model parameters" in scaling and "pretrained [transformer]" in scaling
+    assert "10^{6}" in scaling and "10^{7}" in scaling  # the parameter axis is log-scaled (tick labels)

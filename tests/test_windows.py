@@ -59,3 +59,27 @@ def test_heldout_episodes_are_disjoint_from_training_episodes(random_dataset):
     heldout = load_steps([dataset], "breakout", 0, "heldout", holdout_fraction=0.2)
     assert len(train.action) + len(heldout.action) == dataset.card["rows"]
     assert len(heldout.starts) > 0
+
+
+def test_streamed_chunks_are_whole_training_episodes_and_a_function_of_seed_and_block(random_dataset):
+    """ReplayChunks (paper scale) reads about `rows` rows of whole training episodes at a time,
+    never a held-out one, and the same (seed, block) always gives the same chunk."""
+    from wmrl.data.windows import ReplayChunks
+
+    dataset = open_dataset(random_dataset)
+    train = load_steps([dataset], "breakout", 1, "train", 0.2)
+    held_out_obs = load_steps([dataset], "breakout", 1, "heldout", 0.2).obs
+    chunks = ReplayChunks([dataset], "breakout", 1, 0.2, rows=300, seed=0)
+    longest = int(np.diff(np.flatnonzero(train.action < 0)).max())
+    for block in range(6):
+        steps = chunks.chunk(block)
+        finals = np.flatnonzero(steps.action < 0)
+        assert finals[-1] == len(steps.action) - 1  # ends with an episode's final row
+        assert len(steps.action) <= 300 + longest
+        n = len(steps.action)  # consecutive training rows from an episode start:
+        assert any(np.array_equal(train.action[s:s + n], steps.action) and np.array_equal(train.obs[s:s + n], steps.obs)
+                   for s in np.flatnonzero(np.diff(train.action < 0, prepend=True)))
+    again = ReplayChunks([dataset], "breakout", 1, 0.2, rows=300, seed=0)
+    assert np.array_equal(again.chunk(4).obs, chunks.chunk(4).obs)
+    assert not np.array_equal(again.chunk(1).obs[:50], again.chunk(2).obs[:50])
+    assert len(held_out_obs) and len(train.obs) + len(held_out_obs) == len(dataset.read())

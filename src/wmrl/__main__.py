@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("directory", nargs="+")
 
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
-    bench.add_argument("name", choices=["dataset", "pretrain"])
+    bench.add_argument("name", choices=["dataset", "pretrain", "dag"])
     bench.add_argument("--steps", type=int, default=200_000, help="dataset: env steps per game and measurement")
     bench.add_argument("--threads", type=int, default=2, help="pretrain: torch threads")
     bench.add_argument("--out", help="figures JSON (default results/bench/<name>.json)")
@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             from wmrl.bench import dataset as bench_dataset
 
             bench_dataset.main(args.steps, out)
+        elif args.name == "dag":
+            from wmrl.bench import dag as bench_dag
+
+            bench_dag.main(out)
         else:
             from wmrl.bench import pretrain as bench_pretrain
 

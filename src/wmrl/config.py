@@ -151,6 +151,10 @@ class PretrainConfig:
     target_update: int = 250  # gradient steps between copies into the target network
     holdout_fraction: float = 0.05  # last episodes of each dataset, never trained on
     heldout_windows: int = 256  # held-out windows per task for the metrics file
+    # null: hold each task's training episodes in memory; N: stream them from Parquet, about N rows
+    # of whole episodes per task at a time, a new chunk every `stream_refresh` gradient steps
+    stream_rows: Optional[int] = None
+    stream_refresh: int = 1_000
     validate_every: int = 500  # gradient steps between held-out validations (logged to MLflow)
     checkpoint_every: int = 250  # gradient steps between resumable checkpoints under work/
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

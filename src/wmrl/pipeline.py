@@ -84,12 +84,9 @@ def dataset_dirs(cfg: DictConfig, tasks: list[str] | None = None) -> list[str]:
 def dataset_spec(cfg: DictConfig, task: str, policy: str, seed: int) -> dict[str, Any]:
     """Everything one dataset job needs, and nothing else (its Snakemake params): a change to
     another task's or another policy's settings leaves this spec, and so this dataset, alone."""
-    task_cfg = cfg.tasks[task]
     dataset = task_dataset(cfg, task)
     return {
-        "suite": cfg.suite, "task": task, "policy": policy, "seed": int(seed),
-        "env": task_cfg.env, "env_kwargs": to_plain(task_cfg.env_kwargs),
-        "max_episode_steps": task_cfg.max_episode_steps,
+        "suite": cfg.suite, "task": task, "policy": policy, "seed": int(seed), **task_env(cfg, task),
         "shard_rows": dataset.shard_rows, "settings": to_plain(dataset[policy]),
     }
 
@@ -114,11 +111,16 @@ def pretrain_datasets(cfg: DictConfig) -> dict[str, list[str]]:
     return datasets
 
 
+def task_env(cfg: DictConfig, task: str) -> dict[str, Any]:
+    """How to build a task's environment: env id, its kwargs, the episode step limit."""
+    t = cfg.tasks[task]
+    return {"env": t.env, "env_kwargs": to_plain(t.env_kwargs), "max_episode_steps": t.max_episode_steps}
+
+
 def suite(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Every task's environment the experiment runs, in task-embedding order (the model's shape
     depends on all of them)."""
-    return {task: {"env": cfg.tasks[task].env, "env_kwargs": to_plain(cfg.tasks[task].env_kwargs),
-                   "max_episode_steps": cfg.tasks[task].max_episode_steps} for task in run_tasks(cfg)}
+    return {task: task_env(cfg, task) for task in run_tasks(cfg)}
 
 
 def model_spec(cfg: DictConfig, size: str, backbone: str) -> dict[str, Any]:
@@ -204,7 +206,7 @@ def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
     chosen = f["methods"][method]
     wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
     job = _job(cfg, "finetune", FINETUNE, wildcards, "finetune", f"{task}-{method}-{model}-seed{seed}")
-    env = suite(cfg)[task]
+    env = task_env(cfg, task)
     if chosen["init"] == "online":
         settings = {**f["online"], "steps": f["data"]["transitions"]}
         return {"seed": int(seed), "task": task, "method": method, **env, "settings": settings, **job}
@@ -281,7 +283,7 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
     plans = kind == "world_model" and loss["next_obs"] > 0 and loss["reward"] > 0  # needs a trained world model
     return {
         "experiment": cfg.experiment, "scale": cfg.scale, "task": task, "method": method, "model": model,
-        "seed": int(seed), "kind": kind, **suite(cfg)[task], "episodes": e["episodes"],
+        "seed": int(seed), "kind": kind, **task_env(cfg, task), "episodes": e["episodes"],
         "max_episode_steps": e["max_episode_steps"] or cfg.tasks[task].max_episode_steps,
         "env_seed": e["env_seed"] + 1000 * int(seed), "context": window, "gamma": loss["gamma"],
         "planning": e["planning"] if plans else None, "score": to_plain(cfg.tasks[task].score),
@@ -355,10 +357,11 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
     the bootstrap settings, and what the experiment defines but does not run. `root`: the
     workflow's directory, which holds the HTML template."""
     f, p = cfg.finetune, cfg.pretrain
-    roles = {d: "pretraining (source)" for dirs in pretrain_datasets(cfg).values() for d in dirs}
-    roles |= {fewshot_dataset(cfg, task): "few-shot (held-out)" for task in cfg.heldout_tasks}
+    roles = {d: "generated, not read downstream" for d in dataset_dirs(cfg)}
     for task in run_tasks(cfg):
-        roles |= {d: roles.get(d, "score reference") for d in score_datasets(cfg, task).values()}
+        roles |= {d: "score reference" for d in score_datasets(cfg, task).values()}
+    roles |= {d: "pretraining (source)" for dirs in pretrain_datasets(cfg).values() for d in dirs}
+    roles |= {fewshot_dataset(cfg, task): "few-shot (held-out)" for task in cfg.heldout_tasks}
     curves = [{"file": f"{FINETUNE.format(**run)}/{FINETUNE_FILES['curve']}", **run,
                "online": f.methods[run["method"]].init == "online", "steps": f.data.transitions}
               for run in finetune_runs(cfg)]

@@ -115,9 +115,12 @@ def dqn_agent(env: gym.Env, settings: dict[str, Any], seed: int):
         raise ValueError(f"the dqn behaviour policy needs discrete actions, the env has {env.action_space}")
     torch.set_num_threads(1)
     policy_kwargs: dict[str, Any] = {"net_arch": []}
+    buffer: dict[str, Any] = {}
     if env.observation_space.dtype == np.uint8 and len(env.observation_space.shape) == 3:
         env = gym.wrappers.TransformReward(ChannelsFirst(env), np.sign)
         policy_kwargs.update(features_extractor_class=NatureCNN, features_extractor_kwargs={"features_dim": 512})
+        # a 1M-frame replay keeps each frame once (7 GB, not 14): the next observation is the next row
+        buffer = {"optimize_memory_usage": True, "replay_buffer_kwargs": {"handle_timeout_termination": False}}
     elif len(env.observation_space.shape) == 3:
         env = ChannelsFirst(env)
         policy_kwargs.update(features_extractor_class=_grid_extractor(settings["conv_channels"], settings["hidden"]),
@@ -133,7 +136,7 @@ def dqn_agent(env: gym.Env, settings: dict[str, Any], seed: int):
         target_update_interval=settings["target_update_interval"], gamma=settings["gamma"],
         exploration_initial_eps=settings["exploration_initial_eps"],
         exploration_final_eps=settings["exploration_final_eps"],
-        exploration_fraction=min(1.0, settings["exploration_steps"] / steps),
+        exploration_fraction=min(1.0, settings["exploration_steps"] / steps), **buffer,
     )
 
 

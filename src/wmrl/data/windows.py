@@ -84,15 +84,20 @@ class TaskSteps:
     episode_end: np.ndarray  # (rows,) the row index of the episode's final row
     starts: np.ndarray  # transition rows: where windows may start
 
+    def chunk(self, block: int) -> TaskSteps:
+        """Held in memory, every chunk of training is all of it (see ReplayChunks)."""
+        return self
+
 
 def load_steps(datasets: list[Dataset], task: str, index: int, episodes: str = "all",
                holdout_fraction: float = 0.1) -> TaskSteps:
     """Load one task's datasets (all its behaviour policies) into memory. `episodes` picks "all",
-    "train" (all but the last `holdout_fraction` of each dataset's episodes) or "heldout"."""
+    "train" (all but the last `holdout_fraction` of each dataset's episodes) or "heldout"; only
+    the shards that hold those episodes are read."""
     frames, offset = [], 0
     for dataset in datasets:
-        frame = split_episodes(dataset.read(), episodes, holdout_fraction, str(dataset.directory))
-        frames.append(frame.with_columns(pl.col("episode") + offset))
+        kept = dataset.scan().filter(episode_filter(dataset, episodes, holdout_fraction)).collect()
+        frames.append(kept.with_columns(pl.col("episode") + offset))
         offset += dataset.card["episodes"]
     frame = pl.concat(frames)
     if frame.is_empty():
@@ -100,17 +105,64 @@ def load_steps(datasets: list[Dataset], task: str, index: int, episodes: str = "
     return task_steps(frame, datasets[0].card["obs"], task, index)
 
 
+def episode_filter(dataset: Dataset, episodes: str, holdout_fraction: float) -> pl.Expr:
+    """Which rows of `dataset` are its "all", "train" or "heldout" episodes (see split_episodes)."""
+    if episodes == "all":
+        return pl.lit(True)
+    cut = holdout_cut(dataset.card["episodes"], holdout_fraction, str(dataset.directory))
+    return pl.col("episode") < cut if episodes == "train" else pl.col("episode") >= cut
+
+
+def holdout_cut(count: int, holdout_fraction: float, name: str, first: int = 0) -> int:
+    """The first held-out episode of `count` episodes numbered from `first`: the last
+    `holdout_fraction` of them, at least one, are held out."""
+    if count < 2:
+        raise ValueError(f"{name}: {count} episode, none to hold out; generate more steps or set the task's "
+                         f"max_episode_steps")
+    return first + count - max(1, int(round(holdout_fraction * count)))
+
+
 def split_episodes(frame: pl.DataFrame, episodes: str, holdout_fraction: float, name: str) -> pl.DataFrame:
     """The rows of "all" episodes, the "train" ones or the "heldout" ones (the last
     `holdout_fraction` of the episodes, at least one) of a dataset's `frame`."""
     if episodes == "all":
         return frame
-    count = frame["episode"].n_unique()
-    if count < 2:
-        raise ValueError(f"{name}: {count} episode, none to hold out; generate more steps or set the task's "
-                         f"max_episode_steps")
-    cut = frame["episode"].min() + count - max(1, int(round(holdout_fraction * count)))
+    cut = holdout_cut(frame["episode"].n_unique(), holdout_fraction, name, frame["episode"].min())
     return frame.filter(pl.col("episode") < cut if episodes == "train" else pl.col("episode") >= cut)
+
+
+class ReplayChunks:
+    """One task's training episodes read from Parquet a chunk at a time, for replays too large to
+    hold (`paper` scale: 10M Atari frames a game). Chunk b is whole consecutive episodes of one
+    of the task's datasets, about `rows` rows from an episode drawn with the generator
+    (seed, b, task index); windows are sampled within the current chunk. A chunk is a function of
+    (seed, b) alone, so a resumed run reads the chunks an unbroken one would. Only the episode
+    column is read whole (to find episode starts); observations are read a chunk at a time."""
+
+    def __init__(self, datasets: list[Dataset], task: str, index: int, holdout_fraction: float, rows: int,
+                 seed: int):
+        self.datasets, self.task, self.index, self.rows, self.seed = datasets, task, index, rows, seed
+        self.starts = []  # per dataset: the first row of each training episode, and the end of the last
+        for dataset in datasets:
+            cut = holdout_cut(dataset.card["episodes"], holdout_fraction, str(dataset.directory))
+            episode = dataset.scan().select("episode").collect()["episode"].to_numpy()
+            boundaries = np.flatnonzero(np.diff(episode, prepend=-1))  # the first row of every episode
+            self.starts.append(boundaries[:cut + 1])  # + the first held-out row: where training rows end
+        self.block, self.steps = -1, None
+
+    def chunk(self, block: int) -> TaskSteps:
+        """The steps of chunk `block` (kept until another block is asked for)."""
+        if block != self.block:
+            rng = np.random.default_rng([self.seed, block, self.index])
+            sizes = np.array([starts[-1] for starts in self.starts], dtype=float)
+            which = int(rng.choice(len(self.datasets), p=sizes / sizes.sum()))
+            starts = self.starts[which]
+            first = int(rng.integers(max(1, np.searchsorted(starts, starts[-1] - self.rows, side="right"))))
+            last = max(first + 1, int(np.searchsorted(starts, starts[first] + self.rows, side="right")) - 1)
+            frame = self.datasets[which].scan().slice(int(starts[first]), int(starts[last] - starts[first])).collect()
+            self.block, self.steps = block, task_steps(frame, self.datasets[which].card["obs"], self.task,
+                                                       self.index)
+        return self.steps
 
 
 def few_shot(frame: pl.DataFrame, transitions: int, start: float, name: str) -> pl.DataFrame:
@@ -140,6 +192,17 @@ def few_shot(frame: pl.DataFrame, transitions: int, start: float, name: str) -> 
         truncated=pl.when(cut).then(None).when(last).then(True).otherwise(pl.col("truncated")),
         episode=pl.col("episode").rank("dense").cast(pl.Int64) - 1,
     ).drop("before", "steps")
+
+
+def read_few_shot(dataset: Dataset, transitions: int, start: float) -> pl.DataFrame:
+    """`few_shot` of a dataset without reading it whole: the slice is found on the columns
+    without observations, then only its episodes' rows are read (a few thousand of 10M Atari
+    frames at `paper` scale). Taking the slice again from those episodes, from their start,
+    gives the same rows."""
+    name = str(dataset.directory)
+    light = dataset.scan().select(pl.exclude("obs")).with_columns(source=pl.col("episode")).collect()
+    episodes = few_shot(light, transitions, start, name)["source"].unique()
+    return few_shot(dataset.scan().filter(pl.col("episode").is_in(episodes)).collect(), transitions, 0.0, name)
 
 
 def task_steps(frame: pl.DataFrame, obs: dict[str, Any], task: str, index: int) -> TaskSteps:

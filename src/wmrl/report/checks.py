@@ -85,6 +85,9 @@ def _cost(jobs: pl.DataFrame, spec: dict[str, Any]) -> list[dict[str, str]]:
         heavy = jobs.filter(pl.col("max_rss_mb") > LAPTOP_MEMORY_MB)
         found += [entry("failed", "memory goal", f"{row['job']}: peak {row['max_rss_mb']:.0f} MB > "
                         f"{LAPTOP_MEMORY_MB} MB") for row in heavy.iter_rows(named=True)]
+        if heavy.is_empty() and jobs["max_rss_mb"].drop_nulls().len():
+            found.append(entry("ok", "memory goal", f"every measured job peaked under {LAPTOP_MEMORY_MB} MB "
+                               f"(highest {jobs['max_rss_mb'].max():.0f} MB)"))
     return found
 
 

@@ -21,12 +21,10 @@ BENCHMARK_COLUMNS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s"
 
 
 def dataset_md5(directory: str | Path) -> str:
-    """The md5 of the dataset's files, checkable with coreutils: what
-    ``(cd DIR && find . -type f | LC_ALL=C sort | xargs md5sum) | md5sum`` prints."""
-    root = Path(directory)
-    files = sorted(f"./{path.relative_to(root).as_posix()}" for path in root.rglob("*") if path.is_file())
-    listing = "".join(f"{hashlib.md5((root / name).read_bytes()).hexdigest()}  {name}\n" for name in files)
-    return hashlib.md5(listing.encode()).hexdigest()
+    """The md5 of the dataset's card, which lists the sha256 of every shard: it pins every byte
+    of the dataset and costs one small read, however large the shards (`md5sum DIR/card.json`;
+    `wmrl check-dataset DIR` checks the shards against it)."""
+    return hashlib.md5((Path(directory) / "card.json").read_bytes()).hexdigest()
 
 
 def datasets_table(datasets: dict[str, str]) -> pl.DataFrame:
@@ -36,9 +34,10 @@ def datasets_table(datasets: dict[str, str]) -> pl.DataFrame:
         card = json.loads((Path(directory) / "card.json").read_text())
         returns = card["returns"]
         rows.append({"task": card["task"], "policy": card["policy"]["name"], "seed": card["seed"], "role": role,
-                     "transitions": card["transitions"], "episodes": returns["episodes"],
-                     "return_mean": returns["mean"], "return_std": returns["std"], "return_min": returns["min"],
-                     "return_max": returns["max"], "bytes": sum(p.stat().st_size for p in Path(directory).iterdir()),
+                     "transitions": card["transitions"], "episodes": returns["episodes"],  # complete ones
+                     # return statistics are null where no episode completed (a short random-policy run)
+                     **{f"return_{key}": returns.get(key) for key in ("mean", "std", "min", "max")},
+                     "bytes": sum(p.stat().st_size for p in Path(directory).iterdir()),
                      "md5": dataset_md5(directory), "directory": directory})
     return pl.DataFrame(rows)
 
@@ -108,9 +107,14 @@ def lineage_table(files: list[str], md5: dict[str, str]) -> pl.DataFrame:
 
 def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, compare: dict[str, str]) -> dict[str, Any]:
     """The answer to the experiment's question: the compared method against its baseline (IQM and
-    CI, P(method > baseline) and CI) in one setting, with a verdict the CI supports:
-    "yes" when P's interval lies above 1/2, "no" when below, else "no measurable difference";
-    plus the best fine-tuned method in that setting and whether each is above random (IQM interval above 0)."""
+    CI, P(method > baseline) and CI) in one setting, with the verdict the CIs support:
+
+    * "yes": P's interval lies above 1/2 and the method's IQM interval above 0 (random play);
+    * "no useful transfer": P's interval lies above 1/2, but the method is not above random;
+    * "no": P's interval lies below 1/2;
+    * "no measurable difference": P's interval holds 1/2.
+
+    Also the best fine-tuned method in that setting, and which of the three are below random."""
     setting = {"checkpoint": compare["checkpoint"], "planning": compare["planning"]}
     arms = aggregate.filter(**setting)
     found = {name: arms.filter(method=compare[key]).sort("iqm", descending=True)
@@ -122,8 +126,10 @@ def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, compare: dict[s
     method, baseline = (frame.row(0, named=True) for frame in found.values())
     p = improvement.filter(method=method["method"], model=method["model"], than=baseline["method"],
                            than_model=baseline["model"], **setting).row(0, named=True)
-    verdict = ("yes" if p["probability_low"] > 0.5 else "no" if p["probability_high"] < 0.5
-               else "no measurable difference")
+    if p["probability_low"] > 0.5:
+        verdict = "yes" if method["iqm_low"] > 0 else "no useful transfer"
+    else:
+        verdict = "no" if p["probability_high"] < 0.5 else "no measurable difference"
     fine_tuned = arms.filter(~pl.col("method").is_in([MULTIGAME, SINGLEGAME]))
     best = fine_tuned.sort("iqm", descending=True).row(0, named=True)
     return {"verdict": verdict, "method": method, "baseline": baseline, "improvement": p, "best": best,

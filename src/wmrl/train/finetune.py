@@ -23,7 +23,7 @@ import torch
 
 from wmrl import tracking
 from wmrl.data import open_dataset
-from wmrl.data.windows import few_shot, split_episodes, task_steps
+from wmrl.data.windows import read_few_shot, split_episodes, task_steps
 from wmrl.train.loop import BEST, fit, model_weights, suite_shape
 from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
 
@@ -41,7 +41,7 @@ def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     if dataset.card["task"] != task:
         raise ValueError(f"{dataset.directory} holds task {dataset.card['task']!r}, not {task!r}")
     name = str(dataset.directory)
-    frame = few_shot(dataset.read(), spec["data"]["transitions"], spec["data"]["start"], name)
+    frame = read_few_shot(dataset, spec["data"]["transitions"], spec["data"]["start"])
     log.info("few-shot data: %d transitions in %d episodes from %s (policy steps %d..%d)",
              spec["data"]["transitions"], frame["episode"].n_unique(), name, frame["policy_step"].min(),
              frame["policy_step"].max())

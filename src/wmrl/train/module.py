@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from wmrl.config import LossConfig, ModelConfig
-from wmrl.data.windows import ObsLayout, TaskSteps, WindowSampler
+from wmrl.data.windows import ObsLayout, ReplayChunks, TaskSteps, WindowSampler
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.progress import Progress
 from wmrl.rl.objectives import joint_loss
@@ -71,22 +71,22 @@ class WorldModelModule(L.LightningModule):
 
 
 class WindowStream(IterableDataset):
-    """Endless batches of training windows. Batch n is drawn from a generator seeded with
-    (seed, n), so a resumed run continues with exactly the batches an unbroken run would see.
-    With `processes` data-parallel processes, process `rank` takes its contiguous 1/processes
-    share of each batch: together they train on the windows one process would."""
+    """Endless batches of training windows. Batch n is drawn by `sampler_at(n)` with a generator
+    seeded with (seed, n), so a resumed run continues with exactly the batches an unbroken run
+    would see. With `processes` data-parallel processes, process `rank` takes its contiguous
+    1/processes share of each batch: together they train on the windows one process would."""
 
-    def __init__(self, sampler: WindowSampler, batch_size: int, seed: int, first_step: Callable[[], int],
-                 rank: int = 0, processes: int = 1):
+    def __init__(self, sampler_at: Callable[[int], WindowSampler], batch_size: int, seed: int,
+                 first_step: Callable[[], int], rank: int = 0, processes: int = 1):
         super().__init__()
-        self.sampler, self.batch_size, self.seed, self.first_step = sampler, batch_size, seed, first_step
+        self.sampler_at, self.batch_size, self.seed, self.first_step = sampler_at, batch_size, seed, first_step
         share = batch_size // processes
         self.rows = slice(rank * share, (rank + 1) * share)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         step = self.first_step()
         while True:
-            batch = self.sampler.sample(self.batch_size, np.random.default_rng([self.seed, step]))
+            batch = self.sampler_at(step).sample(self.batch_size, np.random.default_rng([self.seed, step]))
             yield {key: torch.from_numpy(value[self.rows]) for key, value in batch.items()}
             step += 1
 
@@ -104,25 +104,31 @@ def loader(data) -> DataLoader:
 
 class WindowDataModule(L.LightningDataModule):
     """Windows of the tasks' data: training episodes as an endless deterministic stream, held-out
-    episodes as fixed validation batches. `load(task, part)` gives a task's "train" or "heldout" steps."""
+    episodes as fixed validation batches. `load(task, part)` gives a task's "train" steps (in
+    memory, or as `ReplayChunks` streamed from Parquet, the chunk changing every `refresh`
+    gradient steps) or its "heldout" steps."""
 
-    def __init__(self, load: Callable[[str, str], TaskSteps], tasks: list[str], layout: ObsLayout, window: int,
-                 batch_size: int, heldout_windows: int, seed: int):
+    def __init__(self, load: Callable[[str, str], TaskSteps | ReplayChunks], tasks: list[str], layout: ObsLayout,
+                 window: int, batch_size: int, heldout_windows: int, seed: int, refresh: int = 1):
         super().__init__()
         self.load, self.tasks, self.layout, self.window = load, tasks, layout, window
-        self.batch_size, self.heldout_windows, self.seed = batch_size, heldout_windows, seed
-        self.train: WindowSampler | None = None
+        self.batch_size, self.heldout_windows, self.seed, self.refresh = batch_size, heldout_windows, seed, refresh
+        self.train: list[TaskSteps | ReplayChunks] = []
         self.heldout: dict[str, list[dict[str, torch.Tensor]]] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train is None:  # load once, however often Lightning asks
-            self.train = WindowSampler([self.load(t, "train") for t in self.tasks], self.layout, self.window)
+        if not self.train:  # load once, however often Lightning asks
+            self.train = [self.load(t, "train") for t in self.tasks]
             self.heldout = {t: fixed_batches(WindowSampler([self.load(t, "heldout")], self.layout, self.window),
                                              self.heldout_windows, self.batch_size, self.seed) for t in self.tasks}
 
+    def train_sampler(self, step: int) -> WindowSampler:
+        """The windows of gradient step `step`: from each task's current chunk of training steps."""
+        return WindowSampler([source.chunk(step // self.refresh) for source in self.train], self.layout, self.window)
+
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
-        return loader(WindowStream(self.train, self.batch_size, self.seed, lambda: trainer.global_step,
+        return loader(WindowStream(self.train_sampler, self.batch_size, self.seed, lambda: trainer.global_step,
                                    trainer.global_rank, trainer.world_size))
 
     def val_dataloader(self) -> DataLoader:

@@ -22,7 +22,7 @@ import torch
 
 from wmrl import tracking
 from wmrl.data import open_dataset
-from wmrl.data.windows import load_steps
+from wmrl.data.windows import ReplayChunks, load_steps
 from wmrl.rl.objectives import joint_loss
 from wmrl.train.loop import fit, suite_shape
 from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
@@ -43,9 +43,13 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     layout, shape = suite_shape(spec["suite"], cfg["channel_layout"], cfg["window"])
 
     def load(task: str, part: str):
+        if part == "train" and cfg["stream_rows"]:
+            return ReplayChunks(datasets[task], task, suite.index(task), cfg["holdout_fraction"], cfg["stream_rows"],
+                                seed)
         return load_steps(datasets[task], task, suite.index(task), part, cfg["holdout_fraction"])
 
-    data = WindowDataModule(load, tasks, layout, cfg["window"], cfg["batch_size"], cfg["heldout_windows"], seed)
+    data = WindowDataModule(load, tasks, layout, cfg["window"], cfg["batch_size"], cfg["heldout_windows"], seed,
+                            cfg["stream_refresh"])
     data.setup()
 
     def new_module() -> WorldModelModule:
