@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         train_online(json.loads(args.spec), out_files(args.out_dir, ONLINE_FILES))
     elif args.command == "evaluate":
         from wmrl.evaluate.rollout import evaluate
+        from wmrl.pipeline import evaluate_lineage
 
-        evaluate(json.loads(args.spec), {"rows": args.out, "lineage": args.out.removesuffix(".parquet") + ".lineage.json"})
+        evaluate(json.loads(args.spec), {"rows": args.out, "lineage": evaluate_lineage(args.out)})
     elif args.command == "world-model-error":
         from wmrl.evaluate.world_model import world_model_error
 

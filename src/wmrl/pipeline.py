@@ -37,7 +37,14 @@ ONLINE_CODE = ("data/behaviour", "envs", "train/online")
 # Stage 4: episodes of every trained model (fine-tuned ones on held-out tasks; the pretrained one,
 # as method MULTIGAME, on its source tasks) and the world model's open-loop prediction error.
 EVALUATE = "results/{scale}/{experiment}/evaluate/{task}/{method}/{model}-seed{seed}.parquet"
-EVALUATE_LINEAGE = EVALUATE.removesuffix(".parquet") + ".lineage.json"
+
+
+def evaluate_lineage(rows: str) -> str:
+    """The lineage file written beside an evaluation's rows (X.parquet -> X.lineage.json)."""
+    return rows.removesuffix(".parquet") + ".lineage.json"
+
+
+EVALUATE_LINEAGE = evaluate_lineage(EVALUATE)
 MULTIGAME, SINGLEGAME = "multigame", "singlegame"
 WORLD_MODEL_ERROR = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.parquet"
 EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour")
@@ -395,6 +402,3 @@ def report_inputs(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
     return {**{k: v for k, v in inputs.items() if k not in ("curves", "datasets")},
             "curves": [run["file"] for run in inputs["curves"]], "datasets": list(inputs["datasets"])}
 
-
-def evaluate_lineage(rows: str) -> str:
-    return EVALUATE_LINEAGE.format(**_wildcards(EVALUATE, rows))
