@@ -2,13 +2,16 @@
 # Every output is also in `snakemake --report report.zip`, with a caption.
 
 
+REPORT_SPEC = report_spec(CFG, workflow.basedir)  # built once: inputs and params both come from it
+
+
 rule report:
     input:
-        **report_inputs(CFG, workflow.basedir),
+        **report_inputs(REPORT_SPEC),
     output:
         **captioned(report_files(CFG)),
     params:
-        spec=report_spec(CFG, workflow.basedir),
+        spec=REPORT_SPEC,
         code=code_hash("report", "evaluate/summary", "evaluate/statistics"),
     log:
         f"logs/report/{CFG.scale}/{CFG.experiment}.log",

@@ -396,9 +396,9 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
     }
 
 
-def report_inputs(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
-    """The report job's input files, by kind (everything in report_spec's "inputs")."""
-    inputs = report_spec(cfg, root)["inputs"]
+def report_inputs(spec: dict[str, Any]) -> dict[str, Any]:
+    """The report job's input files, by kind (everything in its `report_spec`'s "inputs")."""
+    inputs = spec["inputs"]
     return {**{k: v for k, v in inputs.items() if k not in ("curves", "datasets")},
             "curves": [run["file"] for run in inputs["curves"]], "datasets": list(inputs["datasets"])}
 

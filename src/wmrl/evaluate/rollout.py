@@ -208,11 +208,11 @@ def track(spec: dict[str, Any], rows: pl.DataFrame, lineage: str) -> None:
     """Log the evaluation as an MLflow run (mean return and normalized score per checkpoint and
     planning setting) and write its lineage: this run, and the trained model's own record."""
     trained = json.loads(Path(spec["inputs"]["record"]).read_text())
-    run_id = tracking.new_run(spec["mlflow_experiment"], spec["run_name"],
-                              {**tracking.run_tags(spec), "trained_by": trained["run_id"]})
+    tags = tracking.run_tags(spec)
+    run_id = tracking.new_run(spec["mlflow_experiment"], spec["run_name"], {**tags, "trained_by": trained["run_id"]})
     means = rows.group_by("checkpoint", "planning", maintain_order=True).agg(pl.col("return", "normalized").mean())
     metrics = [(f"eval/{row['checkpoint']}/{row['planning'].replace(' ', '_')}/{column}", row[column], 0)
                for row in means.iter_rows(named=True) for column in ("return", "normalized")]
     tracking.log_run(run_id, {"episodes": spec["episodes"], "env_seed": spec["env_seed"]}, metrics)
-    record = {"run_id": run_id, "run_url": tracking.run_url(run_id), **tracking.run_tags(spec)}
+    record = {"run_id": run_id, "run_url": tracking.run_url(run_id), **tags}
     Path(lineage).write_text(json.dumps({"evaluation": record, "model": trained}, indent=1) + "\n")

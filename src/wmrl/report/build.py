@@ -62,17 +62,17 @@ def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
     inputs, interval = spec["inputs"], {"repetitions": spec["bootstrap_repetitions"],
                                         "confidence": spec["confidence"]}
     episodes = pl.concat([pl.read_parquet(f) for f in inputs["evaluations"]], how="vertical")
-    scores = {"episodes": episodes, **summarize(episodes, **interval)}
+    scores = summarize(episodes, **interval)  # aggregate, per_task, improvement
     runs = run_scores(episodes)
     datasets = datasets_table(inputs["datasets"])
     lineage = lineage_table(inputs["lineage"], dict(zip(datasets["directory"], datasets["md5"], strict=True)))
     jobs = job_costs(spec["benchmarks"])
     curves, online = fine_tuning_curves(inputs["curves"])
     errors = pl.concat([pl.read_parquet(f) for f in inputs["world_model"]], how="vertical")
-    run_keys = ["task", "method", "model", "seed"]
-    scores["episodes"] = episodes.join(lineage.drop("scale", "experiment"), on=run_keys, how="left")
-    tables = {**scores, "runs": runs, "datasets": datasets, "lineage": lineage, "jobs": jobs,
-              "cost": cost_table(jobs), "world_model": errors}
+    with_lineage = episodes.join(lineage.drop("scale", "experiment"), on=["task", "method", "model", "seed"],
+                                 how="left")  # the episodes' CSV: every row with its run's lineage
+    tables = {**scores, "episodes": with_lineage, "runs": runs, "datasets": datasets, "lineage": lineage,
+              "jobs": jobs, "cost": cost_table(jobs), "world_model": errors}
 
     figures = {"iqm": plots.iqm_plot(scores["aggregate"]), "per_seed": plots.per_seed_plot(runs),
                "curves": plots.curves_plot(curves, online, **interval), "world_model": plots.world_model_plot(errors)}
