@@ -31,7 +31,7 @@ def test_planning_never_returns_an_invalid_action(backbone, width, horizon):
     for seed in range(5):
         obs, actions = context(8, 2, seed)
         task = torch.tensor([1] * 6 + [0] * 2)
-        chosen = beam_search(model, model.tokens(obs, actions, task), task, width, horizon, 0.99,
+        chosen = beam_search(model, model.tokens(obs, actions, task), obs[:, -1], task, width, horizon, 0.99,
                              torch.ones(5, 5, 3))
         assert chosen.shape == (8,)
         assert (chosen[:6] < 2).all(), chosen  # task 1 has actions 0 and 1 only
@@ -45,8 +45,8 @@ def test_horizon_one_is_the_greedy_policy(backbone):
     task = torch.tensor([0, 1, 0, 1, 0, 1])
     with torch.no_grad():
         greedy = model.q_values(model(obs, actions, task)["q"][:, -1], task).argmax(-1)
-        planned = beam_search(model, model.tokens(obs, actions, task), task, width=3, horizon=1, gamma=0.99,
-                              obs_mask=torch.ones(5, 5, 3))
+        planned = beam_search(model, model.tokens(obs, actions, task), obs[:, -1], task, width=3, horizon=1,
+                              gamma=0.99, obs_mask=torch.ones(5, 5, 3))
     assert torch.equal(planned, greedy)
 
 
@@ -55,4 +55,4 @@ def test_bad_planning_settings_fail_clearly():
     obs, actions = context(1, 1, 0)
     with pytest.raises(ValueError, match="horizon >= 1"):
         task = torch.zeros(1, dtype=torch.long)
-        beam_search(model, model.tokens(obs, actions, task), task, 2, 0, 0.99, torch.ones(5, 5, 3))
+        beam_search(model, model.tokens(obs, actions, task), obs[:, -1], task, 2, 0, 0.99, torch.ones(5, 5, 3))

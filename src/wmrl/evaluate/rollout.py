@@ -65,12 +65,13 @@ class ModelAgent:
     @torch.no_grad()
     def reset(self, obs: np.ndarray) -> None:
         """Start every episode; each observation is encoded once, when it arrives."""
-        self.obs_tokens = [self.encode(obs)]  # per step: (episodes, dim)
+        self.current = torch.from_numpy(self.layout.place(self.task, obs))  # (episodes, *obs_shape)
+        self.obs_tokens = [self.encode(self.current)]  # per step: (episodes, dim)
         self.actions: list[np.ndarray] = []  # per step: (episodes,)
 
-    def encode(self, obs: np.ndarray) -> torch.Tensor:
-        task = torch.full((len(obs),), self.task_index)
-        return self.model.obs_tokens(torch.from_numpy(self.layout.place(self.task, obs)), task)
+    def encode(self, placed: torch.Tensor) -> torch.Tensor:
+        """Observation tokens of observations in the model's layout."""
+        return self.model.obs_tokens(placed, torch.full((len(placed),), self.task_index))
 
     @torch.no_grad()
     def act(self, index: np.ndarray) -> np.ndarray:
@@ -81,16 +82,17 @@ class ModelAgent:
         context = self.model.interleave(obs_tokens, self.model.action_embedding(actions))
         task = torch.full((len(index),), self.task_index)
         if self.planning:
-            chosen = beam_search(self.model, context, task, self.planning["width"], self.planning["horizon"],
-                                 self.gamma, self.obs_mask)
+            chosen = beam_search(self.model, context, self.current[index], task, self.planning["width"],
+                                 self.planning["horizon"], self.gamma, self.obs_mask)
         else:
             chosen = self.model.last_q(context, task).argmax(-1)
         return chosen.numpy()
 
     @torch.no_grad()
     def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray) -> None:
+        self.current[index] = torch.from_numpy(self.layout.place(self.task, obs))
         encoded = torch.zeros_like(self.obs_tokens[-1])
-        encoded[index] = self.encode(obs)
+        encoded[index] = self.encode(self.current[index])
         taken = np.zeros(len(encoded), dtype=np.int64)
         taken[index] = actions
         self.obs_tokens = (self.obs_tokens + [encoded])[-self.context - 1:]

@@ -31,9 +31,10 @@ def open_loop_errors(model: WorldActionModel, batch: dict[str, torch.Tensor], ob
     kind = model.shape.obs_kind
     _, state = model.start(model.tokens(obs[:, :1], actions[:, :0], task))
     model_error, still_error, counts = [], [], []
+    predicted = obs[:, 0]
     for k in range(actions.shape[1]):
         features, state = model.advance(model.action_embedding(actions[:, k]), state)
-        predicted = model.predicted_obs(model.answer_heads(features)["next_obs"]) * obs_mask
+        predicted = model.predicted_obs(model.answer_heads(features, predicted, actions[:, k])["next_obs"]) * obs_mask
         real, valid = obs[:, k + 1], mask[:, k].float()
         model_error.append(float((observation_error(predicted, real, obs_mask, kind) * valid).sum()))
         still_error.append(float((observation_error(obs[:, 0], real, obs_mask, kind) * valid).sum()))

@@ -17,7 +17,13 @@ channels into the suite's channel list (`channel_layout`), flat vectors are zero
 widest task, images (Atari's 84x84 grayscale frames) share their shape. The next observation is
 predicted directly in that layout: per-cell Bernoulli logits for grids, values for vectors, pixel
 intensities in [0, 1] for images (JOWA tokenizes frames with a VQ-VAE instead; a direct pixel
-regression keeps the model one file and one training stage).
+regression keeps the model one file and one training stage). The decoders predict the *change*:
+their output is added to "nothing changes" — o_t itself for vectors and frames, and for grids
+logits +-c_k on the cells of o_t (c_k a learnt confidence per channel k) — so copying the frame,
+most of what a next frame is, costs nothing. For grids the change comes from convolutions over
+o_t, steered by the action token's features: objects move by local rules (a ball along its
+trail, the player by the action) that a linear read-out of one token would have to relearn for
+every cell.
 """
 
 from __future__ import annotations
@@ -46,15 +52,15 @@ class ModelShape:
 
 
 class GridEncoder(nn.Module):
-    """(…, H, W, C) binary grids -> (…, dim): two 3x3 convolutions and a linear layer."""
+    """(…, H, W, C) binary grids -> (…, dim): the MinAtar DQN trunk (Young & Tian 2019), one 3x3
+    convolution without padding, then a linear layer."""
 
-    def __init__(self, shape: tuple[int, int, int], dim: int, channels: int = 32):
+    def __init__(self, shape: tuple[int, int, int], dim: int, channels: int = 16):
         super().__init__()
         h, w, c = shape
         self.net = nn.Sequential(
-            nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(channels * h * w, dim),
+            nn.Conv2d(c, channels, 3), nn.ReLU(),
+            nn.Flatten(), nn.Linear(channels * (h - 2) * (w - 2), dim),
         )
 
     def forward(self, obs):
@@ -93,6 +99,43 @@ class VectorEncoder(nn.Module):
         return self.net(obs.float())
 
 
+class GridDecoder(nn.Module):
+    """Next-grid logits (…, H*W*C) from the action token's features (…, dim) and the grid o_t the
+    action was taken in (…, H, W, C): "nothing changes" (+-c_k on o_t's cells) plus the change,
+    two 3x3 convolutions over o_t whose hidden channels are scaled and shifted (FiLM) by the
+    features and by the action (…,) itself, which the features carry too weakly to move objects."""
+
+    def __init__(self, shape: tuple[int, int, int], dim: int, actions: int, channels: int = 16):
+        super().__init__()
+        c = shape[-1]
+        self.grid = nn.Conv2d(c, channels, 3, padding=1)
+        self.context = nn.Linear(dim, 2 * channels)
+        self.action = nn.Embedding(actions, 2 * channels)
+        self.change = nn.Conv2d(channels, c, 3, padding=1)
+        self.copy_logit = nn.Parameter(torch.full((c,), 3.0))  # sigmoid(3) = 0.95: a cell most likely stays
+
+    def forward(self, features, obs, action):
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).float()
+        scale, shift = (self.context(features) + self.action(action)).reshape(len(x), -1, 1, 1).chunk(2, 1)
+        hidden = self.grid(x.permute(0, 3, 1, 2)) * (1 + scale) + shift
+        change = self.change(F.relu(hidden)).permute(0, 2, 3, 1)
+        return (change + (2 * x - 1) * self.copy_logit).reshape(*lead, -1)
+
+
+class ResidualDecoder(nn.Module):
+    """The next vector or frame (…, prod(shape)) from the action token's features (…, dim) and
+    the observation o_t (…, *shape): o_t (frames on the [0, 1] scale) plus a linear read-out."""
+
+    def __init__(self, shape: tuple[int, ...], dim: int, scale: float = 1.0):
+        super().__init__()
+        self.shape, self.scale = shape, scale
+        self.change = nn.Linear(dim, int(torch.tensor(shape).prod()))
+
+    def forward(self, features, obs, action):
+        return self.change(features) + obs.float().flatten(-len(self.shape)) / self.scale
+
+
 class WorldActionModel(nn.Module):
     def __init__(self, shape: ModelShape, spec: ModelConfig):
         super().__init__()
@@ -108,10 +151,11 @@ class WorldActionModel(nn.Module):
         self.backbone = make_backbone(spec.backbone, dim, spec.layers, spec.heads, 2 * shape.window + 1,
                                       spec.gated, spec.state_size)
         self.norm = nn.LayerNorm(dim)
-        obs_size = int(torch.tensor(shape.obs_shape).prod())
         self.hl = HLGauss(-spec.support, spec.support, spec.bins)
         # heads read at action tokens: the environment's answer to (s_t, a_t)
-        self.next_obs_head = nn.Linear(dim, obs_size)
+        decoders = {"grid": lambda shape, dim: GridDecoder(shape, dim, self.shape.actions),
+                    "image": lambda shape, dim: ResidualDecoder(shape, dim, 255.0), "vector": ResidualDecoder}
+        self.next_obs_head = decoders[shape.obs_kind](shape.obs_shape, dim)
         self.reward_head = nn.Linear(dim, spec.bins)
         self.termination_head = nn.Linear(dim, 1)
         # heads read at observation tokens: values of s_t
@@ -139,19 +183,22 @@ class WorldActionModel(nn.Module):
         tokens[:, 1::2] = action_tokens
         return tokens
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor,
-                detach_q: bool = False) -> dict[str, torch.Tensor]:
-        """obs (B, K+1, *obs_shape), actions (B, K) int, task (B,) int -> every head's logits.
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, task: torch.Tensor, detach_q: bool = False,
+                answers: bool = True) -> dict[str, torch.Tensor]:
+        """obs (B, K+1, *obs_shape), actions (B, K) int, task (B,) int -> every head's logits
+        (with `answers` false, the value heads' alone: a target network's bootstrap needs no more).
 
         `detach_q` stops the Q and value heads' gradients at the backbone's features."""
         features = self.norm(self.backbone(self.tokens(obs, actions, task)))
         at_obs, at_action = features[:, 0::2], features[:, 1::2]
-        return {**self.answer_heads(at_action), **self.value_heads(at_obs.detach() if detach_q else at_obs)}
+        values = self.value_heads(at_obs.detach() if detach_q else at_obs)
+        return {**self.answer_heads(at_action, obs[:, :-1], actions), **values} if answers else values
 
-    def answer_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Heads read at action tokens (…, dim): the environment's answer to (s_t, a_t)."""
+    def answer_heads(self, features: torch.Tensor, obs: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Heads read at action tokens (…, dim): the environment's answer to (s_t, a_t), where `obs`
+        (…, *obs_shape) is s_t, the observation the action (…,) was taken in."""
         return {
-            "next_obs": self.next_obs_head(features),  # (…, prod(obs_shape)) logits or values
+            "next_obs": self.next_obs_head(features, obs, action),  # (…, prod(obs_shape)) logits or values
             "reward": self.reward_head(features),  # (…, bins)
             "termination": self.termination_head(features).squeeze(-1),  # (…,)
         }

@@ -36,37 +36,40 @@ from wmrl.models.world_model import WorldActionModel, next_obs_loss
 
 def joint_loss(model: WorldActionModel, target: WorldActionModel, batch: dict[str, torch.Tensor],
                weights: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The joint loss of a batch of windows and its parts (detached, for logging)."""
+    """The joint loss of a batch of windows and its parts (detached, for logging). Only the terms
+    with a weight are computed: without world-model weights the decoders do not run, without a TD
+    weight neither does the target network."""
     obs, actions, task = batch["obs"], batch["actions"], batch["task"]
     reward, terminated, mask = batch["reward"], batch["terminated"].float(), batch["mask"].float()
-    out = model(obs, actions, task, detach_q=not weights.td_to_backbone)
+    world = {"next_obs": weights.next_obs, "reward": weights.reward, "termination": weights.termination}
+    out = model(obs, actions, task, detach_q=not weights.td_to_backbone, answers=any(world.values()))
 
     def masked_mean(per_step: torch.Tensor) -> torch.Tensor:
         return (per_step * mask).sum() / mask.sum().clamp(min=1.0)
 
-    hl = model.hl
-    parts = {
-        "next_obs": masked_mean(next_obs_loss(out["next_obs"], obs[:, 1:], model.shape.obs_kind)),
-        "reward": masked_mean(hl.loss(out["reward"], symlog(reward))),
-        "termination": masked_mean(F.binary_cross_entropy_with_logits(out["termination"], terminated,
-                                                                      reduction="none")),
-    }
+    hl, parts, loss = model.hl, {}, torch.zeros(())
+    if any(world.values()):
+        parts["next_obs"] = masked_mean(next_obs_loss(out["next_obs"], obs[:, 1:], model.shape.obs_kind))
+        parts["reward"] = masked_mean(hl.loss(out["reward"], symlog(reward)))
+        parts["termination"] = masked_mean(F.binary_cross_entropy_with_logits(out["termination"], terminated,
+                                                                              reduction="none"))
+        loss = loss + sum(weight * parts[name] for name, weight in world.items())
     taken = actions.unsqueeze(-1)
     q_logits = out["q"][:, :-1]  # (B, K, A, bins): Q(s_t, .) for t < K
-    with torch.no_grad():
-        bootstrap = target(obs, actions, task)
-        best_next = model.q_values(out["q"][:, 1:], task).argmax(-1, keepdim=True)  # online argmax (double DQN)
-        q_next = target.decode_scalar(bootstrap["q"][:, 1:]).gather(-1, best_next).squeeze(-1)
-        v_next = target.decode_scalar(bootstrap["value"][:, 1:])
-        q_target = reward + weights.gamma * (1.0 - terminated) * q_next
-        v_target = reward + weights.gamma * (1.0 - terminated) * v_next
-    taken_logits = q_logits.gather(2, taken.unsqueeze(-1).expand(-1, -1, 1, hl.bins)).squeeze(2)
-    parts["td"] = masked_mean(hl.loss(taken_logits, symlog(q_target)))
-    parts["value"] = masked_mean(hl.loss(out["value"][:, :-1], symlog(v_target)))
-    q_all = model.q_values(q_logits, task)  # actions the task does not have are -inf: out of the logsumexp
-    parts["cql"] = masked_mean(torch.logsumexp(q_all, -1) - q_all.gather(-1, taken).squeeze(-1))
-
-    loss = (weights.next_obs * parts["next_obs"] + weights.reward * parts["reward"]
-            + weights.termination * parts["termination"] + weights.td * (parts["td"] + parts["value"])
-            + weights.cql_alpha * parts["cql"])
+    if weights.td:
+        with torch.no_grad():
+            bootstrap = target(obs, actions, task, answers=False)
+            best_next = model.q_values(out["q"][:, 1:], task).argmax(-1, keepdim=True)  # online argmax (double DQN)
+            q_next = target.decode_scalar(bootstrap["q"][:, 1:]).gather(-1, best_next).squeeze(-1)
+            v_next = target.decode_scalar(bootstrap["value"][:, 1:])
+            q_target = reward + weights.gamma * (1.0 - terminated) * q_next
+            v_target = reward + weights.gamma * (1.0 - terminated) * v_next
+        taken_logits = q_logits.gather(2, taken.unsqueeze(-1).expand(-1, -1, 1, hl.bins)).squeeze(2)
+        parts["td"] = masked_mean(hl.loss(taken_logits, symlog(q_target)))
+        parts["value"] = masked_mean(hl.loss(out["value"][:, :-1], symlog(v_target)))
+        loss = loss + weights.td * (parts["td"] + parts["value"])
+    if weights.cql_alpha:
+        q_all = model.q_values(q_logits, task)  # actions the task does not have are -inf: out of the logsumexp
+        parts["cql"] = masked_mean(torch.logsumexp(q_all, -1) - q_all.gather(-1, taken).squeeze(-1))
+        loss = loss + weights.cql_alpha * parts["cql"]
     return loss, {name: value.detach() for name, value in parts.items()}

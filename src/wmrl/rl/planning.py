@@ -21,11 +21,11 @@ from wmrl.models.world_model import WorldActionModel
 
 
 @torch.no_grad()
-def beam_search(model: WorldActionModel, context: torch.Tensor, task: torch.Tensor, width: int, horizon: int,
-                gamma: float, obs_mask: torch.Tensor) -> torch.Tensor:
+def beam_search(model: WorldActionModel, context: torch.Tensor, obs: torch.Tensor, task: torch.Tensor, width: int,
+                horizon: int, gamma: float, obs_mask: torch.Tensor) -> torch.Tensor:
     """The planned action (B,) for contexts of tokens (B, 2n+1, dim) ending with an observation
-    (`model.tokens`), task (B,); `obs_mask` (*obs_shape) zeroes the parts of predicted
-    observations the task does not have."""
+    (`model.tokens`), that last observation `obs` (B, *obs_shape) and task (B,); `obs_mask`
+    (*obs_shape) zeroes the parts of predicted observations the task does not have."""
     if horizon < 1 or width < 1:
         raise ValueError(f"beam search needs horizon >= 1 and width >= 1, got {horizon} and {width}")
     envs, n_actions = len(task), model.shape.actions
@@ -42,11 +42,11 @@ def beam_search(model: WorldActionModel, context: torch.Tensor, task: torch.Tens
         state = model.backbone.select_state(state, rows)
         beam_task = task.repeat_interleave(beams)
         features, state = model.advance(model.action_embedding(action.flatten()), state)
-        answer = model.answer_heads(features)
+        answer = model.answer_heads(features, obs[rows], action.flatten())
         reward = model.decode_scalar(answer["reward"]).view(envs, beams)
         ended = (answer["termination"] > 0).view(envs, beams)
-        next_obs = model.predicted_obs(answer["next_obs"]) * obs_mask
-        features, state = model.advance(model.obs_tokens(next_obs, beam_task), state)
+        obs = model.predicted_obs(answer["next_obs"]) * obs_mask  # (B * beams, *obs_shape)
+        features, state = model.advance(model.obs_tokens(obs, beam_task), state)
         q = model.q_values(model.value_heads(features)["q"], beam_task).view(envs, beams, n_actions)
         was_alive = alive.gather(1, parent)
         # a candidate scored -inf (an action the task lacks) stays out of every later choice
