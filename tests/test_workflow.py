@@ -44,7 +44,8 @@ def test_smoke_pipeline_end_to_end(smoke_run):
     runs = episodes.group_by("method", "task", "seed", "checkpoint", "planning").len()
     assert (runs["len"] == cfg.evaluate.episodes).all()
     fine_tuned = runs.filter(pl.col("task") == "breakout")
-    for method, settings in {"pretrained": 4, "scratch": 4, "bc": 2, "dqn_online": 1}.items():
+    for method, settings in {"pretrained": 4, "scratch": 4, "bc": 2, "dqn_online": 1, "d3rlpy_cql": 1,
+                             "d3rlpy_bc": 1}.items():
         assert len(fine_tuned.filter(pl.col("method") == method)) == settings * len(cfg.finetune.seeds), method
     assert set(runs.filter(pl.col("method") == MULTIGAME)["task"]) == set(cfg.source_tasks)
     assert not pl.read_parquet(tmp_path / report_files(cfg)["aggregate_parquet"]).is_empty()
