@@ -7,11 +7,12 @@ do answers in about a second.
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 from typing import Any
 
 from omegaconf import DictConfig
 
-from wmrl.config import task_dataset, to_plain
+from wmrl.config import PEER_ALGORITHMS, task_dataset, to_plain
 from wmrl.tracking import config_hash, experiment_name
 
 DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
@@ -39,6 +40,8 @@ ONLINE_CODE = ("data/behaviour", "envs", "train/online", "tracking")
 PEER_CODE = ("peers", "train/peer", "data/windows", "data/dataset", "envs", "tracking")
 TRAINING_RULES = {"pretrained": "finetune", "scratch": "finetune", "online": "train_online", "peer": "train_peer"}
 TRAINING_FILES = {"finetune": FINETUNE_FILES, "train_online": ONLINE_FILES, "train_peer": PEER_FILES}  # by rule
+# How the report labels a method by its init: our world-action model, an offline peer, online DQN.
+METHOD_KINDS = {"pretrained": "ours", "scratch": "ours", "online": "online", "peer": "peer"}
 
 # Stage 4: episodes of every trained model (fine-tuned ones on held-out tasks; the pretrained one,
 # as method MULTIGAME, on its source tasks) and the world model's open-loop prediction error.
@@ -61,8 +64,8 @@ REPORT_TEMPLATE = "workflow/report/report.html.j2"
 SCORES_FILES = {"episodes": "scores/episodes.parquet", "aggregate_parquet": "scores/aggregate.parquet",
                 "per_task_parquet": "scores/per_task.parquet", "improvement_parquet": "scores/improvement.parquet"}
 FIGURES = ("iqm", "per_seed", "curves", "world_model")  # + "scaling" when several model sizes run
-TABLES = ("aggregate", "improvement", "per_task", "runs", "datasets", "cost", "jobs", "lineage", "world_model",
-          "episodes")
+TABLES = ("aggregate", "improvement", "per_task", "runs", "datasets", "cost", "jobs", "lineage", "training_speed",
+          "world_model", "episodes")
 
 # Every rule's benchmark file (Snakemake's `benchmark:`); the report reads them for the pipeline's cost.
 BENCHMARKS = {
@@ -405,7 +408,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
     return {
         "experiment": cfg.experiment, "scale": cfg.scale, **to_plain(cfg.report),
         "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
-        "transitions": f.data.transitions, "not_run": not_run,
+        "transitions": f.data.transitions, "not_run": not_run, "methods": method_labels(cfg),
         "episode_caps": {task: cfg.evaluate.max_episode_steps or cfg.tasks[task].max_episode_steps
                          for task in run_tasks(cfg)},
         "benchmarks": benchmark_files(cfg),
@@ -413,6 +416,21 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
                    "curves": curves, "world_model": world_model_errors(cfg), "datasets": roles,
                    "template": f"{root}/{REPORT_TEMPLATE}"},
     }
+
+
+def method_labels(cfg: DictConfig) -> dict[str, dict[str, str]]:
+    """How the report names every evaluated method: its kind (ours | peer | online) and a label
+    that says what a peer or a baseline is, e.g. "d3rlpy_cql (peer: d3rlpy 2.8.1 DiscreteCQL)"."""
+    labels = {name: {"kind": "ours", "label": name} for name in (MULTIGAME, SINGLEGAME)}
+    for name in cfg.finetune.methods_run:
+        method = cfg.finetune.methods[name]
+        kind, label = METHOD_KINDS[method.init], name
+        if method.init == "peer":
+            label = f"{name} (peer: d3rlpy {version('d3rlpy')} {PEER_ALGORITHMS[method.peer].d3rlpy_class})"
+        elif method.init == "online":
+            label = f"{name} (online: stable-baselines3 {version('stable-baselines3')} DQN)"
+        labels[name] = {"kind": kind, "label": label}
+    return labels
 
 
 def report_inputs(spec: dict[str, Any]) -> dict[str, Any]:
