@@ -84,6 +84,21 @@ def test_conversion_keeps_every_transition_and_marks_terminals_and_timeouts():
         assert np.array_equal(expected_next, read["next_obs"])
 
 
+def test_a_peer_trains_on_the_rows_finetune_trains_on(random_dataset):
+    from wmrl.data import open_dataset
+    from wmrl.data.windows import read_few_shot, split_episodes
+    from wmrl.train.peer import training_episodes
+
+    dataset = open_dataset(random_dataset)
+    episodes = training_episodes(dataset, {"transitions": 700, "start": 0.5}, 0.2)
+    # finetune's train split of the same slice (wmrl.train.finetune: read_few_shot, then split_episodes)
+    frame = split_episodes(read_few_shot(dataset, 700, 0.5), "train", 0.2, str(dataset.directory))
+    ours = task_steps(frame, dataset.card["obs"], "breakout", 0)
+    assert 0 < episodes.transition_count == len(ours.starts) < 700
+    theirs = np.concatenate([episode.actions[:episode.transition_count, 0] for episode in episodes.episodes])
+    assert np.array_equal(theirs, ours.action[ours.starts])
+
+
 def test_the_static_settings_are_the_scalar_fields_of_d3rlpys_configs():
     not_settable = {"discrete_cql": {"compile_graph"}, "discrete_bc": {"compile_graph", "gamma"}}  # CUDA; BC has no TD
     for name, algorithm in PEER_ALGORITHMS.items():
@@ -105,8 +120,11 @@ def breakout_episodes(random_dataset):
 def test_a_trained_peer_saves_weights_only_and_rebuilds_to_act_alike(algorithm, breakout_episodes, tmp_path):
     torch.set_num_threads(1)
     settings = compose({"scale": "smoke"}, ROOT).finetune.methods[f"d3rlpy_{algorithm.removeprefix('discrete_')}"]
-    trained = peer.train(algorithm, dict(settings.settings), "grid", breakout_episodes, 20, 10, seed=0)
+    seen = []
+    trained = peer.train(algorithm, dict(settings.settings), "grid", breakout_episodes, 20, 10, seed=0,
+                         on_epoch=lambda algo, step: seen.append((algo.grad_step, step)))
     assert trained.steps == 20 and trained.seconds > 0 and [row["step"] for row in trained.curve] == [10, 20]
+    assert seen == [(10, 10), (20, 20)]  # the callback sees the algorithm at each epoch's end
     assert all(key.startswith("train/") for row in trained.curve for key in row if key != "step")
     torch.save(peer.checkpoint(trained.algo, algorithm, dict(settings.settings), "grid"), tmp_path / "last.pt")
     saved = torch.load(tmp_path / "last.pt", weights_only=True)

@@ -118,20 +118,20 @@ class Trained:
 
 
 def train(algorithm: str, settings: dict[str, Any], kind: str, dataset: MDPDataset, steps: int, steps_per_epoch: int,
-          seed: int, on_step: Callable[[int], None] | None = None) -> Trained:
+          seed: int, on_epoch: Callable[[Any, int], None] | None = None) -> Trained:
     """Train a peer on `dataset` for exactly `steps` gradient steps (epochs of `steps_per_epoch`,
     which must divide them): d3rlpy seeded with `seed`, its logger writing nothing, no file
-    written. `on_step(step)` is called after every gradient step."""
+    written. `on_epoch(algo, step)` is called at the end of every epoch (inside the timed fit)."""
     if steps_per_epoch <= 0 or steps % steps_per_epoch:
         raise ValueError(f"{steps} gradient steps do not split into epochs of {steps_per_epoch}")
     d3rlpy.seed(seed)
     algo = make_algo(algorithm, settings, kind)
     epochs = steps // steps_per_epoch
-    callback = None if on_step is None else (lambda _algo, _epoch, step: on_step(step))
+    callback = None if on_epoch is None else (lambda trained, _epoch, step: on_epoch(trained, step))
     started = time.perf_counter()
     results = algo.fit(dataset, n_steps=steps, n_steps_per_epoch=steps_per_epoch, experiment_name=algorithm,
                        with_timestamp=False, logger_adapter=NoopAdapterFactory(), show_progress=False,
-                       save_interval=epochs + 1, callback=callback)
+                       save_interval=epochs + 1, epoch_callback=callback)
     seconds = time.perf_counter() - started
     curve = [{"step": epoch * steps_per_epoch, **{f"train/{name}": value for name, value in metrics.items()
                                                    if not name.startswith("time_")}}

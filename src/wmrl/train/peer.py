@@ -22,8 +22,10 @@ from typing import Any
 import polars as pl
 import torch
 
+from d3rlpy.dataset import MDPDataset
+
 from wmrl import tracking
-from wmrl.data import open_dataset
+from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import read_few_shot, split_episodes
 from wmrl.peers.d3rlpy import checkpoint, parameter_count, plain_logs, to_mdp_dataset, train
 from wmrl.progress import Progress
@@ -44,14 +46,12 @@ def train_peer(spec: dict[str, Any], out: dict[str, str]) -> None:
     if dataset.card["task"] != task:
         raise ValueError(f"{dataset.directory} holds task {dataset.card['task']!r}, not {task!r}")
     name, kind = str(dataset.directory), dataset.card["obs"]["kind"]
-    frame = split_episodes(read_few_shot(dataset, spec["data"]["transitions"], spec["data"]["start"]), "train",
-                           settings["holdout_fraction"], name)
-    episodes = to_mdp_dataset(frame, dataset.card)
+    episodes = training_episodes(dataset, spec["data"], settings["holdout_fraction"])
     log.info("%s: %d training transitions in %d episodes of %s, %d gradient steps", spec["peer"],
              episodes.transition_count, len(episodes.episodes), name, steps)
     progress = Progress(steps, spec["run_name"], unit="steps")
     trained = train(spec["peer"], spec["settings"], kind, episodes, steps, min(settings["validate_every"], steps),
-                    spec["seed"], progress.update)
+                    spec["seed"], lambda _, step: progress.update(step))
     progress.close()
     run_id = tracking.start_or_resume_run(Path(spec["work_dir"]), spec["mlflow_experiment"], spec["run_name"],
                                           tracking.run_tags(spec))
@@ -67,6 +67,13 @@ def train_peer(spec: dict[str, Any], out: dict[str, str]) -> None:
         training={"steps": trained.steps, "seconds": trained.seconds}))
     log.info("%s on %s: %d gradient steps in %.1f s (%.0f steps/s), last losses %s", spec["method"], task,
              trained.steps, trained.seconds, trained.steps / trained.seconds, trained.curve[-1])
+
+
+def training_episodes(dataset: Dataset, data: dict[str, Any], holdout_fraction: float) -> MDPDataset:
+    """The transitions `finetune` trains on — the few-shot slice `data` ({transitions, start}) of
+    `dataset`, all but its last `holdout_fraction` of episodes — as a d3rlpy dataset."""
+    frame = read_few_shot(dataset, data["transitions"], data["start"])
+    return to_mdp_dataset(split_episodes(frame, "train", holdout_fraction, str(dataset.directory)), dataset.card)
 
 
 def publish(path: str, write: Callable[[str], Any]) -> None:
