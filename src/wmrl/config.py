@@ -555,7 +555,7 @@ def _check_peer(name: str, method: DictConfig, finetune: DictConfig, run: bool) 
             raise ConfigError(f"config error: '{key}.settings.{setting}' must be {kind.__name__}, got {value!r} "
                               f"({type(value).__name__})")
     epoch = min(finetune.validate_every, finetune.steps)
-    if run and finetune.steps % epoch:
+    if run and (epoch < 1 or finetune.steps % epoch):
         raise ConfigError(f"config error: peer {name} trains 'finetune.steps' ({finetune.steps}) in epochs of "
                           f"'finetune.validate_every' ({finetune.validate_every}) steps, which must divide them")
 

@@ -37,7 +37,7 @@ ONLINE_MODEL, PEER_MODEL = "sb3", "d3rlpy"
 OWN_MODELS = {"online": ONLINE_MODEL, "peer": PEER_MODEL}  # inits whose network is not our world-action model
 FINETUNE_CODE = PRETRAIN_CODE
 ONLINE_CODE = ("data/behaviour", "envs", "train/online", "tracking")
-PEER_CODE = ("peers", "train/peer", "data/windows", "data/dataset", "envs", "tracking")
+PEER_CODE = ("peers", "train/peer", "data/windows", "data/dataset", "tracking")
 TRAINING_RULES = {"pretrained": "finetune", "scratch": "finetune", "online": "train_online", "peer": "train_peer"}
 TRAINING_FILES = {"finetune": FINETUNE_FILES, "train_online": ONLINE_FILES, "train_peer": PEER_FILES}  # by rule
 # How the report labels a method by its init: our world-action model, an offline peer, online DQN.
