@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import d3rlpy
@@ -50,7 +50,6 @@ from d3rlpy.preprocessing import PixelObservationScaler
 from wmrl.config import PEER_ALGORITHMS
 from wmrl.data.windows import task_steps
 
-log = logging.getLogger("wmrl")
 MINATAR_ENCODER = {"filters": [[16, 3, 1]], "feature_size": 128}  # Conv2d(C, 16, 3) + ReLU + Linear(., 128) + ReLU
 
 
@@ -114,7 +113,7 @@ class Trained:
     algo: Any
     steps: int  # gradient steps taken
     seconds: float  # wall time of d3rlpy's fit alone
-    curve: list[dict[str, float]] = field(default_factory=list)  # per epoch: step, train/<d3rlpy loss>
+    curve: list[dict[str, float]]  # per epoch: step, train/<d3rlpy loss> (its mean over the epoch)
 
 
 def train(algorithm: str, settings: dict[str, Any], kind: str, dataset: MDPDataset, steps: int, steps_per_epoch: int,
@@ -127,7 +126,7 @@ def train(algorithm: str, settings: dict[str, Any], kind: str, dataset: MDPDatas
     d3rlpy.seed(seed)
     algo = make_algo(algorithm, settings, kind)
     epochs = steps // steps_per_epoch
-    callback = None if on_epoch is None else (lambda trained, _epoch, step: on_epoch(trained, step))
+    callback = None if on_epoch is None else (lambda fitted, _epoch, step: on_epoch(fitted, step))
     started = time.perf_counter()
     results = algo.fit(dataset, n_steps=steps, n_steps_per_epoch=steps_per_epoch, experiment_name=algorithm,
                        with_timestamp=False, logger_adapter=NoopAdapterFactory(), show_progress=False,
