@@ -1,4 +1,5 @@
-# Stage 3: fine-tuning on each held-out task's few-shot data; online DQN as the peer baseline.
+# Stage 3: fine-tuning on each held-out task's few-shot data; online DQN and the d3rlpy peers as
+# baselines. Each method's init picks its one rule (wildcard constraints keep the three apart).
 
 
 rule finetune:
@@ -10,7 +11,7 @@ rule finetune:
         spec=lambda wc: finetune_spec(CFG, wc.task, wc.method, wc.model, int(wc.seed)),
         code=code_hash(*FINETUNE_CODE),
     wildcard_constraints:
-        method=methods_pattern(CFG, online=False),
+        method=methods_pattern(CFG, "finetune"),
     log:
         "logs/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.log",
     benchmark:
@@ -29,7 +30,7 @@ rule train_online:
         spec=lambda wc: finetune_spec(CFG, wc.task, wc.method, wc.model, int(wc.seed)),
         code=code_hash(*ONLINE_CODE),
     wildcard_constraints:
-        method=methods_pattern(CFG, online=True),
+        method=methods_pattern(CFG, "train_online"),
         model=ONLINE_MODEL,
     log:
         "logs/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.log",
@@ -40,3 +41,25 @@ rule train_online:
         "../workflow/envs/wmrl.yaml"
     script:
         "../workflow/scripts/train_online.py"
+
+
+rule train_peer:
+    input:
+        unpack(lambda wc: finetune_inputs(CFG, wc.task, wc.method, wc.model)),
+    output:
+        **{name: f"{FINETUNE}/{file}" for name, file in PEER_FILES.items()},
+    params:
+        spec=lambda wc: finetune_spec(CFG, wc.task, wc.method, wc.model, int(wc.seed)),
+        code=code_hash(*PEER_CODE),
+    wildcard_constraints:
+        method=methods_pattern(CFG, "train_peer"),
+        model=PEER_MODEL,
+    log:
+        "logs/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.log",
+    benchmark:
+        BENCHMARKS["train_peer"]
+    threads: 1
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/train_peer.py"

@@ -80,7 +80,8 @@ def test_a_paper_shaped_run_on_two_atari_games(tmp_path):
     cfg = compose({"scale": "paper", **_yaml(TWO_GAMES)}, ROOT)
     episodes = pl.read_parquet(tmp_path / report_files(cfg)["episodes"])
     runs = episodes.select("task", "method", "checkpoint", "planning").unique()
-    assert set(runs.filter(task="pong")["method"]) == {"pretrained", "scratch", "bc", "dqn_online"}
+    assert set(runs.filter(task="pong")["method"]) == {"pretrained", "scratch", "bc", "dqn_online", "d3rlpy_cql",
+                                                       "d3rlpy_bc"}
     assert set(runs.filter(task="space_invaders")["method"]) == {"multigame", "singlegame"}
     assert "beam w2 h2" in set(runs["planning"])
     errors = pl.read_parquet(next((tmp_path / "results/paper/jowa_atari/evaluate/world_model").glob("*.parquet")))

@@ -89,7 +89,7 @@ def test_a_gymnasium_heldout_task_runs_every_stage(workdir):
     scores = workdir / "results/smoke/cartpole/report/scores"
     episodes = pl.read_parquet(scores / "episodes.parquet")
     assert set(episodes.filter(pl.col("task") == "cartpole")["method"]) == {"pretrained", "scratch", "bc",
-                                                                             "dqn_online"}
+                                                                             "dqn_online", "d3rlpy_cql", "d3rlpy_bc"}
     assert set(episodes.filter(pl.col("method") == "multigame")["task"]) == {"acrobot"}
     assert (episodes["length"] > 0).all() and not pl.read_parquet(scores / "aggregate.parquet").is_empty()
 

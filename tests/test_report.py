@@ -12,7 +12,7 @@ import pytest
 from wmrl.config import compose
 from wmrl.pipeline import report_files
 from wmrl.report.checks import checks
-from wmrl.report.tables import busy_seconds, dataset_md5, headline, job_costs
+from wmrl.report.tables import busy_seconds, dataset_md5, headline, job_costs, training_speed, with_kinds
 
 from browser import Browser
 from conftest import ROOT
@@ -42,9 +42,10 @@ def test_job_costs_keep_unmeasured_jobs_and_wall_time_is_the_union_of_job_interv
     assert busy_seconds(jobs) == pytest.approx((103 - 90) + 4)  # [90, 100] and [98, 103] overlap; [196, 200]
 
 
-def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1):
-    return {"method": method, "model": "m", "checkpoint": checkpoint, "planning": planning, "tasks": tasks,
-            "seeds": 3, "iqm": iqm, "iqm_low": low, "iqm_high": high, "mean": iqm, "mean_low": low, "mean_high": high}
+def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1, kind="ours"):
+    return {"method": method, "kind": kind, "model": "m", "checkpoint": checkpoint, "planning": planning,
+            "tasks": tasks, "seeds": 3, "iqm": iqm, "iqm_low": low, "iqm_high": high, "mean": iqm, "mean_low": low,
+            "mean_high": high}
 
 
 @pytest.mark.parametrize("probability, pretrained, verdict", [
@@ -80,15 +81,32 @@ def test_checks_show_failures_first_and_hide_nothing():
         "jobs": pl.DataFrame({"job": ["j1", "j2"], "wall_s": [1.0, None], "max_rss_mb": [3000.0, None]}),
         "world_model": pl.DataFrame({"task": ["t", "t"], "horizon": [1, 1], "predictor": ["model", "nothing changes"],
                                      "error": [0.2, 0.1]}),
+        "training_speed": pl.DataFrame({"method": ["a", "p", "o"], "kind": ["ours", "peer", "online"],
+                                        "timed": [1, 2, 1], "grad_steps": [20.0, 40.0, 7.0]}),
     }
     curves = pl.DataFrame({"method": ["a"], "model": ["m"], "seed": [0], "metric": ["val/loss"], "value": [math.inf]})
     found = checks(spec, tables, curves)
     failed = {item["what"] for item in found if item["status"] == "failed"}
-    assert failed == {"non-finite returns", "non-finite validation loss", "uncommitted code", "memory goal"}
+    assert failed == {"non-finite returns", "non-finite validation loss", "uncommitted code", "memory goal",
+                      "unequal training budgets"}
     assert [item["status"] for item in found][:len(failed)] == ["failed"] * len(failed)
     notes = {item["what"] for item in found if item["status"] == "note"}
     assert notes >= {"not run", "episodes cut at the step cap", "below random", "several commits",
                      "jobs not measured", "world model vs. nothing changes"}
+
+
+def test_training_speed_comes_from_the_records_and_stays_empty_where_they_are_silent():
+    methods = {"a": {"kind": "ours", "label": "a"}, "p": {"kind": "peer", "label": "p (peer: d3rlpy)"},
+               "multigame": {"kind": "ours", "label": "multigame"}}
+    lineage = pl.DataFrame({"method": ["a", "a", "p", "p", "multigame"], "model": ["m", "m", "d3rlpy", "d3rlpy", "m"],
+                            "training_steps": [None, None, 100, 100, None],
+                            "training_seconds": [None, None, 2.0, 3.0, None]},
+                           schema_overrides={"training_steps": pl.Int64, "training_seconds": pl.Float64})
+    speed = training_speed(lineage, methods)
+    assert speed.columns[:3] == ["method", "kind", "model"]
+    assert speed.rows() == [("a", "ours", "m", 2, 0, None, None, None), ("p", "peer", "d3rlpy", 2, 2, 100.0, 2.5, 40.0)]
+    with pytest.raises(pl.exceptions.InvalidOperationError):
+        with_kinds(pl.DataFrame({"method": ["unknown"]}), methods)  # every evaluated method has a kind
 
 
 def test_the_smoke_report_renders_offline_in_a_browser(smoke_run, tmp_path):
@@ -114,7 +132,7 @@ def test_the_smoke_report_renders_offline_in_a_browser(smoke_run, tmp_path):
         browser.close()
     shown = json.loads(found)
     rows = dict(shown["tables"])
-    for table in ("aggregate", "improvement", "per_task", "datasets", "cost", "lineage", "checks"):
+    for table in ("aggregate", "improvement", "per_task", "datasets", "cost", "lineage", "training_speed", "checks"):
         assert rows.get(table, 0) > 0, (table, rows)
     assert all(shown["images"]) and len(shown["images"]) >= 4
     assert "pretrained" in shown["headline"] and "scratch" in shown["headline"]

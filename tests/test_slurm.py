@@ -27,7 +27,7 @@ MARK = "# written by wmrl's tests/test_slurm.py\n"
 # Outputs that name their own MLflow runs, or time and measure the jobs: they differ between any
 # two runs; everything else must be byte-identical.
 RUN_SPECIFIC = ("model.mlflow.json", ".lineage.json", "report.html", "lineage.csv", "episodes.csv", "jobs.csv",
-                "cost.csv")
+                "cost.csv", "training_speed.csv")
 
 SLURM_CONF = MARK + """\
 ClusterName=wmrltest
@@ -135,7 +135,7 @@ def test_smoke_pipeline_through_the_slurm_profile_writes_what_a_local_run_writes
                "--retries", "0",  # a failure here is a failure, at once
                # the local run's threads, so that the trained models can be compared byte for byte
                "--set-threads", "pretrain=2", "pretrain_single=2", "finetune=1", "train_online=1",
-               "evaluate=1", "generate_dataset=1"]
+               "train_peer=1", "evaluate=1", "generate_dataset=1"]
     result = run(command, 1500, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "sbatch" in result.stderr or "SLURM" in result.stderr, "jobs did not go through SLURM"

@@ -44,10 +44,16 @@ def test_smoke_pipeline_end_to_end(smoke_run):
     runs = episodes.group_by("method", "task", "seed", "checkpoint", "planning").len()
     assert (runs["len"] == cfg.evaluate.episodes).all()
     fine_tuned = runs.filter(pl.col("task") == "breakout")
-    for method, settings in {"pretrained": 4, "scratch": 4, "bc": 2, "dqn_online": 1}.items():
+    for method, settings in {"pretrained": 4, "scratch": 4, "bc": 2, "dqn_online": 1, "d3rlpy_cql": 1,
+                             "d3rlpy_bc": 1}.items():
         assert len(fine_tuned.filter(pl.col("method") == method)) == settings * len(cfg.finetune.seeds), method
     assert set(runs.filter(pl.col("method") == MULTIGAME)["task"]) == set(cfg.source_tasks)
-    assert not pl.read_parquet(tmp_path / report_files(cfg)["aggregate_parquet"]).is_empty()
+    aggregate = pl.read_parquet(tmp_path / report_files(cfg)["aggregate_parquet"])
+    assert set(aggregate.filter(kind="peer")["method"]) == {"d3rlpy_cql", "d3rlpy_bc"}  # peers share the tables
+    # every offline method's record says what training took; the peers trained our number of steps
+    speed = pl.read_csv(tmp_path / report_files(cfg)["training_speed_csv"])
+    peers = speed.filter(kind="peer")
+    assert len(peers) == 2 and (peers["grad_steps"] == cfg.finetune.steps).all() and (peers["grad_steps_per_s"] > 0).all()
     (error_file,) = world_model_errors(cfg)
     assert set(pl.read_parquet(tmp_path / error_file)["predictor"]) == {"model", "nothing changes"}
 

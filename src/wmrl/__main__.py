@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     online.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.finetune_spec)")
     online.add_argument("--out-dir", required=True, help="where last.pt, curve.parquet, model.mlflow.json go")
 
+    peer = commands.add_parser("train-peer", help="train a d3rlpy peer on a held-out task's few-shot data")
+    peer.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.finetune_spec)")
+    peer.add_argument("--out-dir", required=True, help="where last.pt, curve.parquet, model.mlflow.json go")
+
     play = commands.add_parser("evaluate", help="play evaluation episodes of one trained model")
     play.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.evaluate_spec)")
     play.add_argument("--out", required=True, help="the episode rows (X.parquet); lineage goes to X.lineage.json")
@@ -77,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         from wmrl.train.online import train_online
 
         train_online(json.loads(args.spec), out_files(args.out_dir, ONLINE_FILES))
+    elif args.command == "train-peer":
+        from wmrl.pipeline import PEER_FILES
+        from wmrl.train.peer import train_peer
+
+        train_peer(json.loads(args.spec), out_files(args.out_dir, PEER_FILES))
     elif args.command == "evaluate":
         from wmrl.evaluate.rollout import evaluate
         from wmrl.pipeline import evaluate_lineage

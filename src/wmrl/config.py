@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 PACKAGE_DIR = Path(__file__).resolve().parent
 POLICIES = ("random", "dqn")
 BACKBONES = ("transformer", "gru", "ssm")
-INITS = ("pretrained", "scratch", "online")
+INITS = ("pretrained", "scratch", "online", "peer")
 CHANNEL_LAYOUTS = ("union", "pad")  # how grid channels of different games share model inputs
 ACCELERATORS = ("cpu", "gpu", "auto")
 STRATEGIES = ("auto", "ddp")
@@ -37,6 +37,23 @@ STRATEGIES = ("auto", "ddp")
 class ConfigError(ValueError):
     """A configuration layer does not fit the schema; the message names the key path."""
 
+
+@dataclass(frozen=True)
+class PeerAlgorithm:
+    """A d3rlpy algorithm a peer method may name (`finetune.methods.<name>.peer`)."""
+
+    d3rlpy_class: str  # d3rlpy.algos.<d3rlpy_class>, configured by d3rlpy.algos.<d3rlpy_class>Config
+    settings: dict[str, type]  # the config's fields `settings` may override, with their types
+
+
+# The scalar fields of d3rlpy 2.8.1's configs (the encoder is chosen per observation kind by
+# wmrl.peers.d3rlpy). Static, so that composing the config never imports d3rlpy;
+# tests/test_peers.py checks them against d3rlpy's dataclasses.
+PEER_ALGORITHMS = {
+    "discrete_cql": PeerAlgorithm("DiscreteCQL", {"learning_rate": float, "batch_size": int, "gamma": float,
+                                                  "n_critics": int, "target_update_interval": int, "alpha": float}),
+    "discrete_bc": PeerAlgorithm("DiscreteBC", {"learning_rate": float, "batch_size": int, "beta": float}),
+}
 
 # --------------------------------------------------------------------------- schema
 
@@ -188,10 +205,14 @@ class FewShotConfig:
 class MethodConfig:
     """A fine-tuning method. `pretrained`/`scratch` fine-tune the world-action model with its joint
     loss (from the pretrained weights or a random init); `online` is stable-baselines3 DQN trained
-    in the real environment for as many steps as the few-shot data has transitions."""
+    in the real environment for as many steps as the few-shot data has transitions; `peer` is a
+    d3rlpy algorithm (`peer`, with `settings` overriding its d3rlpy config) trained on the same
+    few-shot training episodes for the same `finetune.steps` gradient steps (wmrl.peers.d3rlpy)."""
 
-    init: str = "scratch"  # pretrained | scratch | online
+    init: str = "scratch"  # pretrained | scratch | online | peer
     loss: dict[str, Any] = field(default_factory=dict)  # overrides of `pretrain.loss` (LossConfig)
+    peer: Optional[str] = None  # init peer: the d3rlpy algorithm, discrete_cql | discrete_bc
+    settings: dict[str, Any] = field(default_factory=dict)  # init peer: overrides of its d3rlpy config
 
 
 @dataclass
@@ -214,7 +235,8 @@ class FinetuneConfig:
     checkpoint_every: int = 100
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    methods_run: list[str] = field(default_factory=lambda: ["pretrained", "scratch", "bc", "dqn_online"])
+    methods_run: list[str] = field(default_factory=lambda: ["pretrained", "scratch", "bc", "dqn_online", "d3rlpy_cql",
+                                                            "d3rlpy_bc"])
     methods: dict[str, MethodConfig] = field(default_factory=lambda: {
         "pretrained": MethodConfig(init="pretrained"),
         "scratch": MethodConfig(init="scratch"),
@@ -222,6 +244,11 @@ class FinetuneConfig:
         "bc": MethodConfig(init="scratch", loss={"next_obs": 0.0, "reward": 0.0, "termination": 0.0, "td": 0.0,
                                                  "cql_alpha": 1.0}),
         "dqn_online": MethodConfig(init="online"),
+        # d3rlpy peers; DiscreteCQL with the best setting measured on laptop breakout (its defaults,
+        # lr 6.25e-5 and a target copy every 8,000 steps, leave the target random for short runs)
+        "d3rlpy_cql": MethodConfig(init="peer", peer="discrete_cql", settings={
+            "learning_rate": 2.5e-4, "alpha": 1.0, "target_update_interval": 100, "batch_size": 32}),
+        "d3rlpy_bc": MethodConfig(init="peer", peer="discrete_bc", settings={"learning_rate": 1e-3, "batch_size": 100}),
     })
     online: DQNPolicyConfig = field(default_factory=lambda: DQNPolicyConfig(
         learning_starts=500, buffer_size=5_000, target_update_interval=250, exploration_steps=2_500,
@@ -469,6 +496,7 @@ def _check_semantics(cfg: DictConfig) -> None:
                               f"got {method.init!r}")
         _merge(OmegaConf.structured(LossConfig), method.loss, f"finetune.methods.{name}.loss",
                prefix=f"finetune.methods.{name}.loss")
+        _check_peer(name, method, finetune, name in finetune.methods_run)
     if finetune.window > pretrain.window:
         raise ConfigError(f"config error: 'finetune.window' ({finetune.window}) exceeds 'pretrain.window' "
                           f"({pretrain.window}), the model's positions")
@@ -499,6 +527,37 @@ def _check_semantics(cfg: DictConfig) -> None:
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")
+
+
+def _check_peer(name: str, method: DictConfig, finetune: DictConfig, run: bool) -> None:
+    """A peer method names a known algorithm and only settings of its d3rlpy config; the other
+    methods carry no peer fields. A peer that runs trains exactly `finetune.steps` steps in epochs
+    of `validate_every` steps (its curve's points), so those must divide them."""
+    key = f"finetune.methods.{name}"
+    if method.init != "peer":
+        if method.peer is not None or method.settings:
+            raise ConfigError(f"config error: '{key}.peer' and '{key}.settings' apply to init peer only, "
+                              f"not to init {method.init}")
+        return
+    if method.peer not in PEER_ALGORITHMS:
+        raise ConfigError(f"config error: '{key}.peer' must be one of {', '.join(PEER_ALGORITHMS)}, "
+                          f"got {method.peer!r}")
+    if method.loss:
+        raise ConfigError(f"config error: '{key}.loss' does not apply to a peer (its loss is d3rlpy's); "
+                          f"set '{key}.settings'")
+    allowed = PEER_ALGORITHMS[method.peer].settings
+    for setting, value in method.settings.items():
+        if setting not in allowed:
+            raise ConfigError(f"config error: unknown key '{key}.settings.{setting}'; allowed keys for peer "
+                              f"{method.peer}: {', '.join(allowed)}")
+        kind = allowed[setting]
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            raise ConfigError(f"config error: '{key}.settings.{setting}' must be {kind.__name__}, got {value!r} "
+                              f"({type(value).__name__})")
+    epoch = min(finetune.validate_every, finetune.steps)
+    if run and (epoch < 1 or finetune.steps % epoch):
+        raise ConfigError(f"config error: peer {name} trains 'finetune.steps' ({finetune.steps}) in epochs of "
+                          f"'finetune.validate_every' ({finetune.validate_every}) steps, which must divide them")
 
 
 def _check_trainer(section: DictConfig, name: str) -> None:

@@ -7,11 +7,12 @@ do answers in about a second.
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 from typing import Any
 
 from omegaconf import DictConfig
 
-from wmrl.config import task_dataset, to_plain
+from wmrl.config import PEER_ALGORITHMS, task_dataset, to_plain
 from wmrl.tracking import config_hash, experiment_name
 
 DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
@@ -26,13 +27,21 @@ SINGLE_PRETRAIN_FILES = {name: f"{SINGLE_PRETRAIN}/{file}" for name, file in PRE
 PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "envs", "tracking")
 
 # Stage 3: one run per (held-out task, method, model, seed); `model` is "<size>-<backbone>" for the
-# world-action methods and ONLINE_MODEL for online DQN (stable-baselines3's MinAtar network).
+# world-action methods, ONLINE_MODEL for online DQN (stable-baselines3's MinAtar network) and
+# PEER_MODEL for the d3rlpy peers. Each method's init decides the rule that trains it.
 FINETUNE = "results/{scale}/{experiment}/finetune/{task}/{method}/{model}-seed{seed}"
 FINETUNE_FILES = {"last": "last.pt", "best": "best.pt", "curve": "curve.parquet", "mlflow": "model.mlflow.json"}
 ONLINE_FILES = {"last": "last.pt", "curve": "curve.parquet", "mlflow": "model.mlflow.json"}
-ONLINE_MODEL = "sb3"
+PEER_FILES = ONLINE_FILES  # a peer writes what online DQN writes: its last weights, its curve, its record
+ONLINE_MODEL, PEER_MODEL = "sb3", "d3rlpy"
+OWN_MODELS = {"online": ONLINE_MODEL, "peer": PEER_MODEL}  # inits whose network is not our world-action model
 FINETUNE_CODE = PRETRAIN_CODE
-ONLINE_CODE = ("data/behaviour", "envs", "train/online")
+ONLINE_CODE = ("data/behaviour", "envs", "train/online", "tracking")
+PEER_CODE = ("peers", "train/peer", "data/windows", "data/dataset", "tracking")
+TRAINING_RULES = {"pretrained": "finetune", "scratch": "finetune", "online": "train_online", "peer": "train_peer"}
+TRAINING_FILES = {"finetune": FINETUNE_FILES, "train_online": ONLINE_FILES, "train_peer": PEER_FILES}  # by rule
+# How the report labels a method by its init: our world-action model, an offline peer, online DQN.
+METHOD_KINDS = {"pretrained": "ours", "scratch": "ours", "online": "online", "peer": "peer"}
 
 # Stage 4: episodes of every trained model (fine-tuned ones on held-out tasks; the pretrained one,
 # as method MULTIGAME, on its source tasks) and the world model's open-loop prediction error.
@@ -47,7 +56,7 @@ def evaluate_lineage(rows: str) -> str:
 EVALUATE_LINEAGE = evaluate_lineage(EVALUATE)
 MULTIGAME, SINGLEGAME = "multigame", "singlegame"
 WORLD_MODEL_ERROR = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.parquet"
-EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour")
+EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour", "peers")
 
 # Stage 5: the report — the scores (Parquet), figures (SVG), tables (CSV) and one HTML page.
 REPORT = "results/{scale}/{experiment}/report"
@@ -55,8 +64,8 @@ REPORT_TEMPLATE = "workflow/report/report.html.j2"
 SCORES_FILES = {"episodes": "scores/episodes.parquet", "aggregate_parquet": "scores/aggregate.parquet",
                 "per_task_parquet": "scores/per_task.parquet", "improvement_parquet": "scores/improvement.parquet"}
 FIGURES = ("iqm", "per_seed", "curves", "world_model")  # + "scaling" when several model sizes run
-TABLES = ("aggregate", "improvement", "per_task", "runs", "datasets", "cost", "jobs", "lineage", "world_model",
-          "episodes")
+TABLES = ("aggregate", "improvement", "per_task", "runs", "datasets", "cost", "jobs", "lineage", "training_speed",
+          "world_model", "episodes")
 
 # Every rule's benchmark file (Snakemake's `benchmark:`); the report reads them for the pipeline's cost.
 BENCHMARKS = {
@@ -65,6 +74,7 @@ BENCHMARKS = {
     "pretrain_single": "benchmarks/pretrain/{scale}/{experiment}/single/{task}/{size}-{backbone}-seed{seed}.tsv",
     "finetune": "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
     "train_online": "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
+    "train_peer": "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
     "evaluate": "benchmarks/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
     "world_model_error": "benchmarks/world_model_error/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv",
 }
@@ -176,10 +186,16 @@ def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int, game: st
 # --------------------------------------------------------------------------- stage 3
 
 
+def training_rule(cfg: DictConfig, method: str) -> str:
+    """The rule that trains `method`: finetune (our world-action model), train_online or train_peer."""
+    return TRAINING_RULES[cfg.finetune.methods[method].init]
+
+
 def method_models(cfg: DictConfig, method: str) -> list[str]:
-    """The `model` labels a method runs with: every pretrained size x backbone, or ONLINE_MODEL."""
-    if cfg.finetune.methods[method].init == "online":
-        return [ONLINE_MODEL]
+    """The `model` labels a method runs with: every pretrained size x backbone, ONLINE_MODEL or PEER_MODEL."""
+    init = cfg.finetune.methods[method].init
+    if init in OWN_MODELS:
+        return [OWN_MODELS[init]]
     return [f"{size}-{backbone}" for size in cfg.pretrain.sizes_run for backbone in cfg.pretrain.backbones]
 
 
@@ -212,11 +228,16 @@ def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
     f = to_plain(cfg.finetune)
     chosen = f["methods"][method]
     wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
-    job = _job(cfg, "finetune", FINETUNE, wildcards, "finetune", f"{task}-{method}-{model}-seed{seed}")
+    job = _job(cfg, training_rule(cfg, method), FINETUNE, wildcards, "finetune", f"{task}-{method}-{model}-seed{seed}")
     env = task_env(cfg, task)
     if chosen["init"] == "online":
         settings = {**f["online"], "steps": f["data"]["transitions"]}
         return {"seed": int(seed), "task": task, "method": method, **env, "settings": settings, **job}
+    if chosen["init"] == "peer":  # our few-shot training episodes, our gradient steps, d3rlpy's algorithm
+        return {"seed": int(seed), "task": task, "method": method, "heldout_tasks": list(cfg.heldout_tasks),
+                "peer": chosen["peer"], "settings": chosen["settings"], "data": f["data"],
+                "finetune": {key: f[key] for key in ("steps", "validate_every", "holdout_fraction")},
+                "inputs": finetune_inputs(cfg, task, method, model), **job}
     size, backbone = model.split("-")
     settings = {k: v for k, v in f.items() if k not in ("data", "seeds", "methods_run", "methods", "online")}
     return {
@@ -258,7 +279,7 @@ def evaluate_inputs(cfg: DictConfig, task: str, method: str, model: str, seed: i
         pattern = PRETRAIN_MODEL if method == MULTIGAME else SINGLE_PRETRAIN_FILES["model"]
         return {"final": pattern.format(scale=cfg.scale, experiment=cfg.experiment, task=task, size=size,
                                         backbone=backbone, seed=seed)}
-    files = ONLINE_FILES if cfg.finetune.methods[method].init == "online" else FINETUNE_FILES
+    files = TRAINING_FILES[training_rule(cfg, method)]
     return {name: f"{FINETUNE.format(**wildcards)}/{files[name]}" for name in ("last", "best") if name in files}
 
 
@@ -284,7 +305,7 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
         kind, loss, window = "world_model", to_plain(cfg.pretrain.loss), cfg.pretrain.window
     else:
         chosen = cfg.finetune.methods[method]
-        kind = "online" if chosen.init == "online" else "world_model"
+        kind = chosen.init if chosen.init in OWN_MODELS else "world_model"
         loss = {**to_plain(cfg.pretrain.loss), **to_plain(chosen.loss)}
         window = cfg.finetune.window
     plans = kind == "world_model" and loss["next_obs"] > 0 and loss["reward"] > 0  # needs a trained world model
@@ -308,9 +329,9 @@ def world_model_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> di
             "windows": e.world_model_windows, "seed": int(seed), "size": size, "backbone": backbone}
 
 
-def methods_pattern(cfg: DictConfig, online: bool) -> str:
-    """A wildcard regex matching the offline (or the online) methods of the config."""
-    names = [name for name, m in cfg.finetune.methods.items() if (m.init == "online") == online]
+def methods_pattern(cfg: DictConfig, rule: str) -> str:
+    """A wildcard regex matching the methods of the config that `rule` trains (see training_rule)."""
+    names = [name for name in cfg.finetune.methods if training_rule(cfg, name) == rule]
     return "|".join(names) or "(?!)"
 
 
@@ -344,13 +365,12 @@ def benchmark_files(cfg: DictConfig) -> dict[str, list[str]]:
     p = cfg.pretrain
     models = [{"size": size, "backbone": backbone, "seed": seed}
               for size in p.sizes_run for backbone in p.backbones for seed in p.seeds]
-    online = {name for name, method in cfg.finetune.methods.items() if method.init == "online"}
     jobs = {
         "generate_dataset": [_wildcards(DATASET, d) for d in dataset_dirs(cfg)],
         "pretrain": models,
         "pretrain_single": [{"task": task, **m} for task in cfg.source_tasks for m in models] if p.single_game else [],
-        "finetune": [run for run in finetune_runs(cfg) if run["method"] not in online],
-        "train_online": [run for run in finetune_runs(cfg) if run["method"] in online],
+        **{rule: [run for run in finetune_runs(cfg) if training_rule(cfg, run["method"]) == rule]
+           for rule in TRAINING_FILES},
         "evaluate": [_wildcards(EVALUATE, e) for e in evaluate_runs(cfg)],
         "world_model_error": models,
     }
@@ -380,13 +400,15 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
                 if evaluate_spec(cfg, cfg.heldout_tasks[0], name, method_models(cfg, name)[0], 0)["planning"] is None]
     not_run += [f"{name}: no 'best' checkpoint (online training has no offline validation)"
                 for name in f.methods_run if f.methods[name].init == "online"]
+    not_run += [f"{name}: no 'best' checkpoint (a peer trains on the training episodes alone and is read at its "
+                f"last step)" for name in f.methods_run if f.methods[name].init == "peer"]
     not_run += [] if p.single_game else ["single-game pretraining (pretrain.single_game is false)"]
     not_run += [] if cfg.evaluate.source_tasks else ["the pretrained model on its source tasks "
                                                      "(evaluate.source_tasks is false)"]
     return {
         "experiment": cfg.experiment, "scale": cfg.scale, **to_plain(cfg.report),
         "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
-        "transitions": f.data.transitions, "not_run": not_run,
+        "transitions": f.data.transitions, "not_run": not_run, "methods": method_labels(cfg),
         "episode_caps": {task: cfg.evaluate.max_episode_steps or cfg.tasks[task].max_episode_steps
                          for task in run_tasks(cfg)},
         "benchmarks": benchmark_files(cfg),
@@ -394,6 +416,21 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
                    "curves": curves, "world_model": world_model_errors(cfg), "datasets": roles,
                    "template": f"{root}/{REPORT_TEMPLATE}"},
     }
+
+
+def method_labels(cfg: DictConfig) -> dict[str, dict[str, str]]:
+    """How the report names every evaluated method: its kind (ours | peer | online) and a label
+    that says what a peer or a baseline is, e.g. "d3rlpy_cql (peer: d3rlpy 2.8.1 DiscreteCQL)"."""
+    labels = {name: {"kind": "ours", "label": name} for name in (MULTIGAME, SINGLEGAME)}
+    for name in cfg.finetune.methods_run:
+        method = cfg.finetune.methods[name]
+        kind, label = METHOD_KINDS[method.init], name
+        if method.init == "peer":
+            label = f"{name} (peer: d3rlpy {version('d3rlpy')} {PEER_ALGORITHMS[method.peer].d3rlpy_class})"
+        elif method.init == "online":
+            label = f"{name} (online: stable-baselines3 {version('stable-baselines3')} DQN)"
+        labels[name] = {"kind": kind, "label": label}
+    return labels
 
 
 def report_inputs(spec: dict[str, Any]) -> dict[str, Any]:

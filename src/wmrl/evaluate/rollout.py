@@ -3,7 +3,8 @@
 A run's N episodes are played side by side (one environment each, seeded env_seed + i, all reset
 at once and stepped in lockstep; the policy acts for all running episodes in one batch), greedily
 (no epsilon), with every checkpoint the run has ("last" and "best", or "final" for a pretrained
-model) and, for models with a trained world model, with and without beam-search planning.
+model; "last" alone for online DQN and the d3rlpy peers) and, for models with a trained world
+model, with and without beam-search planning.
 Rows (DESIGN.md section 3): experiment, scale, task, method, model, seed, checkpoint, planning,
 planning_width, planning_horizon, episode, env_seed, return, length, normalized — with
 normalized = (return - random) / (reference - random) and the random/reference scores and their
@@ -99,7 +100,18 @@ class ModelAgent:
         self.actions = (self.actions + [taken])[-self.context:]
 
 
-class OnlineAgent:
+class MarkovAgent:
+    """An agent that acts on the current observation alone: it keeps each episode's latest one."""
+
+    def reset(self, obs: np.ndarray) -> None:
+        self.current = obs
+
+    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray) -> None:
+        self.current = self.current.copy()
+        self.current[index] = obs
+
+
+class OnlineAgent(MarkovAgent):
     """Acts greedily with an online DQN agent's Q-network (a `wmrl.train.online` checkpoint)."""
 
     def __init__(self, path: str | Path, env_settings: dict[str, Any]):
@@ -112,9 +124,6 @@ class OnlineAgent:
         self.agent.policy.set_training_mode(False)
         self.grid = len(env.observation_space.shape) == 3
 
-    def reset(self, obs: np.ndarray) -> None:
-        self.current = obs
-
     @torch.no_grad()
     def act(self, index: np.ndarray) -> np.ndarray:
         obs = torch.as_tensor(self.current[index], dtype=torch.float32)
@@ -122,9 +131,29 @@ class OnlineAgent:
             obs = obs.permute(0, 3, 1, 2)  # the agent's ChannelsFirst view
         return self.agent.policy.q_net(obs).argmax(-1).numpy()
 
-    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray) -> None:
-        self.current = self.current.copy()
-        self.current[index] = obs
+
+class PeerAgent(MarkovAgent):
+    """Acts greedily (d3rlpy's `predict`) with a d3rlpy peer rebuilt from its weights-only
+    ``last.pt`` (a `wmrl.train.peer` checkpoint); d3rlpy is imported only here."""
+
+    def __init__(self, path: str | Path):
+        from wmrl.peers import d3rlpy as peer
+
+        self.peer = peer
+        self.checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        self.algo = peer.load_algo(self.checkpoint)
+
+    def act(self, index: np.ndarray) -> np.ndarray:
+        return self.algo.predict(self.peer.peer_observations(self.current[index], self.checkpoint["obs_kind"]))
+
+
+def make_agent(spec: dict[str, Any], path: str, planning: dict[str, int] | None, env_settings: dict[str, Any]):
+    """The agent that plays checkpoint `path` of an evaluation of kind spec["kind"]."""
+    if spec["kind"] == "online":
+        return OnlineAgent(path, env_settings)
+    if spec["kind"] == "peer":
+        return PeerAgent(path)
+    return ModelAgent(path, spec["task"], spec["context"], planning, spec["gamma"])
 
 
 def play(agent, env_settings: dict[str, Any], episodes: int, env_seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,8 +209,7 @@ def evaluate(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> pl.
         for planning in plans:
             started = time.monotonic()
             torch.manual_seed(spec["seed"])
-            agent = (OnlineAgent(path, env_settings) if spec["kind"] == "online"
-                     else ModelAgent(path, spec["task"], spec["context"], planning, spec["gamma"]))
+            agent = make_agent(spec, path, planning, env_settings)
             returns, lengths = play(agent, env_settings, spec["episodes"], spec["env_seed"])
             settings = planning or NO_PLANNING
             label = f"beam w{settings['width']} h{settings['horizon']}" if planning else "none"

@@ -4,7 +4,9 @@ From the evaluation rows, the world-model errors, the fine-tuning curves, the da
 jobs' benchmark files and the lineage files, `build_report` writes (paths in `out`):
 
 * the scores (Parquet): every episode row, the aggregates (IQM and mean with stratified
-  bootstrap CIs), per task, probability of improvement — `wmrl.evaluate.summary`;
+  bootstrap CIs), per task, probability of improvement — `wmrl.evaluate.summary` — each
+  summary row with its method's kind (ours, peer, online), so peers share every table and figure
+  and stay labelled;
 * the figures (SVG) and every table as CSV;
 * ``report.html``: a Jinja2 template (``workflow/report/``) with the figures embedded as data
   URIs, so it opens offline and makes no network request.
@@ -24,7 +26,8 @@ import polars as pl
 from wmrl.evaluate.summary import run_scores, summarize
 from wmrl.report import plots
 from wmrl.report.checks import checks
-from wmrl.report.tables import busy_seconds, cost_table, datasets_table, headline, job_costs, lineage_table
+from wmrl.report.tables import (busy_seconds, cost_table, datasets_table, headline, job_costs, lineage_table,
+                                training_speed, with_kinds)
 
 log = logging.getLogger("wmrl")
 ONLINE_BINS = 20  # online training episodes are averaged in this many bins of environment steps
@@ -62,8 +65,10 @@ def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
     inputs, interval = spec["inputs"], {"repetitions": spec["bootstrap_repetitions"],
                                         "confidence": spec["confidence"]}
     episodes = pl.concat([pl.read_parquet(f) for f in inputs["evaluations"]], how="vertical")
-    scores = summarize(episodes, **interval)  # aggregate, per_task, improvement
-    runs = run_scores(episodes)
+    methods = spec["methods"]
+    scores = {name: with_kinds(frame, methods) for name, frame in summarize(episodes, **interval).items()}
+    scores["improvement"] = with_kinds(scores["improvement"], methods, column="than", kind="than_kind")
+    runs = with_kinds(run_scores(episodes), methods)
     datasets = datasets_table(inputs["datasets"])
     lineage = lineage_table(inputs["lineage"], dict(zip(datasets["directory"], datasets["md5"], strict=True)))
     jobs = job_costs(spec["benchmarks"])
@@ -72,7 +77,8 @@ def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
     with_lineage = episodes.join(lineage.drop("scale", "experiment"), on=["task", "method", "model", "seed"],
                                  how="left")  # the episodes' CSV: every row with its run's lineage
     tables = {**scores, "episodes": with_lineage, "runs": runs, "datasets": datasets, "lineage": lineage,
-              "jobs": jobs, "cost": cost_table(jobs), "world_model": errors}
+              "jobs": jobs, "cost": cost_table(jobs), "training_speed": training_speed(lineage, methods),
+              "world_model": errors}
 
     figures = {"iqm": plots.iqm_plot(scores["aggregate"]), "per_seed": plots.per_seed_plot(runs),
                "curves": plots.curves_plot(curves, online, **interval), "world_model": plots.world_model_plot(errors)}

@@ -21,7 +21,7 @@ def checks(spec: dict[str, Any], tables: dict[str, pl.DataFrame], curves: pl.Dat
     found = [entry("note", "not run", item) for item in spec["not_run"]]
     found += [_amount(tables["runs"]), *_finite(tables["episodes"], curves), *_cut(tables["episodes"], spec),
               *_below_random(tables["aggregate"]), *_lineage(tables["lineage"]), *_cost(tables["jobs"], spec),
-              *_world_model(tables["world_model"])]
+              *_budget(tables["training_speed"]), *_world_model(tables["world_model"])]
     order = {"failed": 0, "note": 1, "ok": 2}
     return sorted(found, key=lambda item: order[item["status"]])
 
@@ -89,6 +89,18 @@ def _cost(jobs: pl.DataFrame, spec: dict[str, Any]) -> list[dict[str, str]]:
             found.append(entry("ok", "memory goal", f"every measured job peaked under {LAPTOP_MEMORY_MB} MB "
                                f"(highest {jobs['max_rss_mb'].max():.0f} MB)"))
     return found
+
+
+def _budget(speed: pl.DataFrame) -> list[dict[str, str]]:
+    """Offline methods, ours and the peers, train for the same gradient steps: checked wherever the
+    models' records say what training took."""
+    timed = speed.filter(pl.col("kind") != "online", pl.col("timed") > 0)
+    if timed.is_empty():
+        return []
+    steps = ", ".join(f"{row['method']} {row['grad_steps']:.0f}" for row in timed.iter_rows(named=True))
+    if timed["grad_steps"].n_unique() > 1:
+        return [entry("failed", "unequal training budgets", f"mean gradient steps per run: {steps}")]
+    return [entry("ok", "same training budget", f"gradient steps per run (from the models' records): {steps}")]
 
 
 def _world_model(errors: pl.DataFrame) -> list[dict[str, str]]:

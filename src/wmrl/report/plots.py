@@ -2,6 +2,7 @@
 same bytes). Each function takes the tables it draws and returns a Figure; `save` writes it.
 
 Normalized scores are drawn against two lines: 0 = the random policy, 1 = the reference score.
+Methods that are not ours are marked by their kind ("· peer", "· online") and drawn in its colour.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ plt.rcParams.update({"svg.hashsalt": "wmrl", "svg.fonttype": "none", "font.size"
                      "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3})
 NORMALIZED = "normalized score (0 = random, 1 = reference)"
 FINE_TUNED, SOURCE = "held-out tasks, fine-tuned", "source tasks, not fine-tuned"
+KIND_COLOURS = {"ours": "C0", "peer": "C1", "online": "C2"}
 
 
 def save(figure: Figure, path: str) -> None:
@@ -31,7 +33,8 @@ def save(figure: Figure, path: str) -> None:
 
 def arm_label(row: dict) -> str:
     planning = "" if row["planning"] == "none" else f", {row['planning']}"
-    return f"{row['method']} [{row['model']}] {row['checkpoint']}{planning}"
+    kind = "" if row["kind"] == "ours" else f" · {row['kind']}"
+    return f"{row['method']} [{row['model']}] {row['checkpoint']}{planning}{kind}"
 
 
 def _reference_lines(axis, vertical: bool = True) -> None:
@@ -58,8 +61,12 @@ def iqm_plot(aggregate: pl.DataFrame) -> Figure:
     for axis, (title, frame) in zip(axes[:, 0], groups, strict=True):
         rows = list(frame.iter_rows(named=True))
         y = np.arange(len(rows))
-        axis.errorbar(frame["iqm"], y, xerr=[frame["iqm"] - frame["iqm_low"], frame["iqm_high"] - frame["iqm"]],
-                      fmt="o", color="C0", capsize=3)
+        for kind, colour in KIND_COLOURS.items():
+            of_kind = (frame["kind"] == kind).to_numpy()
+            if of_kind.any():
+                one = frame.filter(of_kind)
+                axis.errorbar(one["iqm"], y[of_kind], xerr=[one["iqm"] - one["iqm_low"], one["iqm_high"] - one["iqm"]],
+                              fmt="o", color=colour, capsize=3)
         axis.set_yticks(y, [arm_label(row) for row in rows])
         axis.set_ylim(-0.6, len(rows) - 0.4)
         _reference_lines(axis)
@@ -71,7 +78,7 @@ def iqm_plot(aggregate: pl.DataFrame) -> Figure:
 def per_seed_plot(runs: pl.DataFrame) -> Figure:
     """Every run's normalized score (mean over its episodes), one panel per task with the methods
     evaluated on it: a single outlying seed shows."""
-    arm = ["method", "model", "checkpoint", "planning"]
+    arm = ["method", "kind", "model", "checkpoint", "planning"]
     tasks = runs["task"].unique(maintain_order=True).to_list()
     arms = {task: runs.filter(task=task).select(arm).unique(maintain_order=True) for task in tasks}
     sizes = [len(arms[task]) for task in tasks]
@@ -106,7 +113,8 @@ def _mean_band(frame: pl.DataFrame, x: str, value: str, repetitions: int, confid
 def curves_plot(curves: pl.DataFrame, online: pl.DataFrame, repetitions: int, confidence: float) -> Figure:
     """Fine-tuning curves, mean over seeds with a bootstrap CI band: each validation metric (one
     panel each; held-out episodes of the few-shot slice) against gradient steps, and online DQN's
-    training-episode return against environment steps."""
+    training-episode return against environment steps. The peers' curves are d3rlpy's mean
+    training losses per epoch (metrics "train/..."), drawn in panels of their own."""
     metrics = [m for m in curves["metric"].unique(maintain_order=True).to_list()] if not curves.is_empty() else []
     panels = len(metrics) + (not online.is_empty())
     columns = min(panels, 4)
@@ -121,7 +129,7 @@ def curves_plot(curves: pl.DataFrame, online: pl.DataFrame, repetitions: int, co
             axis.fill_between(x, low, high, color=colours[method], alpha=0.2, lw=0)
         axis.set_title(metric.removeprefix("val/"))
         axis.set_xlabel("gradient step")
-        axis.set_ylabel("validation loss")
+        axis.set_ylabel("validation loss" if metric.startswith("val/") else "training loss")
     if not online.is_empty():
         axis = axes[len(metrics)]
         for (method,), frame in online.group_by("method", maintain_order=True):

@@ -1,4 +1,5 @@
-"""The report's tables beyond the scores: datasets, pipeline cost, lineage, and the headline.
+"""The report's tables beyond the scores: method kinds, datasets, pipeline cost, lineage, training
+speed, and the headline.
 
 Every function takes files or frames and returns a polars frame (or, for the headline, a dict of
 the sentence's parts); nothing here draws or renders.
@@ -18,6 +19,16 @@ from wmrl.pipeline import MULTIGAME, SINGLEGAME
 
 # Snakemake's benchmark TSV columns kept here: wall seconds, peak resident memory (MB), CPU seconds.
 BENCHMARK_COLUMNS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s"}
+
+
+def with_kinds(frame: pl.DataFrame, methods: dict[str, dict[str, str]], column: str = "method",
+               kind: str = "kind") -> pl.DataFrame:
+    """`frame` with the kind (ours | peer | online) of the method in `column` as column `kind`,
+    placed right after it (`methods`: the report spec's {method: {kind, label}})."""
+    kinds = {name: method["kind"] for name, method in methods.items()}
+    labelled = frame.with_columns(pl.col(column).replace_strict(kinds, return_dtype=pl.String).alias(kind))
+    order = [name for name in frame.columns if name != kind]
+    return labelled.select(*order[:order.index(column) + 1], kind, *order[order.index(column) + 1:])
 
 
 def dataset_md5(directory: str | Path) -> str:
@@ -97,12 +108,32 @@ def lineage_table(files: list[str], md5: dict[str, str]) -> pl.DataFrame:
             "eval_git_sha": evaluation["git_sha"], "eval_config_hash": evaluation["config_hash"],
             "train_run_id": model["run_id"], "train_run_url": model["run_url"], "train_git_sha": model["git_sha"],
             "train_config_hash": model["config_hash"],
+            # what training took, where the model's record says (see tracking.write_record)
+            "training_steps": model.get("training", {}).get("steps"),
+            "training_seconds": model.get("training", {}).get("seconds"),
             "dataset_md5": " ".join(md5.get(directory, "not in this experiment") for directory in datasets)
             or "none (trained online)",
             "datasets": " ".join(datasets),
         })
     return pl.DataFrame(rows, schema_overrides={"parameters": pl.Int64, "eval_run_url": pl.String,
-                                                "train_run_url": pl.String})
+                                                "train_run_url": pl.String, "training_steps": pl.Int64,
+                                                "training_seconds": pl.Float64})
+
+
+def training_speed(lineage: pl.DataFrame, methods: dict[str, dict[str, str]]) -> pl.DataFrame:
+    """Per fine-tuning method and model: its trained models (runs), how many records say what
+    training took (timed), their mean gradient steps and training seconds, and gradient steps per
+    second (all timed steps over all timed seconds). Cells stay null where no record says."""
+    trained = lineage.filter(~pl.col("method").is_in([MULTIGAME, SINGLEGAME]))
+    timed = pl.col("training_seconds").is_not_null()
+    speed = (trained.group_by("method", "model", maintain_order=True)
+             .agg(pl.len().alias("runs"), timed.sum().alias("timed"),
+                  pl.col("training_steps").mean().alias("grad_steps"),
+                  pl.col("training_seconds").mean().alias("training_s"),
+                  (pl.col("training_steps").filter(timed).sum() / pl.col("training_seconds").filter(timed).sum())
+                  .alias("grad_steps_per_s")))
+    return with_kinds(speed.with_columns(pl.when(pl.col("timed") > 0).then(pl.col("grad_steps_per_s"))),
+                      methods)
 
 
 def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, compare: dict[str, str]) -> dict[str, Any]:

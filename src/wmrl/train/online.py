@@ -2,12 +2,15 @@
 many environment steps as the offline methods' few-shot data has transitions (the baseline a user
 would reach for). Outputs: ``last.pt`` ({"policy": state dict, "settings"}, weights-only loadable)
 ``curve.parquet`` (the return of every training episode by environment step) and
-``model.mlflow.json`` (its lineage); the run is tracked in MLflow like every other training job.
+``model.mlflow.json`` (its lineage, and `training`: its gradient steps and the wall seconds of
+stable-baselines3's learn, environment steps included); the run is tracked in MLflow like every
+other training job.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,9 @@ def train_online(spec: dict[str, Any], out: dict[str, str]) -> None:
     progress = Progress(settings["steps"], spec["run_name"], unit="env steps")
     recorded = EpisodeReturns(env, progress)
     agent = dqn_agent(recorded, settings, spec["seed"])
+    started = time.perf_counter()
     agent.learn(total_timesteps=settings["steps"])
+    training = {"steps": int(agent._n_updates), "seconds": time.perf_counter() - started}  # SB3's gradient step count
     progress.close()
     tags = tracking.run_tags(spec)
     run_id = tracking.start_or_resume_run(Path(spec["work_dir"]), spec["mlflow_experiment"], spec["run_name"], tags)
@@ -58,6 +63,7 @@ def train_online(spec: dict[str, Any], out: dict[str, str]) -> None:
                      [("train/episode_return", row["episode_return"], row["step"]) for row in recorded.rows])
     torch.save({"policy": agent.policy.state_dict(), "settings": settings}, out["last"])
     pl.DataFrame(recorded.rows, schema={"step": pl.Int64, "episode_return": pl.Float64}).write_parquet(out["curve"])
-    tracking.write_record(out["mlflow"], run_id, spec, None, {}, sum(p.numel() for p in agent.policy.q_net.parameters()))
+    parameters = sum(p.numel() for p in agent.policy.q_net.parameters())
+    tracking.write_record(out["mlflow"], run_id, spec, None, {}, parameters, training=training)
     log.info("online DQN on %s: %d episodes in %d steps, last 10 returns %s", spec["task"], len(recorded.rows),
              recorded.steps, [row["episode_return"] for row in recorded.rows[-10:]])

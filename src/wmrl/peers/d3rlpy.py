@@ -1,0 +1,166 @@
+"""The d3rlpy 2.8.1 peers: an offline algorithm of d3rlpy trained on our few-shot training
+episodes for our number of gradient steps, saved weights-only, rebuilt to act in our evaluation.
+
+**Data** (`to_mdp_dataset`). Our frames hold one row per step and a final row per episode (action
+null) with the last observation. d3rlpy's MDPDataset ends an episode at a row flagged `terminals`
+(that row's transition ends in a terminal state: d3rlpy gives it no next observation) or
+`timeouts` (that row's observation is the episode's last: d3rlpy takes no transition from it).
+So an episode that terminates gives its T transition rows, `terminals` set on the last; one that
+is cut — by the time limit, or by the few-shot slice, whose last transition has `truncated` set —
+gives its T rows plus its final observation as an extra row flagged `timeouts`. Either way
+d3rlpy holds exactly our T transitions. Actions are counted from the task's card, not the data.
+
+**Network** (`encoder_settings`), one per observation kind, in the task's own layout (a peer is
+single-task): MinAtar grids as channel-first float32 (C, H, W) into
+``PixelEncoderFactory(filters=[[16, 3, 1]], feature_size=128)``, the MinAtar paper's network
+(d3rlpy's default Nature-DQN filters cannot take 10x10 inputs), no observation scaler; Atari frames
+as channel-first uint8 into d3rlpy's default pixel encoder (Nature DQN) behind its
+``PixelObservationScaler`` (x / 255); vectors into its default vector encoder.
+
+**Algorithms** (config.PEER_ALGORITHMS; `settings` override their d3rlpy configs), as d3rlpy's
+source computes them:
+
+* ``discrete_cql`` — DiscreteCQL (Kumar et al. 2020): L = Huber(Q(s, a) - y) + alpha (logsumexp_a'
+  Q(s, a') - Q(s, a)), with y = r + gamma (1 - done) Q'(s', argmax_a' Q'(s', a')) from the target
+  network Q', copied from Q every `target_update_interval` gradient steps (d3rlpy's docstring calls
+  the TD part double DQN; its target takes the argmax from Q' too). Adam.
+* ``discrete_bc`` — DiscreteBC: L = -log softmax(l(s))[a] + beta mean(l(s)^2) over the policy's
+  logits l. Adam. Acts by argmax of the logits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import d3rlpy
+import numpy as np
+import polars as pl
+import structlog
+import torch
+from d3rlpy.constants import ActionSpace
+from d3rlpy.dataset import MDPDataset
+from d3rlpy.logging import NoopAdapterFactory
+from d3rlpy.models.encoders import PixelEncoderFactory
+from d3rlpy.preprocessing import PixelObservationScaler
+
+from wmrl.config import PEER_ALGORITHMS
+from wmrl.data.windows import task_steps
+
+MINATAR_ENCODER = {"filters": [[16, 3, 1]], "feature_size": 128}  # Conv2d(C, 16, 3) + ReLU + Linear(., 128) + ReLU
+
+
+def plain_logs() -> None:
+    """d3rlpy's log lines (structlog, to stdout: the parameters, each epoch's mean losses) in plain
+    text from INFO up, as a job's log file wants them (d3rlpy configures coloured debug output)."""
+    structlog.configure(processors=[structlog.processors.add_log_level,
+                                    structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S"),
+                                    structlog.dev.ConsoleRenderer(colors=False)],
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+
+
+def peer_observations(obs: np.ndarray, kind: str) -> np.ndarray:
+    """Observations (N, *the card's obs shape) as the peer's network takes them: grids (N, H, W, C)
+    as float32 (N, C, H, W), images as uint8 (N, C, H, W), vectors as float32."""
+    if kind == "vector":
+        return obs.astype(np.float32)
+    first = np.ascontiguousarray(np.moveaxis(obs, -1, 1))
+    return first.astype(np.uint8 if kind == "image" else np.float32)
+
+
+def to_mdp_dataset(frame: pl.DataFrame, card: dict[str, Any]) -> MDPDataset:
+    """The episodes of `frame` (rows of whole episodes of the dataset `card` describes, sorted) as
+    a d3rlpy MDPDataset holding exactly their transitions (see the module doc)."""
+    if card["action"]["kind"] != "discrete":
+        raise ValueError(f"the d3rlpy peers take discrete actions; {card['task']} has {card['action']}")
+    steps = task_steps(frame, card["obs"], card["task"], 0)
+    final = steps.action < 0
+    after_terminal = np.r_[False, steps.terminated[:-1]]  # a final row whose episode terminated
+    keep = ~final | ~after_terminal
+    dataset = MDPDataset(
+        observations=peer_observations(steps.obs[keep], card["obs"]["kind"]),
+        actions=np.where(final, 0, steps.action)[keep],  # the timeout row's action is never trained on
+        rewards=steps.reward[keep], terminals=steps.terminated[keep].astype(np.float32),
+        timeouts=final[keep].astype(np.float32), action_space=ActionSpace.DISCRETE, action_size=card["action"]["n"])
+    if dataset.transition_count != len(steps.starts):
+        raise ValueError(f"d3rlpy holds {dataset.transition_count} transitions of the {len(steps.starts)} given")
+    return dataset
+
+
+def encoder_settings(kind: str) -> dict[str, Any]:
+    """The encoder and observation scaler of the peer's config for an observation kind."""
+    if kind == "grid":
+        return {"encoder_factory": PixelEncoderFactory(**MINATAR_ENCODER)}
+    if kind == "image":
+        return {"observation_scaler": PixelObservationScaler()}
+    return {}  # vectors: d3rlpy's default vector encoder
+
+
+def make_algo(algorithm: str, settings: dict[str, Any], kind: str):
+    """An unbuilt d3rlpy algorithm on the CPU: `algorithm` (config.PEER_ALGORITHMS) with `settings`
+    over its defaults and the encoder for observations of `kind`."""
+    config = getattr(d3rlpy.algos, f"{PEER_ALGORITHMS[algorithm].d3rlpy_class}Config")
+    return config(**settings, **encoder_settings(kind)).create(device="cpu:0")
+
+
+@dataclass
+class Trained:
+    """A trained peer: the d3rlpy algorithm, its losses and what training took."""
+
+    algo: Any
+    steps: int  # gradient steps taken
+    seconds: float  # wall time of d3rlpy's fit alone
+    curve: list[dict[str, float]]  # per epoch: step, train/<d3rlpy loss> (its mean over the epoch)
+
+
+def train(algorithm: str, settings: dict[str, Any], kind: str, dataset: MDPDataset, steps: int, steps_per_epoch: int,
+          seed: int, on_epoch: Callable[[Any, int], None] | None = None) -> Trained:
+    """Train a peer on `dataset` for exactly `steps` gradient steps (epochs of `steps_per_epoch`,
+    which must divide them): d3rlpy seeded with `seed`, its logger writing nothing, no file
+    written. `on_epoch(algo, step)` is called at the end of every epoch (inside the timed fit)."""
+    if steps_per_epoch <= 0 or steps % steps_per_epoch:
+        raise ValueError(f"{steps} gradient steps do not split into epochs of {steps_per_epoch}")
+    d3rlpy.seed(seed)
+    algo = make_algo(algorithm, settings, kind)
+    epochs = steps // steps_per_epoch
+    callback = None if on_epoch is None else (lambda fitted, _epoch, step: on_epoch(fitted, step))
+    started = time.perf_counter()
+    results = algo.fit(dataset, n_steps=steps, n_steps_per_epoch=steps_per_epoch, experiment_name=algorithm,
+                       with_timestamp=False, logger_adapter=NoopAdapterFactory(), show_progress=False,
+                       save_interval=epochs + 1, epoch_callback=callback)
+    seconds = time.perf_counter() - started
+    curve = [{"step": epoch * steps_per_epoch, **{f"train/{name}": value for name, value in metrics.items()
+                                                   if not name.startswith("time_")}}
+             for epoch, metrics in results]
+    return Trained(algo, algo.grad_step, seconds, curve)
+
+
+def trained_modules(algo) -> dict[str, torch.nn.Module]:
+    """The torch modules of a built algorithm by d3rlpy's names (q_funcs, targ_q_funcs; imitator)."""
+    return algo.impl.modules.get_torch_modules()
+
+
+def parameter_count(algo) -> int:
+    """Parameters of the network that acts: the Q-functions (CQL) or the policy (BC), no target copies."""
+    return sum(p.numel() for name, module in trained_modules(algo).items() if not name.startswith("targ_")
+               for p in module.parameters())
+
+
+def checkpoint(algo, algorithm: str, settings: dict[str, Any], kind: str) -> dict[str, Any]:
+    """What ``last.pt`` holds: plain values and tensors only (``torch.load(weights_only=True)``)."""
+    return {"algo": algorithm, "settings": dict(settings), "obs_kind": kind,
+            "observation_shape": list(algo.impl.observation_shape), "action_size": int(algo.impl.action_size),
+            "d3rlpy": d3rlpy.__version__,
+            "modules": {name: module.state_dict() for name, module in trained_modules(algo).items()}}
+
+
+def load_algo(saved: dict[str, Any]):
+    """The algorithm of a `checkpoint`, rebuilt and holding its weights."""
+    algo = make_algo(saved["algo"], saved["settings"], saved["obs_kind"])
+    algo.create_impl(tuple(saved["observation_shape"]), saved["action_size"])
+    for name, module in trained_modules(algo).items():
+        module.load_state_dict(saved["modules"][name])
+    return algo
