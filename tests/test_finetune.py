@@ -1,7 +1,9 @@
 """Stages 3-4 on a small fixture: the few-shot slice, fine-tuning from pretrained weights or from
 scratch, held-out checks, and evaluation that is deterministic for a fixed seed."""
 
+import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -93,6 +95,8 @@ def test_finetuning_writes_loadable_last_and_best_checkpoints_and_a_curve(finetu
         curve = pl.read_parquet(out["curve"])
         assert curve["step"].to_list() == [4, 8, 12] and "val/loss" in curve.columns
         assert best["step"] == curve["step"][int(np.argmin(curve["val/loss"].to_numpy()))]
+        training = json.loads(Path(out["mlflow"]).read_text())["training"]  # the report's training-speed row
+        assert training["steps"] == 12 and training["seconds"] > 0
     scratch = torch.load(outputs["scratch"]["last"], weights_only=True)["state_dict"]
     pretrained = torch.load(outputs["pretrained"]["last"], weights_only=True)["state_dict"]
     assert not torch.equal(scratch["q_head.2.weight"], pretrained["q_head.2.weight"])
@@ -127,8 +131,6 @@ def test_evaluation_is_deterministic_for_a_fixed_seed(finetuned):
 
 
 def test_evaluation_is_tracked_with_the_lineage_of_the_model_it_played(finetuned):
-    import json
-
     import mlflow
 
     _, outputs, tmp = finetuned

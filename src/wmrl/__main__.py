@@ -54,9 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("directory", nargs="+")
 
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
-    bench.add_argument("name", choices=["dataset", "pretrain", "dag"])
+    bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune"])
     bench.add_argument("--steps", type=int, default=200_000, help="dataset: env steps per game and measurement")
-    bench.add_argument("--threads", type=int, default=2, help="pretrain: torch threads")
+    bench.add_argument("--threads", type=int, help="torch threads (pretrain: 2, finetune: 1, as the jobs use)")
+    bench.add_argument("--methods", default="scratch,bc,d3rlpy_bc",
+                       help="finetune: the methods timed against the reference peer (finetune.methods names)")
+    bench.add_argument("--reference", default="d3rlpy_cql", help="finetune: the peer whose score is the target")
+    bench.add_argument("--reference-steps", type=int, default=10_000, help="finetune: the reference's steps")
+    bench.add_argument("--seeds", default="0,1", help="finetune: training seeds, comma-separated")
+    bench.add_argument("--episodes", type=int, default=20, help="finetune: evaluation episodes per check and seed")
+    bench.add_argument("--scale", default="laptop", help="finetune: the scale whose settings and data are used")
     bench.add_argument("--out", help="figures JSON (default results/bench/<name>.json)")
 
     args = parser.parse_args(argv)
@@ -127,10 +134,16 @@ def main(argv: list[str] | None = None) -> int:
             from wmrl.bench import dag as bench_dag
 
             bench_dag.main(out)
+        elif args.name == "finetune":
+            from wmrl.bench import finetune as bench_finetune
+
+            bench_finetune.main(args.methods.split(","), args.reference, args.reference_steps,
+                                [int(s) for s in args.seeds.split(",")], args.episodes, args.threads or 1, out,
+                                args.scale)
         else:
             from wmrl.bench import pretrain as bench_pretrain
 
-            bench_pretrain.main(args.threads, out)
+            bench_pretrain.main(args.threads or 2, out)
     return 0
 
 

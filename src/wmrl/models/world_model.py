@@ -52,15 +52,17 @@ class ModelShape:
 
 
 class GridEncoder(nn.Module):
-    """(…, H, W, C) binary grids -> (…, dim): the MinAtar DQN trunk (Young & Tian 2019), one 3x3
-    convolution without padding, then a linear layer."""
+    """(…, H, W, C) binary grids -> (…, dim): two 3x3 convolutions and a linear layer. (The MinAtar
+    DQN trunk, one unpadded 16-channel convolution, makes a step 1.5x faster but fine-tuning on
+    laptop breakout reached 0.35 instead of 0.75 normalized in 1,000 steps.)"""
 
-    def __init__(self, shape: tuple[int, int, int], dim: int, channels: int = 16):
+    def __init__(self, shape: tuple[int, int, int], dim: int, channels: int = 32):
         super().__init__()
         h, w, c = shape
         self.net = nn.Sequential(
-            nn.Conv2d(c, channels, 3), nn.ReLU(),
-            nn.Flatten(), nn.Linear(channels * (h - 2) * (w - 2), dim),
+            nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(channels * h * w, dim),
         )
 
     def forward(self, obs):

@@ -17,6 +17,7 @@ task without changing shape.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,31 @@ class ValidationCurve(L.Callback):
         self.rows = list(state["rows"])
 
 
+class TrainingClock(L.Callback):
+    """Wall seconds of training (drawing batches, gradient steps, checkpoints) with validations
+    left out, summed over the runs of a resumed job: kept in its checkpoints like the curve."""
+
+    def __init__(self):
+        self.seconds, self.started = 0.0, None
+
+    def _start(self, *_):
+        self.started = time.perf_counter()
+
+    def _stop(self, *_):
+        if self.started is not None:
+            self.seconds += time.perf_counter() - self.started
+            self.started = None
+
+    on_train_start = on_validation_end = _start
+    on_validation_start = on_train_end = _stop
+
+    def state_dict(self):
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state):
+        self.seconds = float(state["seconds"])
+
+
 @dataclass
 class Fitted:
     primary: bool  # the global rank zero: the process that tracks the run and writes the outputs
@@ -79,6 +105,11 @@ class Fitted:
     logger: Any  # the job's MLFlowLogger (None on the other processes)
     checkpoints: Path  # holds last.ckpt and, when asked for, best.ckpt (lowest val/loss)
     curve: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the gradient steps alone (TrainingClock)
+
+    def training(self, steps: int) -> dict[str, float]:
+        """What training took, as a model's record states it (tracking.write_record)."""
+        return {"steps": steps, "seconds": self.seconds}
 
 
 def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], settings: dict[str, Any],
@@ -87,8 +118,8 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
     run (tags from spec, `datasets` {directory: card} logged as inputs)."""
     work_dir = Path(spec["work_dir"])
     checkpoints = work_dir / "checkpoints"
-    curve = ValidationCurve()
-    callbacks = [curve, L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
+    curve, clock = ValidationCurve(), TrainingClock()
+    callbacks = [curve, clock, L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
                                                             every_n_train_steps=settings["checkpoint_every"])]
     if keep_best:
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
@@ -115,7 +146,7 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
     if resume:
         log.info("resuming from %s", checkpoints / LAST)
     trainer.fit(module, datamodule=data, ckpt_path="last")
-    return Fitted(trainer.is_global_zero, run_id, logger, checkpoints, curve.rows)
+    return Fitted(trainer.is_global_zero, run_id, logger, checkpoints, curve.rows, clock.seconds)
 
 
 def model_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], int]:

@@ -28,7 +28,6 @@ from wmrl.train.loop import fit, suite_shape
 from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
 
 log = logging.getLogger("wmrl")
-HEADS = ("next_obs", "reward", "termination", "td", "value", "cql")
 
 
 def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> None:
@@ -68,7 +67,7 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
 
     trained = heldout_losses(module, data.heldout)
     table = pl.DataFrame([{"task": t, "head": h, "trained": trained[t][h], "untrained": untrained[t][h]}
-                          for t in tasks for h in HEADS])
+                          for t in tasks for h in trained[t]])
     for row in table.iter_rows(named=True):
         fitted.logger.experiment.log_metric(fitted.run_id, f"heldout/{row['task']}/{row['head']}", row["trained"])
     checkpoint = {"state_dict": module.model.state_dict(), "shape": asdict(shape), "model": dict(spec["model"]),
@@ -76,7 +75,8 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     example = {k: v[:2].numpy() for k, v in data.heldout[tasks[0]][0].items() if k in ("obs", "actions", "task")}
     model_uri = tracking.register_model(fitted.run_id, checkpoint, out["model"], spec["registered_model"],
                                         spec["alias"], example)
-    tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, used, module.model.parameter_count())
+    tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, used, module.model.parameter_count(),
+                          training=fitted.training(cfg["steps"]))
     table.write_parquet(out["heldout"])
     log.info("held-out losses (trained vs untrained):\n%s", table)
 
@@ -84,18 +84,19 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
 @torch.no_grad()
 def heldout_losses(module: WorldModelModule, heldout: dict[str, list[dict[str, torch.Tensor]]]
                    ) -> dict[str, dict[str, float]]:
-    """Mean loss of every head on each task's held-out windows."""
+    """Mean loss of every trained head (every term of the joint loss with a weight) on each task's
+    held-out windows."""
     module.eval()
     result = {}
     for task, batches in heldout.items():
-        sums = {h: 0.0 for h in HEADS}
+        sums: dict[str, float] = {}
         windows = 0
         for batch in batches:
             _, parts = joint_loss(module.model, module.target, batch, module.weights)
             n = int(batch["mask"].sum())
             windows += n
-            for h in HEADS:
-                sums[h] += float(parts[h]) * n
-        result[task] = {h: sums[h] / max(windows, 1) for h in HEADS}
+            for head, value in parts.items():
+                sums[head] = sums.get(head, 0.0) + float(value) * n
+        result[task] = {head: total / max(windows, 1) for head, total in sums.items()}
     module.train()
     return result
