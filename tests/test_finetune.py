@@ -130,6 +130,31 @@ def test_evaluation_is_deterministic_for_a_fixed_seed(finetuned):
     assert np.allclose(first["normalized"].to_numpy(), expected.to_numpy())
 
 
+@pytest.mark.parametrize("planning", [None, {"width": 2, "horizon": 2}])
+def test_the_agent_reads_q_only_where_the_model_learnt_it(finetuned, planning, monkeypatch):
+    """Trained on windows of K steps, Q was learnt at o_0 .. o_{K-1}: the agent keeps K - 1 steps
+    before the current observation (K - h with a plan of horizon h, whose leaves lie h - 1 further)."""
+    from wmrl.envs import make_env
+    from wmrl.evaluate.rollout import ModelAgent
+
+    _, outputs, _ = finetuned
+    agent = ModelAgent(outputs["scratch"]["last"], "breakout", 4, planning, 0.99)
+    seen = []
+    for module, name in ((agent.model, "last_q"), (agent.model, "start")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda tokens, *rest, f=original: seen.append(tokens.shape[1]) or
+                            f(tokens, *rest))
+    env = make_env("minatar:breakout", {}, 100)
+    obs, _ = env.reset(seed=0)
+    agent.reset(obs[None])
+    for _ in range(10):
+        action = agent.act(np.array([0]))
+        obs, *_ = env.step(int(action[0]))
+        agent.observe(np.array([0]), action, obs[None])
+    before = 4 - (planning["horizon"] if planning else 1)
+    assert seen[-1] == max(seen) == 2 * before + 1  # tokens o_0 a_0 ... o_before: the current one last
+
+
 def test_evaluation_is_tracked_with_the_lineage_of_the_model_it_played(finetuned):
     import mlflow
 

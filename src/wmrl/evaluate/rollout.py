@@ -53,15 +53,18 @@ def task_view(model: WorldActionModel, checkpoint: dict[str, Any], task: str) ->
 
 
 class ModelAgent:
-    """Acts with a world-action model: greedy in Q over the last `context` steps, or by beam search."""
+    """Acts with a world-action model: greedy in Q, or by beam search, given the steps before.
+
+    A model trained on windows of K = `context` steps learnt Q at the observations o_0 .. o_{K-1}
+    of a window (o_K is only the last step's outcome), so the current observation keeps at most
+    K - 1 steps before it, and K - h when a plan of horizon h reads Q h - 1 imagined steps further."""
 
     def __init__(self, path: str | Path, task: str, context: int, planning: dict[str, int] | None, gamma: float):
         self.model, checkpoint = load_model(path)
         self.layout, self.obs_mask = task_view(self.model, checkpoint, task)
         self.task, self.task_index = task, checkpoint["tasks"].index(task)
         self.planning, self.gamma = planning, gamma
-        # a plan appends (horizon - 1) steps to the context: keep within the trained window length
-        self.context = context - (planning["horizon"] - 1 if planning else 0)
+        self.context = context - (planning["horizon"] if planning else 1)  # steps kept before the current one
 
     @torch.no_grad()
     def reset(self, obs: np.ndarray) -> None:
