@@ -71,16 +71,18 @@ def test_headline_verdict_follows_the_intervals(probability, pretrained, verdict
 
 
 def test_checks_show_failures_first_and_hide_nothing():
-    spec = {"not_run": ["method x (defined, not run)"], "episode_caps": {"t": 10}, "scale": "laptop"}
+    spec = {"not_run": ["method x (defined, not run)"], "episode_caps": {"t": 10}, "scale": "laptop",
+            "compare": {"method": "a", "baseline": "b", "checkpoint": "last", "planning": "none"}, "variants": ["v"]}
     tables = {
         "runs": pl.DataFrame({"method": ["a"], "task": ["t"], "seed": [0], "episodes": [2]}),
         "episodes": pl.DataFrame({"task": ["t", "t"], "method": ["a", "a"], "return": [1.0, math.nan],
                                   "length": [10, 3]}),
-        "aggregate": pl.DataFrame([arm("a", -0.5, -0.6, -0.4)]),
+        "aggregate": pl.DataFrame([arm("a", -0.5, -0.6, -0.4), arm("a", -0.9, -1.0, -0.8, planning="beam w2 h2"),
+                                   arm("v", 0.1, 0.0, 0.2)]),
         "lineage": pl.DataFrame({"eval_git_sha": ["abc-dirty"], "train_git_sha": ["abc"]}),
         "jobs": pl.DataFrame({"job": ["j1", "j2"], "wall_s": [1.0, None], "max_rss_mb": [3000.0, None]}),
-        "world_model": pl.DataFrame({"task": ["t", "t"], "horizon": [1, 1], "predictor": ["model", "nothing changes"],
-                                     "error": [0.2, 0.1]}),
+        "world_model": pl.DataFrame({"task": ["t"] * 4, "horizon": [1, 1, 2, 2],
+                                     "predictor": ["model", "nothing changes"] * 2, "error": [0.05, 0.1, 0.2, 0.1]}),
         "training_speed": pl.DataFrame({"method": ["a", "p", "o"], "kind": ["ours", "peer", "online"],
                                         "timed": [1, 2, 1], "grad_steps": [20.0, 40.0, 7.0]}),
     }
@@ -92,7 +94,12 @@ def test_checks_show_failures_first_and_hide_nothing():
     assert [item["status"] for item in found][:len(failed)] == ["failed"] * len(failed)
     notes = {item["what"] for item in found if item["status"] == "note"}
     assert notes >= {"not run", "episodes cut at the step cap", "below random", "several commits",
-                     "jobs not measured", "world model vs. nothing changes"}
+                     "jobs not measured", "world model vs. nothing changes", "planning lowers the score",
+                     "variant tried"}
+    detail = {item["what"]: item["detail"] for item in found}
+    assert detail["world model vs. nothing changes"].startswith("t: not below the 'nothing changes' predictor at "
+                                                                "horizons [2]")
+    assert detail["variant tried"].startswith("v 0.10 [0.00, 0.20], against a -0.50 [-0.60, -0.40]")
 
 
 def test_training_speed_comes_from_the_records_and_stays_empty_where_they_are_silent():

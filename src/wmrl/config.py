@@ -214,6 +214,7 @@ class MethodConfig:
 
     init: str = "scratch"  # pretrained | scratch | online | peer
     loss: dict[str, Any] = field(default_factory=dict)  # overrides of `pretrain.loss` (LossConfig)
+    learning_rate: Optional[float] = None  # pretrained | scratch: overrides `finetune.learning_rate`
     peer: Optional[str] = None  # init peer: the d3rlpy algorithm, discrete_cql | discrete_bc
     settings: dict[str, Any] = field(default_factory=dict)  # init peer: overrides of its d3rlpy config
 
@@ -300,6 +301,9 @@ class ReportConfig:
     confidence: float = 0.95
     question: str = "Does pretraining help fine-tuning on held-out tasks?"  # the headline answers it
     compare: CompareConfig = field(default_factory=CompareConfig)
+    # methods run as remedies to try (named before the run): the honesty section lists what each
+    # gave beside `compare.method`; the headline never changes to one of them
+    variants: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -501,6 +505,9 @@ def _check_semantics(cfg: DictConfig) -> None:
                               f"got {method.init!r}")
         _merge(OmegaConf.structured(LossConfig), method.loss, f"finetune.methods.{name}.loss",
                prefix=f"finetune.methods.{name}.loss")
+        if method.learning_rate is not None and method.init not in ("pretrained", "scratch"):
+            raise ConfigError(f"config error: 'finetune.methods.{name}.learning_rate' applies to init pretrained "
+                              f"or scratch, not to init {method.init}")
         _check_peer(name, method, finetune, name in finetune.methods_run)
     if finetune.window > pretrain.window:
         raise ConfigError(f"config error: 'finetune.window' ({finetune.window}) exceeds 'pretrain.window' "
@@ -526,6 +533,10 @@ def _check_semantics(cfg: DictConfig) -> None:
     for key in ("method", "baseline"):
         if compare[key] not in finetune.methods_run:
             raise ConfigError(f"config error: 'report.compare.{key}' names {compare[key]!r}, which is not run; "
+                              f"finetune.methods_run: {list(finetune.methods_run)}")
+    for name in cfg.report.variants:
+        if name not in finetune.methods_run:
+            raise ConfigError(f"config error: 'report.variants' names {name!r}, which is not run; "
                               f"finetune.methods_run: {list(finetune.methods_run)}")
     if compare.checkpoint not in ("last", "best"):
         raise ConfigError(f"config error: 'report.compare.checkpoint' must be last or best, got {compare.checkpoint!r}")

@@ -240,6 +240,8 @@ def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
                 "inputs": finetune_inputs(cfg, task, method, model), **job}
     size, backbone = model.split("-")
     settings = {k: v for k, v in f.items() if k not in ("data", "seeds", "methods_run", "methods", "online")}
+    if chosen["learning_rate"] is not None:
+        settings["learning_rate"] = chosen["learning_rate"]
     return {
         "seed": int(seed), "task": task, "method": method, "init": chosen["init"],
         "heldout_tasks": list(cfg.heldout_tasks), "suite": suite(cfg), "data": f["data"],

@@ -21,7 +21,8 @@ def checks(spec: dict[str, Any], tables: dict[str, pl.DataFrame], curves: pl.Dat
     found = [entry("note", "not run", item) for item in spec["not_run"]]
     found += [_amount(tables["runs"]), *_finite(tables["episodes"], curves), *_cut(tables["episodes"], spec),
               *_below_random(tables["aggregate"]), *_lineage(tables["lineage"]), *_cost(tables["jobs"], spec),
-              *_budget(tables["training_speed"]), *_world_model(tables["world_model"])]
+              *_budget(tables["training_speed"]), *_world_model(tables["world_model"]),
+              *_planning(tables["aggregate"]), *_variants(tables["aggregate"], spec)]
     order = {"failed": 0, "note": 1, "ok": 2}
     return sorted(found, key=lambda item: order[item["status"]])
 
@@ -104,9 +105,47 @@ def _budget(speed: pl.DataFrame) -> list[dict[str, str]]:
 
 
 def _world_model(errors: pl.DataFrame) -> list[dict[str, str]]:
-    one_step = (errors.filter(horizon=1).group_by("task", "predictor").agg(pl.col("error").mean())
-                .pivot(on="predictor", index="task", values="error"))
-    worse = one_step.filter(pl.col("model") >= pl.col("nothing changes"))
-    return [entry("note", "world model vs. nothing changes", f"{row['task']}: the model's 1-step error "
-                  f"{row['model']:.3f} is not below the 'nothing changes' predictor's {row['nothing changes']:.3f}")
-            for row in worse.iter_rows(named=True)]
+    """Per source task: the horizons at which the model's open-loop error is not below "nothing changes"."""
+    by_horizon = (errors.group_by("task", "horizon", "predictor").agg(pl.col("error").mean())
+                  .pivot(on="predictor", index=["task", "horizon"], values="error").sort("task", "horizon"))
+    found = []
+    for (task,), rows in by_horizon.group_by("task", maintain_order=True):
+        worse = rows.filter(pl.col("model") >= pl.col("nothing changes"))
+        if not worse.is_empty():
+            first = worse.row(0, named=True)
+            found.append(entry("note", "world model vs. nothing changes",
+                               f"{task}: not below the 'nothing changes' predictor at horizons "
+                               f"{worse['horizon'].to_list()} ({first['horizon']} steps: {first['model']:.4f} vs "
+                               f"{first['nothing changes']:.4f})"))
+    if not found and not by_horizon.is_empty():
+        found.append(entry("ok", "world model vs. nothing changes", "below the 'nothing changes' predictor on every "
+                           f"task at every horizon 1..{by_horizon['horizon'].max()}"))
+    return found
+
+
+def _planning(aggregate: pl.DataFrame) -> list[dict[str, str]]:
+    """Where planning lowers a method's IQM: its interval lies below the greedy policy's point."""
+    greedy = aggregate.filter(planning="none").select("method", "model", "checkpoint", greedy="iqm")
+    planned = aggregate.filter(pl.col("planning") != "none").join(greedy, on=["method", "model", "checkpoint"])
+    lower = planned.filter(pl.col("iqm_high") < pl.col("greedy"))
+    return [entry("note", "planning lowers the score", f"{row['method']} [{row['model']}] {row['checkpoint']}: "
+                  f"IQM {row['greedy']:.2f} greedy, {row['iqm']:.2f} [{row['iqm_low']:.2f}, {row['iqm_high']:.2f}] "
+                  f"with {row['planning']}") for row in lower.iter_rows(named=True)]
+
+
+def _variants(aggregate: pl.DataFrame, spec: dict[str, Any]) -> list[dict[str, str]]:
+    """What each variant tried (report.variants) gave, beside the headline's method, in its setting."""
+    compare = spec["compare"]
+    arms = aggregate.filter(checkpoint=compare["checkpoint"], planning=compare["planning"])
+
+    def iqm(method: str) -> str:
+        rows = arms.filter(method=method)
+        if rows.is_empty():
+            return f"{method}: not evaluated in this setting"
+        row = rows.row(0, named=True)
+        return f"{method} {row['iqm']:.2f} [{row['iqm_low']:.2f}, {row['iqm_high']:.2f}]"
+
+    return [entry("note", "variant tried", f"{iqm(name)}, against {iqm(compare['method'])} "
+                  f"(IQM normalized, {compare['checkpoint']} checkpoint, planning {compare['planning']}); "
+                  f"the headline compares {compare['method']} with {compare['baseline']}, fixed before the run")
+            for name in spec.get("variants", [])]
