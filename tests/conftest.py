@@ -42,6 +42,20 @@ def random_dataset(tmp_path_factory) -> Path:
     return out
 
 
+def job_directory(tmp_path_factory, name: str) -> tuple[Path, pytest.MonkeyPatch]:
+    """A fresh working directory with its own MLflow store, as a pipeline job sees it; undo the
+    returned patch when done."""
+    tmp = tmp_path_factory.mktemp(name)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns.db")
+    monkeypatch.chdir(tmp)
+    return tmp, monkeypatch
+
+
+def prepare_tracking(experiment: str) -> None:
+    subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", experiment], check=True, capture_output=True)
+
+
 def snakemake_env() -> dict[str, str]:
     """Environment for Snakemake subprocesses: this interpreter's bin dir first on PATH."""
     env = dict(os.environ)

@@ -2,7 +2,6 @@
 scratch, held-out checks, and evaluation that is deterministic for a fixed seed."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from wmrl.config import compose
 from wmrl.data.windows import few_shot, split_episodes
 from wmrl.pipeline import evaluate_spec, finetune_spec
 
-from conftest import PYTHON, ROOT
+from conftest import ROOT, job_directory, prepare_tracking
 
 
 def episodes_frame(lengths: list[int]) -> pl.DataFrame:
@@ -65,16 +64,12 @@ def finetuned(random_dataset, tmp_path_factory):
     """Fine-tune a small model from scratch and from 'pretrained' weights on the fixture."""
     from wmrl.train.finetune import finetune
 
-    tmp = tmp_path_factory.mktemp("finetune")
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns.db")
-    monkeypatch.chdir(tmp)
+    tmp, monkeypatch = job_directory(tmp_path_factory, "finetune")
     cfg = compose({"scale": "smoke"}, ROOT)
     outputs = {}
     for method in ("scratch", "pretrained"):
         spec = finetune_spec(cfg, "breakout", method, "small-transformer", 0)
-        subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", spec["mlflow_experiment"]], check=True,
-                       capture_output=True)
+        prepare_tracking(spec["mlflow_experiment"])
         spec["finetune"] |= {"steps": 12, "validate_every": 4, "checkpoint_every": 4}
         spec["inputs"]["dataset"] = str(random_dataset)
         if method == "pretrained":

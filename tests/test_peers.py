@@ -4,7 +4,6 @@ evaluation plays it, and config mistakes name their key."""
 
 import dataclasses
 import os
-import subprocess
 
 import d3rlpy
 import numpy as np
@@ -18,7 +17,7 @@ from wmrl.data.windows import few_shot, task_steps
 from wmrl.peers import d3rlpy as peer
 from wmrl.pipeline import PEER_FILES, PEER_MODEL, evaluate_spec, finetune_spec, methods_pattern
 
-from conftest import PYTHON, ROOT
+from conftest import ROOT, job_directory, prepare_tracking
 
 OBS = {"kind": "grid", "shape": [3, 3, 2], "dtype": "bool", "channels": ["a", "b"], "encoding": "packbits"}
 CARD = {"task": "toy", "obs": OBS, "action": {"kind": "discrete", "n": 3}}
@@ -143,16 +142,12 @@ def peer_job(random_dataset, tmp_path_factory):
     directory whose every file afterwards is listed by the test."""
     from wmrl.train.peer import train_peer
 
-    tmp = tmp_path_factory.mktemp("peer")
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns.db")
-    monkeypatch.chdir(tmp)
+    tmp, monkeypatch = job_directory(tmp_path_factory, "peer")
     cfg = compose({"scale": "smoke"}, ROOT)
     outputs = {}
     for run in ("a", "b"):
         spec = finetune_spec(cfg, "breakout", "d3rlpy_cql", PEER_MODEL, 0)
-        subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", spec["mlflow_experiment"]], check=True,
-                       capture_output=True)
+        prepare_tracking(spec["mlflow_experiment"])
         spec["inputs"]["dataset"] = str(random_dataset)
         spec["finetune"] |= {"steps": 20, "validate_every": 10}
         spec["work_dir"] = f"work/{run}"
@@ -215,7 +210,8 @@ def test_peers_train_on_the_few_shot_data_alone_in_their_own_rule():
     changed = compose({"scale": "smoke", "finetune": {"learning_rate": 1.0, "batch_size": 8}}, ROOT)
     assert finetune_spec(changed, "breakout", "d3rlpy_bc", PEER_MODEL, 1) == spec  # our settings are not theirs
     patterns = [set(methods_pattern(cfg, rule).split("|")) for rule in ("finetune", "train_online", "train_peer")]
-    assert patterns == [{"pretrained", "scratch", "bc"}, {"dqn_online"}, {"d3rlpy_cql", "d3rlpy_bc"}]
+    assert patterns == [{"pretrained", "scratch", "bc", "pretrained_jowa", "pretrained_q_only"}, {"dqn_online"},
+                        {"d3rlpy_cql", "d3rlpy_bc"}]
 
 
 @pytest.mark.parametrize("method, expected", [
@@ -236,7 +232,9 @@ def test_a_bad_peer_method_names_its_key(method, expected):
 
 
 def test_a_running_peer_needs_epochs_that_divide_the_steps():
-    with pytest.raises(ConfigError, match=r"peer d3rlpy_cql trains 'finetune.steps' \(500\) in epochs of "
+    steps = compose({}, ROOT).finetune.steps
+    with pytest.raises(ConfigError, match=rf"peer d3rlpy_cql trains 'finetune.steps' \({steps}\) in epochs of "
                                           r"'finetune.validate_every' \(30\) steps"):
         compose({"finetune": {"validate_every": 30}}, ROOT)
-    compose({"finetune": {"validate_every": 30, "methods_run": ["pretrained", "scratch"]}}, ROOT)  # no peer runs
+    compose({"finetune": {"validate_every": 30, "methods_run": ["pretrained", "scratch"]}, "report": {"variants": []}},
+            ROOT)  # no peer runs

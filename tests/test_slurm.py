@@ -124,6 +124,7 @@ def slurm(tmp_path_factory):
             (CONF_DIR / name).unlink(missing_ok=True)
 
 
+@pytest.mark.timeout(1800)  # the whole smoke DAG through SLURM: the run below may take up to 1,500 s
 def test_smoke_pipeline_through_the_slurm_profile_writes_what_a_local_run_writes(slurm, mlflow_server,
                                                                                  smoke_run, tmp_path):
     env = {**snakemake_env(), "MLFLOW_TRACKING_URI": mlflow_server,

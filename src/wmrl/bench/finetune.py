@@ -125,7 +125,7 @@ def main(methods: list[str], reference_method: str, reference_steps: int, seeds:
         for seed in seeds:
             spec = finetune_spec(cfg, task, method, model, seed)
             evaluation = evaluate_spec(cfg, task, method, model, seed)
-            if spec["init"] == "peer":
+            if cfg.finetune.methods[method].init == "peer":
                 n = reference_steps if method == reference_method else steps
                 runs.append(peer(spec, evaluation, n, n // 10, episodes))
             else:
