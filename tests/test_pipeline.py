@@ -1,7 +1,6 @@
 """The Snakemake pipeline as a user drives it: DAG, bad config, caching, selective reruns."""
 
 import subprocess
-import time
 
 import polars as pl
 import pytest
@@ -62,10 +61,9 @@ def test_runs_caches_and_reruns_only_the_changed_dataset(workdir):
     assert (workdir / "logs/generate_dataset/laptop/classic/cartpole/random/seed0.log").is_file()
     assert (workdir / "benchmarks/generate_dataset/laptop/classic/cartpole/random/seed0.tsv").is_file()
 
-    start = time.monotonic()
+    # how fast a no-op run is belongs to `wmrl bench dag`, not to a timed test
     again = snakemake(workdir, "datasets", "--configfile", "tiny.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
-    assert time.monotonic() - start < 10  # the issue's goal is 3 s on an idle machine
 
     (workdir / "changed.yaml").write_text(TINY + "tasks:\n  cartpole:\n    dataset:\n      random: {steps: 400}\n")
     plan = snakemake(workdir, "datasets", "--configfile", "changed.yaml", "-n").stdout
