@@ -145,7 +145,7 @@ def test_the_agent_reads_q_only_where_the_model_learnt_it(finetuned, planning, m
     for _ in range(10):
         action = agent.act(np.array([0]))
         obs, *_ = env.step(int(action[0]))
-        agent.observe(np.array([0]), action, obs[None])
+        agent.observe(np.array([0]), action, obs[None], np.zeros(1))
     before = 4 - (planning["horizon"] if planning else 1)
     assert seen[-1] == max(seen) == 2 * before + 1  # tokens o_0 a_0 ... o_before: the current one last
 

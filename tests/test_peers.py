@@ -125,7 +125,7 @@ def test_a_trained_peer_saves_weights_only_and_rebuilds_to_act_alike(algorithm, 
     assert trained.steps == 20 and trained.seconds > 0 and [row["step"] for row in trained.curve] == [10, 20]
     assert seen == [(10, 10), (20, 20)]  # the callback sees the algorithm at each epoch's end
     assert all(key.startswith("train/") for row in trained.curve for key in row if key != "step")
-    torch.save(peer.checkpoint(trained.algo, algorithm, dict(settings.settings), "grid"), tmp_path / "last.pt")
+    torch.save(peer.checkpoint(trained.algo, algorithm, dict(settings.settings), "grid", 1.0), tmp_path / "last.pt")
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     assert saved["observation_shape"] == [4, 10, 10] and saved["action_size"] == 6
     rebuilt = peer.load_algo(saved)

@@ -29,6 +29,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 POLICIES = ("random", "dqn")
 BACKBONES = ("transformer", "gru", "ssm")
 INITS = ("pretrained", "scratch", "online", "peer")
+OBJECTIVES = ("joint", "dt")  # what a pretrained/scratch method trains: wmrl.rl.objectives | wmrl.rl.rcsl
+ACTION_HEADS = ("linear", "fourier")
+TARGET_RETURNS = ("best", "absolute")
+ACTION_CHOICES = ("greedy", "sampled")
 CHANNEL_LAYOUTS = ("union", "pad")  # how grid channels of different games share model inputs
 ACCELERATORS = ("cpu", "gpu", "auto")
 STRATEGIES = ("auto", "ddp")
@@ -53,6 +57,10 @@ PEER_ALGORITHMS = {
     "discrete_cql": PeerAlgorithm("DiscreteCQL", {"learning_rate": float, "batch_size": int, "gamma": float,
                                                   "n_critics": int, "target_update_interval": int, "alpha": float}),
     "discrete_bc": PeerAlgorithm("DiscreteBC", {"learning_rate": float, "batch_size": int, "beta": float}),
+    # max_timestep is set from the training episodes (the longest + 1), context_size is finetune.window
+    "discrete_dt": PeerAlgorithm("DiscreteDecisionTransformer", {
+        "learning_rate": float, "batch_size": int, "num_heads": int, "num_layers": int, "attn_dropout": float,
+        "resid_dropout": float, "embed_dropout": float, "warmup_tokens": int}),
 }
 
 # --------------------------------------------------------------------------- schema
@@ -205,6 +213,31 @@ class FewShotConfig:
 
 
 @dataclass
+class LoraConfig:
+    """Low-rank adapters (LoRA, Hu et al. 2022) through the `peft` library: every linear layer of the
+    backbone named in `target_modules` computes W x + (alpha / rank) B A x with A (rank x in), B
+    (out x rank, zero at the start) trained and W frozen; so is everything else, but the modules in
+    `trainable`. The adapters are merged into W when the model is saved."""
+
+    rank: int = 4
+    alpha: float = 8.0
+    target_modules: list[str] = field(default_factory=lambda: ["qkv", "proj"])  # the transformer's attention
+    trainable: list[str] = field(default_factory=lambda: ["return_embedding", "action_head"])  # new parts
+
+
+@dataclass
+class DecisionConfig:
+    """A return-conditioned (Decision Transformer) method's model and loss (math in wmrl.rl.rcsl)."""
+
+    action_head: str = "linear"  # linear | fourier (Gillman et al. 2024)
+    frequencies: int = 2  # fourier: frequencies N of the density, at most half the model's actions (Nyquist)
+    fourier_regularizer: float = 1e-4  # fourier: weight of the smoothness penalty sum_k k^2 |c_k|^2
+    next_obs: float = 0.0  # MO-DT auxiliary weights: predict the next observation ...
+    reward: float = 0.0  # ... and the reward (the return-to-go's step R_{t+1} = R_t - r_t)
+    lora: Optional[LoraConfig] = None  # null: every parameter is trained
+
+
+@dataclass
 class MethodConfig:
     """A fine-tuning method. `pretrained`/`scratch` fine-tune the world-action model with its joint
     loss (from the pretrained weights or a random init); `online` is stable-baselines3 DQN trained
@@ -213,9 +246,11 @@ class MethodConfig:
     few-shot training episodes for the same `finetune.steps` gradient steps (wmrl.peers.d3rlpy)."""
 
     init: str = "scratch"  # pretrained | scratch | online | peer
-    loss: dict[str, Any] = field(default_factory=dict)  # overrides of `pretrain.loss` (LossConfig)
+    objective: str = "joint"  # pretrained | scratch: joint (TD + world model) | dt (return-conditioned)
+    loss: dict[str, Any] = field(default_factory=dict)  # objective joint: overrides of `pretrain.loss`
+    decision: DecisionConfig = field(default_factory=DecisionConfig)  # objective dt
     learning_rate: Optional[float] = None  # pretrained | scratch: overrides `finetune.learning_rate`
-    peer: Optional[str] = None  # init peer: the d3rlpy algorithm, discrete_cql | discrete_bc
+    peer: Optional[str] = None  # init peer: the d3rlpy algorithm, discrete_cql | discrete_bc | discrete_dt
     settings: dict[str, Any] = field(default_factory=dict)  # init peer: overrides of its d3rlpy config
 
 
@@ -255,6 +290,19 @@ class FinetuneConfig:
         "d3rlpy_cql": MethodConfig(init="peer", peer="discrete_cql", settings={
             "learning_rate": 2.5e-4, "alpha": 1.0, "target_update_interval": 100, "batch_size": 32}),
         "d3rlpy_bc": MethodConfig(init="peer", peer="discrete_bc", settings={"learning_rate": 1e-3, "batch_size": 100}),
+        # return-conditioned fine-tuning (Decision Transformer) from scratch and from the pretrained model
+        # (LaMo's initialization), in full, through LoRA adapters (LaMo, PASTA), with MO-DT's auxiliary
+        # predictions, with a Fourier action head; and d3rlpy's DT on the same windows (16 x 8 steps)
+        "dt_scratch": MethodConfig(init="scratch", objective="dt"),
+        "dt_pretrained": MethodConfig(init="pretrained", objective="dt"),
+        "dt_pretrained_lora": MethodConfig(init="pretrained", objective="dt",
+                                           decision=DecisionConfig(lora=LoraConfig())),
+        "dt_pretrained_modt": MethodConfig(init="pretrained", objective="dt",
+                                           decision=DecisionConfig(next_obs=1.0, reward=1.0)),
+        "dt_pretrained_fourier": MethodConfig(init="pretrained", objective="dt",
+                                              decision=DecisionConfig(action_head="fourier")),
+        "d3rlpy_dt": MethodConfig(init="peer", peer="discrete_dt", settings={
+            "learning_rate": 1e-3, "batch_size": 16, "num_layers": 2, "num_heads": 4}),
     })
     online: DQNPolicyConfig = field(default_factory=lambda: DQNPolicyConfig(
         learning_starts=500, buffer_size=5_000, target_update_interval=250, exploration_steps=2_500,
@@ -270,6 +318,15 @@ class PlanningConfig:
 
 
 @dataclass
+class TargetReturnConfig:
+    """The return a return-conditioned agent is asked for: `value` x the best episode return of its
+    training episodes ("best"), or `value` itself ("absolute")."""
+
+    mode: str = "best"  # best | absolute
+    value: float = 1.0
+
+
+@dataclass
 class EvaluateConfig:
     """Stage 4: real-environment episodes of every trained model."""
 
@@ -277,6 +334,8 @@ class EvaluateConfig:
     max_episode_steps: Optional[int] = None  # cut evaluation episodes here (null: the task's own limit)
     env_seed: int = 1_000_000  # episode i of seed s uses env seed env_seed + 1000 s + i (never a data seed)
     planning: PlanningConfig = field(default_factory=PlanningConfig)
+    target_return: TargetReturnConfig = field(default_factory=TargetReturnConfig)  # per task: tasks.<t>.target_return
+    decision_actions: str = "greedy"  # return-conditioned agents: greedy (argmax) | sampled (from the policy)
     source_tasks: bool = True  # also evaluate the pretrained model, not fine-tuned, on its source tasks
     world_model_horizon: int = 8  # open-loop prediction error for 1..horizon steps ahead
     world_model_windows: int = 64  # held-out windows per task for that error
@@ -327,6 +386,7 @@ class TaskConfig:
     dataset: dict[str, Any] = field(default_factory=dict)  # overrides of the `dataset` section (compose
     # replaces them with the whole section as it applies to this task: see task_dataset)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    target_return: Optional[TargetReturnConfig] = None  # null: evaluate.target_return
 
 
 @dataclass
@@ -509,6 +569,7 @@ def _check_semantics(cfg: DictConfig) -> None:
             raise ConfigError(f"config error: 'finetune.methods.{name}.learning_rate' applies to init pretrained "
                               f"or scratch, not to init {method.init}")
         _check_peer(name, method, finetune, name in finetune.methods_run)
+        _check_decision(name, method, cfg)
     if finetune.window > pretrain.window:
         raise ConfigError(f"config error: 'finetune.window' ({finetune.window}) exceeds 'pretrain.window' "
                           f"({pretrain.window}), the model's positions")
@@ -538,11 +599,51 @@ def _check_semantics(cfg: DictConfig) -> None:
         if name not in finetune.methods_run:
             raise ConfigError(f"config error: 'report.variants' names {name!r}, which is not run; "
                               f"finetune.methods_run: {list(finetune.methods_run)}")
+    for name, target in [("evaluate", cfg.evaluate.target_return)] + [
+            (f"tasks.{task}", cfg.tasks[task].target_return) for task in cfg.tasks]:
+        if target is not None and target.mode not in TARGET_RETURNS:
+            raise ConfigError(f"config error: '{name}.target_return.mode' must be one of {', '.join(TARGET_RETURNS)}, "
+                              f"got {target.mode!r}")
+    if cfg.evaluate.decision_actions not in ACTION_CHOICES:
+        raise ConfigError(f"config error: 'evaluate.decision_actions' must be one of {', '.join(ACTION_CHOICES)}, "
+                          f"got {cfg.evaluate.decision_actions!r}")
     if compare.checkpoint not in ("last", "best"):
         raise ConfigError(f"config error: 'report.compare.checkpoint' must be last or best, got {compare.checkpoint!r}")
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")
+
+
+def _check_decision(name: str, method: DictConfig, cfg: DictConfig) -> None:
+    """A return-conditioned method fine-tunes our model (init pretrained or scratch), sets no joint
+    loss weights, names a known action head, and its 3 tokens per step fit the model's positions."""
+    key = f"finetune.methods.{name}"
+    if method.objective not in OBJECTIVES:
+        raise ConfigError(f"config error: '{key}.objective' must be one of {', '.join(OBJECTIVES)}, "
+                          f"got {method.objective!r}")
+    decision = method.decision
+    if method.objective != "dt":
+        if decision != OmegaConf.structured(DecisionConfig):
+            raise ConfigError(f"config error: '{key}.decision' applies to objective dt, not {method.objective}")
+        return
+    if method.init not in ("pretrained", "scratch"):
+        raise ConfigError(f"config error: '{key}.objective' dt fine-tunes our model (init pretrained or scratch), "
+                          f"not init {method.init}; a d3rlpy Decision Transformer is init peer, peer discrete_dt")
+    if method.loss:
+        raise ConfigError(f"config error: '{key}.loss' weights the joint objective; objective dt takes "
+                          f"'{key}.decision' (next_obs, reward)")
+    if decision.action_head not in ACTION_HEADS:
+        raise ConfigError(f"config error: '{key}.decision.action_head' must be one of {', '.join(ACTION_HEADS)}, "
+                          f"got {decision.action_head!r}")
+    if decision.frequencies < 1:
+        raise ConfigError(f"config error: '{key}.decision.frequencies' must be at least 1, got {decision.frequencies}")
+    if decision.lora is not None and decision.lora.rank < 1:
+        raise ConfigError(f"config error: '{key}.decision.lora.rank' must be at least 1, got {decision.lora.rank}")
+    tokens, positions = 3 * cfg.finetune.window, 2 * cfg.pretrain.window + 1
+    if tokens > positions:
+        raise ConfigError(f"config error: method {name} reads 3 tokens per step: 'finetune.window' "
+                          f"({cfg.finetune.window}) x 3 = {tokens} exceeds the model's {positions} positions "
+                          f"(2 x 'pretrain.window' + 1)")
 
 
 def _check_peer(name: str, method: DictConfig, finetune: DictConfig, run: bool) -> None:

@@ -236,7 +236,7 @@ def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
     if chosen["init"] == "peer":  # our few-shot training episodes, our gradient steps, d3rlpy's algorithm
         return {"seed": int(seed), "task": task, "method": method, "heldout_tasks": list(cfg.heldout_tasks),
                 "peer": chosen["peer"], "settings": chosen["settings"], "data": f["data"],
-                "finetune": {key: f[key] for key in ("steps", "validate_every", "holdout_fraction")},
+                "finetune": {key: f[key] for key in ("steps", "validate_every", "holdout_fraction", "window")},
                 "inputs": finetune_inputs(cfg, task, method, model), **job}
     size, backbone = model.split("-")
     settings = {k: v for k, v in f.items() if k not in ("data", "seeds", "methods_run", "methods", "online")}
@@ -247,6 +247,7 @@ def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
         "heldout_tasks": list(cfg.heldout_tasks), "suite": suite(cfg), "data": f["data"],
         "channel_layout": cfg.pretrain.channel_layout, "positions": cfg.pretrain.window,
         "model": model_spec(cfg, size, backbone), "loss": {**to_plain(cfg.pretrain.loss), **chosen["loss"]},
+        "decision": chosen["decision"] if chosen["objective"] == "dt" else None,
         "finetune": settings, "inputs": finetune_inputs(cfg, task, method, model), **job,
     }
 
@@ -307,16 +308,19 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
         kind, loss, window = "world_model", to_plain(cfg.pretrain.loss), cfg.pretrain.window
     else:
         chosen = cfg.finetune.methods[method]
-        kind = chosen.init if chosen.init in OWN_MODELS else "world_model"
+        kind = chosen.init if chosen.init in OWN_MODELS else "decision" if chosen.objective == "dt" else "world_model"
         loss = {**to_plain(cfg.pretrain.loss), **to_plain(chosen.loss)}
         window = cfg.finetune.window
     plans = kind == "world_model" and loss["next_obs"] > 0 and loss["reward"] > 0  # needs a trained world model
+    conditioned = kind == "decision" or (kind == "peer" and chosen.peer == "discrete_dt")
     return {
         "experiment": cfg.experiment, "scale": cfg.scale, "task": task, "method": method, "model": model,
         "seed": int(seed), "kind": kind, **task_env(cfg, task), "episodes": e["episodes"],
         "max_episode_steps": e["max_episode_steps"] or cfg.tasks[task].max_episode_steps,
         "env_seed": e["env_seed"] + 1000 * int(seed), "context": window, "gamma": loss["gamma"],
         "planning": e["planning"] if plans else None, "score": to_plain(cfg.tasks[task].score),
+        **({"target_return": to_plain(cfg.tasks[task].target_return or cfg.evaluate.target_return),
+            "actions": e["decision_actions"]} if conditioned else {}),
         "inputs": {"checkpoints": evaluate_inputs(cfg, task, method, model, seed),
                    "datasets": score_datasets(cfg, task), "record": model_record(cfg, task, method, model, seed)},
         **_tracked(cfg, "evaluate", EVALUATE.removesuffix(".parquet"), wildcards),

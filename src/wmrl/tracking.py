@@ -83,16 +83,20 @@ def run_url(run_id: str, root: Path | str = ".") -> str | None:
 
 def write_record(path: Path | str, run_id: str, spec: dict[str, Any], model_uri: str | None,
                  datasets: dict[str, dict[str, Any]], parameters: int | None = None,
-                 root: Path | str = ".", training: dict[str, float] | None = None) -> dict[str, Any]:
+                 root: Path | str = ".", training: dict[str, float] | None = None,
+                 trained_parameters: int | None = None, from_pretraining: list[str] | None = None) -> dict[str, Any]:
     """Write a trained model's lineage beside it (``<name>.mlflow.json``): the MLflow run (id,
     experiment, page URL if any), the registered model URI, its parameter count, the tags of its
     run, the datasets it was trained on (directory -> content digest) and, when given, what
     training took (`training`: {"steps": gradient steps, "seconds": wall seconds of the training
-    loop alone}; the report's training-speed table reads it). Downstream jobs read this file,
-    never the store."""
+    loop alone}; the report's training-speed table reads it), how many parameters training
+    changed (`trained_parameters`: fewer than `parameters` under LoRA) and which of the model's
+    modules came from pretraining. Downstream jobs read this file, never the store."""
     record = {"run_id": run_id, "experiment": spec["mlflow_experiment"], "model_uri": model_uri,
               "run_url": run_url(run_id, root), "parameters": parameters, **run_tags(spec),
               "datasets": {directory: dataset_digest(card) for directory, card in sorted(datasets.items())},
+              "trained_parameters": parameters if trained_parameters is None else trained_parameters,
+              "from_pretraining": from_pretraining or [],
               **({"training": training} if training is not None else {})}
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
     return record

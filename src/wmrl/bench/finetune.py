@@ -85,17 +85,19 @@ def peer(spec: dict[str, Any], evaluation: dict[str, Any], steps: int, every: in
     dataset = open_dataset(spec["inputs"]["dataset"])
     kind = dataset.card["obs"]["kind"]
     episodes_data = training_episodes(dataset, spec["data"], spec["finetune"]["holdout_fraction"])
+    settings = {**spec["settings"], **d3rlpy.data_settings(spec["peer"], episodes_data, spec["finetune"]["window"])}
+    best = d3rlpy.best_return(episodes_data)
     rows, checking = [], 0.0
 
     def check(algo, step):
         nonlocal checking
         now = time.perf_counter()
-        checkpoint = d3rlpy.checkpoint(algo, spec["peer"], spec["settings"], kind)
+        checkpoint = d3rlpy.checkpoint(algo, spec["peer"], settings, kind, best)
         rows.append({"step": step, "seconds": now - started - checking, "score": score(evaluation, checkpoint, episodes)})
         checking += time.perf_counter() - now
 
     started = time.perf_counter()
-    d3rlpy.train(spec["peer"], spec["settings"], kind, episodes_data, steps, every, spec["seed"], check)
+    d3rlpy.train(spec["peer"], settings, kind, episodes_data, steps, every, spec["seed"], check)
     return rows
 
 

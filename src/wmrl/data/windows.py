@@ -1,8 +1,9 @@
 """Training windows: K consecutive transitions of one episode, sampled evenly across tasks.
 
 A window starting at transition row i holds the observations of rows i..i+K (the last one is the
-observation after the K-th action), the K actions, rewards and termination flags, and a mask that
-is 0 where the episode ended before the window did (those positions are padding).
+observation after the K-th action), the K actions, rewards, termination flags and returns-to-go
+(for return-conditioned methods), and a mask that is 0 where the episode ended before the window
+did (those positions are padding).
 
 Observations of different tasks share one input layout along their last axis: for MinAtar grids,
 `channel_layout = "union"` gives every distinct channel name of the suite its own plane (so
@@ -83,6 +84,7 @@ class TaskSteps:
     terminated: np.ndarray  # (rows,) bool
     episode_end: np.ndarray  # (rows,) the row index of the episode's final row
     starts: np.ndarray  # transition rows: where windows may start
+    return_to_go: np.ndarray  # (rows,) float32: the rewards of this row and the later rows of its episode
 
     def chunk(self, block: int) -> TaskSteps:
         """Held in memory, every chunk of training is all of it (see ReplayChunks)."""
@@ -209,10 +211,20 @@ def task_steps(frame: pl.DataFrame, obs: dict[str, Any], task: str, index: int) 
     """The steps of `frame` (rows of whole episodes, sorted) as arrays; `obs` is the card's obs spec."""
     action = frame["action"].fill_null(-1).to_numpy().astype(np.int64)
     final = action < 0
-    return TaskSteps(task=task, index=index, obs=decode_obs(frame["obs"], obs), action=action,
-                     reward=frame["reward"].fill_null(0.0).to_numpy().astype(np.float32),
+    reward = frame["reward"].fill_null(0.0).to_numpy().astype(np.float32)
+    episode_end = _next_true(final)
+    return TaskSteps(task=task, index=index, obs=decode_obs(frame["obs"], obs), action=action, reward=reward,
                      terminated=frame["terminated"].fill_null(False).to_numpy().astype(bool),
-                     episode_end=_next_true(final), starts=np.flatnonzero(~final))
+                     episode_end=episode_end, starts=np.flatnonzero(~final),
+                     return_to_go=returns_to_go(reward, episode_end))
+
+
+def returns_to_go(reward: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
+    """R_t = r_t + r_{t+1} + ... up to the episode's final row, undiscounted (Decision Transformer's
+    return-to-go). Only the rows given count: an episode cut short (by its time limit, or by the
+    few-shot slice) has the return it has in the data, never rewards from beyond it."""
+    after = np.r_[np.cumsum(reward[::-1], dtype=np.float64)[::-1], 0.0]  # after[i]: rewards of rows i..end
+    return (after[:-1] - after[episode_end + 1]).astype(np.float32)
 
 
 def _next_true(flags: np.ndarray) -> np.ndarray:
@@ -235,6 +247,7 @@ class WindowSampler:
             "actions": np.zeros((batch, k), dtype=np.int64),
             "reward": np.zeros((batch, k), dtype=np.float32),
             "terminated": np.zeros((batch, k), dtype=bool),
+            "return_to_go": np.zeros((batch, k), dtype=np.float32),
             "mask": np.zeros((batch, k), dtype=bool),
             "task": np.zeros(batch, dtype=np.int64),
         }
@@ -258,5 +271,6 @@ class WindowSampler:
         out["actions"][members] = np.where(transition, steps.action[step_rows], 0)
         out["reward"][members] = np.where(transition, steps.reward[step_rows], 0.0)
         out["terminated"][members] = transition & steps.terminated[step_rows]
+        out["return_to_go"][members] = np.where(transition, steps.return_to_go[step_rows], 0.0)
         out["mask"][members] = transition
         out["task"][members] = steps.index

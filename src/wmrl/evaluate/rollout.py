@@ -2,7 +2,8 @@
 
 A run's N episodes are played side by side (one environment each, seeded env_seed + i, all reset
 at once and stepped in lockstep; the policy acts for all running episodes in one batch), greedily
-(no epsilon), with every checkpoint the run has ("last" and "best", or "final" for a pretrained
+(no epsilon; a return-conditioned agent greedy or sampled, as `evaluate.decision_actions` says,
+asked for its target return), with every checkpoint the run has ("last" and "best", or "final" for a pretrained
 model; "last" alone for online DQN and the d3rlpy peers) and, for models with a trained world
 model, with and without beam-search planning.
 Rows (DESIGN.md section 3): experiment, scale, task, method, model, seed, checkpoint, planning,
@@ -25,10 +26,11 @@ import polars as pl
 import torch
 
 from wmrl import tracking
-from wmrl.config import ModelConfig
+from wmrl.config import DecisionConfig, ModelConfig
 from wmrl.data import read_card
 from wmrl.data.windows import ObsLayout
 from wmrl.envs import make_env
+from wmrl.models.decision_transformer import DecisionTransformer
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.planning import beam_search
 
@@ -37,11 +39,20 @@ NO_PLANNING = {"width": 0, "horizon": 0}
 
 
 def load_model(path: str | Path) -> tuple[WorldActionModel, dict[str, Any]]:
-    """A world-action model from a weights-only checkpoint (model.pt, last.pt, best.pt)."""
+    """A world-action model, or the Decision Transformer a checkpoint's "decision" settings
+    describe, from a weights-only checkpoint (model.pt, last.pt, best.pt)."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = WorldActionModel(ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"]))
+    shape, spec = ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"])
+    decision = checkpoint.get("decision")
+    model = WorldActionModel(shape, spec) if decision is None else DecisionTransformer(shape, spec,
+                                                                                      DecisionConfig(**decision))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint
+
+
+def target_return(target: dict[str, Any], best_return: float) -> float:
+    """The return a return-conditioned agent is asked for (config.TargetReturnConfig)."""
+    return target["value"] * best_return if target["mode"] == "best" else target["value"]
 
 
 def task_view(model: WorldActionModel, checkpoint: dict[str, Any], task: str) -> tuple[ObsLayout, torch.Tensor]:
@@ -60,9 +71,9 @@ class ModelAgent:
     K - 1 steps before it, and K - h when a plan of horizon h reads Q h - 1 imagined steps further."""
 
     def __init__(self, path: str | Path, task: str, context: int, planning: dict[str, int] | None, gamma: float):
-        self.model, checkpoint = load_model(path)
-        self.layout, self.obs_mask = task_view(self.model, checkpoint, task)
-        self.task, self.task_index = task, checkpoint["tasks"].index(task)
+        self.model, self.checkpoint = load_model(path)
+        self.layout, self.obs_mask = task_view(self.model, self.checkpoint, task)
+        self.task, self.task_index = task, self.checkpoint["tasks"].index(task)
         self.planning, self.gamma = planning, gamma
         self.context = context - (planning["horizon"] if planning else 1)  # steps kept before the current one
 
@@ -93,7 +104,7 @@ class ModelAgent:
         return chosen.numpy()
 
     @torch.no_grad()
-    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray) -> None:
+    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray, rewards: np.ndarray) -> None:
         self.current[index] = torch.from_numpy(self.layout.place(self.task, obs))
         encoded = torch.zeros_like(self.obs_tokens[-1])
         encoded[index] = self.encode(self.current[index])
@@ -103,13 +114,48 @@ class ModelAgent:
         self.actions = (self.actions + [taken])[-self.context:]
 
 
+class DecisionAgent(ModelAgent):
+    """Acts with a Decision Transformer asked for return R_0 = `target`: each episode's return-to-go
+    falls by every reward it receives (R_{t+1} = R_t - r_t), and the policy at the current
+    observation, given the K - 1 steps before it, picks the action: its argmax, or a sample."""
+
+    def __init__(self, path: str | Path, task: str, context: int, target: dict[str, Any], sampled: bool):
+        super().__init__(path, task, context, None, 0.0)
+        self.target = target_return(target, self.checkpoint["best_return"])
+        self.sampled = sampled
+
+    def reset(self, obs: np.ndarray) -> None:
+        super().reset(obs)
+        self.returns = [np.full(len(obs), self.target, dtype=np.float32)]  # per step: R_t of every episode
+
+    @torch.no_grad()
+    def act(self, index: np.ndarray) -> np.ndarray:
+        n = min(len(self.actions), self.context)
+        task = torch.full((len(index),), self.task_index)
+        returns = torch.from_numpy(np.stack(self.returns[len(self.returns) - n - 1:], 1)[index])
+        obs_tokens = torch.stack(self.obs_tokens[len(self.obs_tokens) - n - 1:], 1)[index]
+        actions = torch.from_numpy(np.stack(self.actions[len(self.actions) - n:], 1)[index] if n else
+                                   np.zeros((len(index), 0), dtype=np.int64))
+        tokens = self.model.interleave3(self.model.return_tokens(returns, task), obs_tokens,
+                                        self.model.action_embedding(actions))
+        logits = self.model.last_policy(tokens, task)
+        chosen = torch.multinomial(logits.softmax(-1), 1).squeeze(-1) if self.sampled else logits.argmax(-1)
+        return chosen.numpy()
+
+    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray, rewards: np.ndarray) -> None:
+        super().observe(index, actions, obs, rewards)
+        remaining = self.returns[-1].copy()
+        remaining[index] -= rewards
+        self.returns = (self.returns + [remaining])[-self.context - 1:]
+
+
 class MarkovAgent:
     """An agent that acts on the current observation alone: it keeps each episode's latest one."""
 
     def reset(self, obs: np.ndarray) -> None:
         self.current = obs
 
-    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray) -> None:
+    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray, rewards: np.ndarray) -> None:
         self.current = self.current.copy()
         self.current[index] = obs
 
@@ -150,12 +196,44 @@ class PeerAgent(MarkovAgent):
         return self.algo.predict(self.peer.peer_observations(self.current[index], self.checkpoint["obs_kind"]))
 
 
+class PeerDecisionAgent(PeerAgent):
+    """Acts with a d3rlpy Decision Transformer: one stateful wrapper per episode (d3rlpy's own
+    bookkeeping of the return-to-go, target minus the rewards received), greedy or sampled by
+    d3rlpy's softmax sampler (numpy's global generator, seeded here)."""
+
+    def __init__(self, path: str | Path, target: dict[str, Any], sampled: bool, seed: int):
+        super().__init__(path)
+        self.target = target_return(target, self.checkpoint["best_return"])
+        self.sampled, self.seed = sampled, seed
+
+    def reset(self, obs: np.ndarray) -> None:
+        from d3rlpy.algos import GreedyTransformerActionSampler, SoftmaxTransformerActionSampler
+
+        super().reset(obs)
+        np.random.seed(self.seed)
+        sampler = SoftmaxTransformerActionSampler if self.sampled else GreedyTransformerActionSampler
+        self.wrappers = [self.algo.as_stateful_wrapper(self.target, sampler()) for _ in range(len(obs))]
+        self.rewards = np.zeros(len(obs))  # the reward each episode received last (0 before its first step)
+
+    def act(self, index: np.ndarray) -> np.ndarray:
+        obs = self.peer.peer_observations(self.current[index], self.checkpoint["obs_kind"])
+        return np.array([self.wrappers[i].predict(o, float(self.rewards[i])) for i, o in zip(index, obs, strict=True)])
+
+    def observe(self, index: np.ndarray, actions: np.ndarray, obs: np.ndarray, rewards: np.ndarray) -> None:
+        super().observe(index, actions, obs, rewards)
+        self.rewards[index] = rewards
+
+
 def make_agent(spec: dict[str, Any], path: str, planning: dict[str, int] | None, env_settings: dict[str, Any]):
     """The agent that plays checkpoint `path` of an evaluation of kind spec["kind"]."""
+    sampled = spec.get("actions") == "sampled"
     if spec["kind"] == "online":
         return OnlineAgent(path, env_settings)
     if spec["kind"] == "peer":
-        return PeerAgent(path)
+        return PeerDecisionAgent(path, spec["target_return"], sampled, spec["seed"]) if "target_return" in spec \
+            else PeerAgent(path)
+    if spec["kind"] == "decision":
+        return DecisionAgent(path, spec["task"], spec["context"], spec["target_return"], sampled)
     return ModelAgent(path, spec["task"], spec["context"], planning, spec["gamma"])
 
 
@@ -169,14 +247,14 @@ def play(agent, env_settings: dict[str, Any], episodes: int, env_seed: int) -> t
     while running.any():
         index = np.flatnonzero(running)
         actions = agent.act(index)
-        next_obs = []
-        for i, action in zip(index, actions, strict=True):
-            obs, reward, terminated, truncated, _ = envs[i].step(int(action))
-            returns[i] += reward
+        next_obs, rewards = [], np.zeros(len(index), dtype=np.float32)
+        for j, (i, action) in enumerate(zip(index, actions, strict=True)):
+            obs, rewards[j], terminated, truncated, _ = envs[i].step(int(action))
+            returns[i] += rewards[j]
             lengths[i] += 1
             running[i] = not (terminated or truncated)
             next_obs.append(obs)
-        agent.observe(index, actions, np.stack(next_obs))
+        agent.observe(index, actions, np.stack(next_obs), rewards)
     for env in envs:
         env.close()
     return returns, lengths

@@ -26,6 +26,11 @@ source computes them:
   the TD part double DQN; its target takes the argmax from Q' too). Adam.
 * ``discrete_bc`` — DiscreteBC: L = -log softmax(l(s))[a] + beta mean(l(s)^2) over the policy's
   logits l. Adam. Acts by argmax of the logits.
+* ``discrete_dt`` — DiscreteDecisionTransformer (Chen et al. 2021): a GPT over (R_t, o_t, a_t)
+  triples of `context_size` steps, with a global time-step embedding (up to `max_timestep`),
+  trained by cross-entropy of the data's actions. AdamW with a linear warm-up over
+  `warmup_tokens`, then cosine decay. Acts through d3rlpy's stateful wrapper, which lowers the
+  target return by every reward received.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import structlog
 import torch
 from d3rlpy.constants import ActionSpace
 from d3rlpy.dataset import MDPDataset
-from d3rlpy.logging import NoopAdapterFactory
+from d3rlpy.logging import LoggerAdapterFactory, NoopAdapter
 from d3rlpy.models.encoders import PixelEncoderFactory
 from d3rlpy.preprocessing import PixelObservationScaler
 
@@ -90,6 +95,19 @@ def to_mdp_dataset(frame: pl.DataFrame, card: dict[str, Any]) -> MDPDataset:
     return dataset
 
 
+def data_settings(algorithm: str, episodes: MDPDataset, window: int) -> dict[str, int]:
+    """Settings the data fixes: a Decision Transformer reads `window` steps (ours do too) and
+    embeds time steps up to the longest training episode."""
+    if algorithm != "discrete_dt":
+        return {}
+    return {"context_size": window, "max_timestep": max(episode.size() for episode in episodes.episodes) + 1}
+
+
+def best_return(dataset: MDPDataset) -> float:
+    """The best episode return of a dataset (a return-conditioned peer's target return scale)."""
+    return max(float(episode.rewards.sum()) for episode in dataset.episodes)
+
+
 def encoder_settings(kind: str) -> dict[str, Any]:
     """The encoder and observation scaler of the peer's config for an observation kind."""
     if kind == "grid":
@@ -126,16 +144,41 @@ def train(algorithm: str, settings: dict[str, Any], kind: str, dataset: MDPDatas
     d3rlpy.seed(seed)
     algo = make_algo(algorithm, settings, kind)
     epochs = steps // steps_per_epoch
-    callback = None if on_epoch is None else (lambda fitted, _epoch, step: on_epoch(fitted, step))
+
+    def callback(fitted, _epoch: int, step: int) -> None:  # after every step (both of d3rlpy's fit loops)
+        if on_epoch is not None and step % steps_per_epoch == 0:
+            on_epoch(fitted, step)
+
+    curve = CurveAdapterFactory()
     started = time.perf_counter()
-    results = algo.fit(dataset, n_steps=steps, n_steps_per_epoch=steps_per_epoch, experiment_name=algorithm,
-                       with_timestamp=False, logger_adapter=NoopAdapterFactory(), show_progress=False,
-                       save_interval=epochs + 1, epoch_callback=callback)
+    algo.fit(dataset, n_steps=steps, n_steps_per_epoch=steps_per_epoch, experiment_name=algorithm,
+             with_timestamp=False, logger_adapter=curve, show_progress=False, save_interval=epochs + 1,
+             callback=callback)
     seconds = time.perf_counter() - started
-    curve = [{"step": epoch * steps_per_epoch, **{f"train/{name}": value for name, value in metrics.items()
-                                                   if not name.startswith("time_")}}
-             for epoch, metrics in results]
-    return Trained(algo, algo.grad_step, seconds, curve)
+    return Trained(algo, algo.grad_step, seconds, curve.rows)
+
+
+class CurveAdapter(NoopAdapter):
+    """A d3rlpy logger adapter that writes nothing and keeps the losses its logger commits at the end
+    of each epoch (their means over the epoch), one row per epoch: step, train/<loss>."""
+
+    def __init__(self, rows: list[dict[str, float]]):
+        self.rows = rows
+
+    def before_write_metric(self, epoch: int, step: int) -> None:
+        self.rows.append({"step": step})
+
+    def write_metric(self, epoch: int, step: int, name: str, value: float) -> None:
+        if not name.startswith("time_"):
+            self.rows[-1][f"train/{name}"] = value
+
+
+class CurveAdapterFactory(LoggerAdapterFactory):
+    def __init__(self):
+        self.rows: list[dict[str, float]] = []
+
+    def create(self, algo, experiment_name: str, n_steps_per_epoch: int) -> CurveAdapter:
+        return CurveAdapter(self.rows)
 
 
 def trained_modules(algo) -> dict[str, torch.nn.Module]:
@@ -149,9 +192,10 @@ def parameter_count(algo) -> int:
                for p in module.parameters())
 
 
-def checkpoint(algo, algorithm: str, settings: dict[str, Any], kind: str) -> dict[str, Any]:
-    """What ``last.pt`` holds: plain values and tensors only (``torch.load(weights_only=True)``)."""
-    return {"algo": algorithm, "settings": dict(settings), "obs_kind": kind,
+def checkpoint(algo, algorithm: str, settings: dict[str, Any], kind: str, best: float) -> dict[str, Any]:
+    """What ``last.pt`` holds: plain values and tensors only (``torch.load(weights_only=True)``),
+    with `best`, the training episodes' best return."""
+    return {"algo": algorithm, "settings": dict(settings), "obs_kind": kind, "best_return": best,
             "observation_shape": list(algo.impl.observation_shape), "action_size": int(algo.impl.action_size),
             "d3rlpy": d3rlpy.__version__,
             "modules": {name: module.state_dict() for name, module in trained_modules(algo).items()}}

@@ -1,13 +1,15 @@
 """Stage 3: fine-tune a world-action model on a held-out task's few-shot data.
 
 Every offline method (`pretrained`, `scratch`, `bc`, and any defined in config) trains the same
-architecture with the joint objective of `wmrl.rl.objectives`, weighted per method, on the same
-slice of the task's behaviour data (`wmrl.data.windows.few_shot`) for the same number of gradient
-steps. The last episodes of the slice are held out: the checkpoint with the lowest loss on them
+architecture on the same slice of the task's behaviour data (`wmrl.data.windows.few_shot`) for
+the same number of gradient steps: with the joint objective of `wmrl.rl.objectives`, weighted per
+method, or (objective dt) as a Decision Transformer with the return-conditioned objective of
+`wmrl.rl.rcsl`, optionally through LoRA adapters (peft) merged into the weights when saved. The last episodes of the slice are held out: the checkpoint with the lowest loss on them
 (the method's own objective) is the "best" one; evaluation episodes never choose it.
 
 Outputs, written last: ``last.pt`` and ``best.pt`` (as ``model.pt`` of pretraining, plus "task"
-and "step"), ``curve.parquet`` (validation metrics by gradient step), ``model.mlflow.json``.
+and "step"; a Decision Transformer's also its "decision" settings, the training episodes' best
+return and which modules came from pretraining), ``curve.parquet`` (validation metrics by gradient step), ``model.mlflow.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import copy
+import sys
+
 import lightning as L
 import polars as pl
 import torch
@@ -24,6 +29,7 @@ import torch
 from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import ObsLayout, read_few_shot, split_episodes, task_steps
+from wmrl.models.decision_transformer import load_pretrained
 from wmrl.models.world_model import ModelShape
 from wmrl.train.loop import BEST, fit, model_weights, suite_shape
 from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
@@ -40,15 +46,29 @@ class Setup:
     dataset: Dataset
     shape: ModelShape
     layout: ObsLayout
+    best_return: float  # the best episode return of the training episodes (a DT's target return scale)
+    from_pretraining: list[str]  # the model's top-level modules whose weights came from pretraining
 
-    def checkpoint(self, spec: dict[str, Any], step: int) -> dict[str, Any]:
-        """The model now, as ``last.pt``/``best.pt`` hold it (model.pt's keys plus task and step)."""
-        return self.module_checkpoint(self.module.model.state_dict(), spec, step)
+    def checkpoint(self, spec: dict[str, Any], step: int, weights: dict[str, torch.Tensor] | None = None
+                   ) -> dict[str, Any]:
+        """The model now (or with `weights`, a Lightning checkpoint's), as ``last.pt``/``best.pt``
+        hold it: model.pt's keys plus task and step, LoRA adapters merged into the weights."""
+        model = copy.deepcopy(self.module.model)
+        if weights is not None:
+            model.load_state_dict(weights)
+        if is_peft(model):
+            model = model.merge_and_unload()
+        return {"state_dict": model.state_dict(), "shape": asdict(self.shape), "model": dict(spec["model"]),
+                "tasks": list(spec["suite"]), "layout": self.layout.features, "task": spec["task"], "step": step,
+                "decision": spec["decision"], "best_return": self.best_return,
+                "from_pretraining": self.from_pretraining}
 
-    def module_checkpoint(self, state_dict: dict[str, torch.Tensor], spec: dict[str, Any], step: int
-                          ) -> dict[str, Any]:
-        return {"state_dict": state_dict, "shape": asdict(self.shape), "model": dict(spec["model"]),
-                "tasks": list(spec["suite"]), "layout": self.layout.features, "task": spec["task"], "step": step}
+    def parameters(self) -> tuple[int, int]:
+        """The model's parameters: trained ones, and all (adapters merged)."""
+        model = self.module.model
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in (model.get_base_model() if is_peft(model) else model).parameters())
+        return trained, total
 
 
 def setup(spec: dict[str, Any]) -> Setup:
@@ -73,10 +93,14 @@ def setup(spec: dict[str, Any]) -> Setup:
     data = WindowDataModule(load, [task], layout, cfg["window"], cfg["batch_size"], cfg["heldout_windows"], seed)
     L.seed_everything(seed, workers=True)
     optim = {k: cfg[k] for k in ("learning_rate", "weight_decay", "warmup_steps", "steps", "target_update")}
-    module = WorldModelModule(asdict(shape), spec["model"], spec["loss"], optim, suite)
-    if spec["init"] == "pretrained":
-        start_from(module, spec["inputs"]["pretrained"], shape)
-    return Setup(module, data, dataset, shape, layout)
+    module = WorldModelModule(asdict(shape), spec["model"], spec["loss"], optim, suite, spec["decision"])
+    loaded = start_from(module, spec["inputs"]["pretrained"], shape) if spec["init"] == "pretrained" else []
+    lora = (spec["decision"] or {}).get("lora")
+    if lora:
+        add_adapters(module, lora)
+    training = split_episodes(frame, "train", cfg["holdout_fraction"], name)
+    best_return = float(training.group_by("episode").agg(pl.col("reward").sum())["reward"].max())
+    return Setup(module, data, dataset, shape, layout, best_return, loaded)
 
 
 def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> None:
@@ -91,21 +115,48 @@ def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
         return  # another data-parallel process: rank zero writes the outputs
 
     best_weights, best_step = model_weights(fitted.checkpoints / BEST)
-    torch.save(run.module_checkpoint(best_weights, spec, best_step), out["best"])
+    torch.save(run.checkpoint(spec, best_step, best_weights), out["best"])
     pl.DataFrame(fitted.curve).write_parquet(out["curve"])
-    example = {k: v[:2].numpy() for k, v in run.data.heldout[task][0].items() if k in ("obs", "actions", "task")}
+    inputs = ("obs", "actions", "task") + (("return_to_go",) if spec["decision"] else ())
+    example = {k: v[:2].numpy() for k, v in run.data.heldout[task][0].items() if k in inputs}
     model_uri = tracking.register_model(fitted.run_id, run.checkpoint(spec, cfg["steps"]), out["last"],
                                         spec["registered_model"], spec["alias"], example)
-    tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, {name: card},
-                          run.module.model.parameter_count(), training=fitted.training(cfg["steps"]))
+    trained, total = run.parameters()
+    tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, {name: card}, total,
+                          training=fitted.training(cfg["steps"]), trained_parameters=trained,
+                          from_pretraining=run.from_pretraining)
     log.info("fine-tuned %s on %s: best checkpoint at step %d of %d", spec["method"], task, best_step, cfg["steps"])
 
 
-def start_from(module: WorldModelModule, path: str, shape) -> None:
-    """Load pretrained weights into the model and its target network."""
+def start_from(module: WorldModelModule, path: str, shape) -> list[str]:
+    """Load pretrained weights into the model (and its target network, if it has one); returns
+    the model's top-level modules that came from pretraining."""
     pretrained = torch.load(path, map_location="cpu", weights_only=True)
     if pretrained["shape"] != asdict(shape):
         raise ValueError(f"{path}: the pretrained model's shape {pretrained['shape']} is not this suite's "
                          f"{asdict(shape)}; rerun pretraining")
+    if module.target is None:
+        return load_pretrained(module.model, pretrained["state_dict"])
     module.model.load_state_dict(pretrained["state_dict"])
     module.target.load_state_dict(pretrained["state_dict"])
+    return sorted({key.split(".")[0] for key in pretrained["state_dict"]})
+
+
+def add_adapters(module: WorldModelModule, lora: dict[str, Any]) -> None:
+    """Wrap the model with peft's LoRA adapters on the `lora["target_modules"]` linear layers; all
+    else is frozen except the modules named in `lora["trainable"]`."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(module.model, LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"],
+                                                    target_modules=list(lora["target_modules"])))
+    for part in lora["trainable"]:
+        if not hasattr(model.get_base_model(), part):
+            raise ValueError(f"decision.lora.trainable names {part!r}, which the model does not have")
+        getattr(model.get_base_model(), part).requires_grad_(True)
+    module.model = model
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    """Whether `model` carries peft adapters (peft is imported only by runs that add them)."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(model, peft.PeftModel)

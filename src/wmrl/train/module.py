@@ -1,5 +1,6 @@
 """Lightning pieces shared by pretraining and fine-tuning: the world-action model trained with the
-joint objective, a deterministic stream of training windows, and progress lines for log files."""
+joint objective (or, fine-tuned return-conditioned, as a Decision Transformer), a deterministic
+stream of training windows, and progress lines for log files."""
 
 from __future__ import annotations
 
@@ -17,39 +18,53 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from wmrl.config import LossConfig, ModelConfig
+from wmrl.config import DecisionConfig, LossConfig, ModelConfig
 from wmrl.data.windows import ObsLayout, ReplayChunks, TaskSteps, WindowSampler
+from wmrl.models.decision_transformer import DecisionTransformer
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.progress import Progress
 from wmrl.rl.objectives import joint_loss
+from wmrl.rl.rcsl import decision_loss
 
 log = logging.getLogger("wmrl")
 
 
 class WorldModelModule(L.LightningModule):
-    """The model, its target network (copied every `target_update` steps) and the joint loss."""
+    """The model and its objective: the world-action model, its target network (copied every
+    `target_update` steps) and the joint loss; or, given `decision` (a DecisionConfig), the
+    Decision Transformer and the return-conditioned loss, which needs no target."""
 
     def __init__(self, shape: dict[str, Any], model: dict[str, Any], loss: dict[str, Any],
-                 optim: dict[str, Any], tasks: list[str]):
+                 optim: dict[str, Any], tasks: list[str], decision: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.model = WorldActionModel(ModelShape(**shape), ModelConfig(**model))
-        self.target = copy.deepcopy(self.model).requires_grad_(False)
-        self.weights = LossConfig(**loss)
+        if decision is None:
+            self.model = WorldActionModel(ModelShape(**shape), ModelConfig(**model))
+            self.target = copy.deepcopy(self.model).requires_grad_(False)
+            self.weights = LossConfig(**loss)
+        else:
+            self.weights = DecisionConfig(**decision)
+            self.model = DecisionTransformer(ModelShape(**shape), ModelConfig(**model), self.weights)
+            self.target = None
         self.tasks = tasks
 
+    def objective(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.target is None:
+            return decision_loss(self.model, batch, self.weights)
+        return joint_loss(self.model, self.target, batch, self.weights)
+
     def training_step(self, batch, batch_index):
-        loss, parts = joint_loss(self.model, self.target, batch, self.weights)
+        loss, parts = self.objective(batch)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{name}": value for name, value in parts.items()})
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_index):
-        if self.global_step % self.hparams.optim["target_update"] == 0:
+        if self.target is not None and self.global_step % self.hparams.optim["target_update"] == 0:
             self.target.load_state_dict(self.model.state_dict())
 
     def validation_step(self, batch, batch_index):
-        loss, parts = joint_loss(self.model, self.target, batch, self.weights)
+        loss, parts = self.objective(batch)
         task = self.tasks[int(batch["task"][0])]
         size = len(batch["task"])
         self.log("val/loss", loss, batch_size=size)  # the best checkpoint's criterion

@@ -6,7 +6,8 @@ Outputs (pipeline.PEER_FILES), each written under a ``.partial`` name and rename
 last: ``last.pt`` (weights only: `wmrl.peers.d3rlpy.checkpoint`), ``curve.parquet`` (d3rlpy's mean
 training losses over each epoch of `finetune.validate_every` steps, by gradient step) and
 ``model.mlflow.json`` (lineage, parameter count, and `training`: the gradient steps and the wall
-seconds of d3rlpy's fit alone). The job is one MLflow run: the peer's settings as params, the
+seconds of d3rlpy's fit alone). A Decision Transformer peer reads `finetune.window` steps, as ours
+do, and its checkpoint keeps the training episodes' best return (its target return's scale). The job is one MLflow run: the peer's settings as params, the
 curve as metrics, the dataset as input. A killed job leaves no output that looks complete; its
 rerun trains again from the start (a peer is short) and logs into the same run (its id is kept
 under work/).
@@ -27,7 +28,8 @@ from d3rlpy.dataset import MDPDataset
 from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import read_few_shot, split_episodes
-from wmrl.peers.d3rlpy import checkpoint, parameter_count, plain_logs, to_mdp_dataset, train
+from wmrl.peers.d3rlpy import (best_return, checkpoint, data_settings, parameter_count, plain_logs,
+                               to_mdp_dataset, train)
 from wmrl.progress import Progress
 from wmrl.train.module import claim_work_dir
 
@@ -49,18 +51,20 @@ def train_peer(spec: dict[str, Any], out: dict[str, str]) -> None:
     episodes = training_episodes(dataset, spec["data"], settings["holdout_fraction"])
     log.info("%s: %d training transitions in %d episodes of %s, %d gradient steps", spec["peer"],
              episodes.transition_count, len(episodes.episodes), name, steps)
+    algo_settings = {**spec["settings"], **data_settings(spec["peer"], episodes, settings["window"])}
     progress = Progress(steps, spec["run_name"], unit="steps")
-    trained = train(spec["peer"], spec["settings"], kind, episodes, steps, min(settings["validate_every"], steps),
+    trained = train(spec["peer"], algo_settings, kind, episodes, steps, min(settings["validate_every"], steps),
                     spec["seed"], lambda _, step: progress.update(step))
     progress.close()
     run_id = tracking.start_or_resume_run(Path(spec["work_dir"]), spec["mlflow_experiment"], spec["run_name"],
                                           tracking.run_tags(spec))
     tracking.log_dataset_inputs(run_id, {name: dataset.card})
-    params = {"peer/algorithm": spec["peer"], **{f"peer/{key}": value for key, value in spec["settings"].items()},
+    params = {"peer/algorithm": spec["peer"], **{f"peer/{key}": value for key, value in algo_settings.items()},
               "steps": steps, "transitions": episodes.transition_count, "episodes": len(episodes.episodes)}
     metrics = [(key, value, row["step"]) for row in trained.curve for key, value in row.items() if key != "step"]
     tracking.log_run(run_id, params, metrics + [("train/seconds", trained.seconds, trained.steps)])
-    publish(out["last"], lambda path: torch.save(checkpoint(trained.algo, spec["peer"], spec["settings"], kind), path))
+    publish(out["last"], lambda path: torch.save(checkpoint(trained.algo, spec["peer"], algo_settings, kind,
+                                                            best_return(episodes)), path))
     publish(out["curve"], lambda path: pl.DataFrame(trained.curve).write_parquet(path))
     publish(out["mlflow"], lambda path: tracking.write_record(
         path, run_id, spec, None, {name: dataset.card}, parameter_count(trained.algo),
