@@ -99,7 +99,9 @@ def test_a_peer_trains_on_the_rows_finetune_trains_on(random_dataset):
 
 
 def test_the_static_settings_are_the_scalar_fields_of_d3rlpys_configs():
-    not_settable = {"discrete_cql": {"compile_graph"}, "discrete_bc": {"compile_graph", "gamma"}}  # CUDA; BC has no TD
+    not_settable = {"discrete_cql": {"compile_graph"}, "discrete_bc": {"compile_graph", "gamma"},  # CUDA; BC has no TD
+                    # the data fixes context and time steps; no discounting; the schedule's end is for long runs
+                    "discrete_dt": {"compile_graph", "gamma", "context_size", "max_timestep", "final_tokens"}}
     for name, algorithm in PEER_ALGORITHMS.items():
         config = getattr(d3rlpy.algos, f"{algorithm.d3rlpy_class}Config")
         scalars = {f.name: f.type for f in dataclasses.fields(config) if f.type in (int, float, bool)}
@@ -118,19 +120,36 @@ def breakout_episodes(random_dataset):
 @pytest.mark.parametrize("algorithm", list(PEER_ALGORITHMS))
 def test_a_trained_peer_saves_weights_only_and_rebuilds_to_act_alike(algorithm, breakout_episodes, tmp_path):
     torch.set_num_threads(1)
-    settings = compose({"scale": "smoke"}, ROOT).finetune.methods[f"d3rlpy_{algorithm.removeprefix('discrete_')}"]
+    method = compose({"scale": "smoke"}, ROOT).finetune.methods[f"d3rlpy_{algorithm.removeprefix('discrete_')}"]
+    settings = {**method.settings, **peer.data_settings(algorithm, breakout_episodes, 4)}
     seen = []
-    trained = peer.train(algorithm, dict(settings.settings), "grid", breakout_episodes, 20, 10, seed=0,
+    trained = peer.train(algorithm, settings, "grid", breakout_episodes, 20, 10, seed=0,
                          on_epoch=lambda algo, step: seen.append((algo.grad_step, step)))
     assert trained.steps == 20 and trained.seconds > 0 and [row["step"] for row in trained.curve] == [10, 20]
     assert seen == [(10, 10), (20, 20)]  # the callback sees the algorithm at each epoch's end
     assert all(key.startswith("train/") for row in trained.curve for key in row if key != "step")
-    torch.save(peer.checkpoint(trained.algo, algorithm, dict(settings.settings), "grid", 1.0), tmp_path / "last.pt")
+    torch.save(peer.checkpoint(trained.algo, algorithm, settings, "grid", 1.0), tmp_path / "last.pt")
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert saved["observation_shape"] == [4, 10, 10] and saved["action_size"] == 6
+    assert saved["observation_shape"] == [4, 10, 10] and saved["action_size"] == 6 and saved["best_return"] == 1.0
     rebuilt = peer.load_algo(saved)
     obs = np.concatenate([episode.observations for episode in breakout_episodes.episodes])[:64]
-    assert np.array_equal(rebuilt.predict(obs), trained.algo.predict(obs))
+    if algorithm == "discrete_dt":  # a sequence model acts through d3rlpy's stateful wrapper
+        assert settings["context_size"] == 4
+        assert settings["max_timestep"] == max(e.size() for e in breakout_episodes.episodes) + 1
+        from d3rlpy.algos import GreedyTransformerActionSampler
+
+        acting = [algo.as_stateful_wrapper(3.0, GreedyTransformerActionSampler()) for algo in (rebuilt, trained.algo)]
+        first, second = ([wrapper.predict(o, 0.0) for o in obs[:12]] for wrapper in acting)
+        assert first == second
+        from wmrl.evaluate.rollout import PeerDecisionAgent, play
+
+        env = {"env": "minatar:breakout", "env_kwargs": {}, "max_episode_steps": 30}
+        agents = [PeerDecisionAgent(tmp_path / "last.pt", {"mode": "best", "value": 2.0}, True, 0) for _ in "ab"]
+        assert agents[0].target == 2.0
+        (returns_a, lengths_a), (returns_b, lengths_b) = (play(agent, env, 2, 5) for agent in agents)
+        assert np.array_equal(returns_a, returns_b) and np.array_equal(lengths_a, lengths_b)  # sampled, seeded
+    else:
+        assert np.array_equal(rebuilt.predict(obs), trained.algo.predict(obs))
     for name, module in peer.trained_modules(rebuilt).items():
         for key, value in module.state_dict().items():
             assert torch.equal(value, peer.trained_modules(trained.algo)[name].state_dict()[key])
@@ -210,8 +229,11 @@ def test_peers_train_on_the_few_shot_data_alone_in_their_own_rule():
     changed = compose({"scale": "smoke", "finetune": {"learning_rate": 1.0, "batch_size": 8}}, ROOT)
     assert finetune_spec(changed, "breakout", "d3rlpy_bc", PEER_MODEL, 1) == spec  # our settings are not theirs
     patterns = [set(methods_pattern(cfg, rule).split("|")) for rule in ("finetune", "train_online", "train_peer")]
-    assert patterns == [{"pretrained", "scratch", "bc", "pretrained_jowa", "pretrained_q_only"}, {"dqn_online"},
-                        {"d3rlpy_cql", "d3rlpy_bc"}]
+    decision = {"dt_scratch", "dt_pretrained", "dt_pretrained_lora", "dt_pretrained_modt", "dt_pretrained_fourier"}
+    assert patterns == [{"pretrained", "scratch", "bc", "pretrained_jowa", "pretrained_q_only"} | decision,
+                        {"dqn_online"}, {"d3rlpy_cql", "d3rlpy_bc", "d3rlpy_dt"}]
+    dt = finetune_spec(cfg, "breakout", "d3rlpy_dt", PEER_MODEL, 1)
+    assert dt["finetune"]["window"] == cfg.finetune.window  # a DT peer reads windows as long as ours
 
 
 @pytest.mark.parametrize("method, expected", [
@@ -236,5 +258,5 @@ def test_a_running_peer_needs_epochs_that_divide_the_steps():
     with pytest.raises(ConfigError, match=rf"peer d3rlpy_cql trains 'finetune.steps' \({steps}\) in epochs of "
                                           r"'finetune.validate_every' \(30\) steps"):
         compose({"finetune": {"validate_every": 30}}, ROOT)
-    compose({"finetune": {"validate_every": 30, "methods_run": ["pretrained", "scratch"]}, "report": {"variants": []}},
-            ROOT)  # no peer runs
+    compose({"finetune": {"validate_every": 30, "methods_run": ["pretrained", "scratch"]},
+             "report": {"variants": [], "claims": []}}, ROOT)  # no peer runs

@@ -64,8 +64,8 @@ REPORT_TEMPLATE = "workflow/report/report.html.j2"
 SCORES_FILES = {"episodes": "scores/episodes.parquet", "aggregate_parquet": "scores/aggregate.parquet",
                 "per_task_parquet": "scores/per_task.parquet", "improvement_parquet": "scores/improvement.parquet"}
 FIGURES = ("iqm", "per_seed", "curves", "world_model")  # + "scaling" when several model sizes run
-TABLES = ("aggregate", "improvement", "per_task", "runs", "datasets", "cost", "jobs", "lineage", "training_speed",
-          "world_model", "episodes")
+TABLES = ("aggregate", "improvement", "claims", "per_task", "runs", "datasets", "cost", "jobs", "lineage",
+          "training_speed", "world_model", "episodes")
 
 # Every rule's benchmark file (Snakemake's `benchmark:`); the report reads them for the pipeline's cost.
 BENCHMARKS = {
@@ -236,7 +236,8 @@ def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
     if chosen["init"] == "peer":  # our few-shot training episodes, our gradient steps, d3rlpy's algorithm
         return {"seed": int(seed), "task": task, "method": method, "heldout_tasks": list(cfg.heldout_tasks),
                 "peer": chosen["peer"], "settings": chosen["settings"], "data": f["data"],
-                "finetune": {key: f[key] for key in ("steps", "validate_every", "holdout_fraction", "window")},
+                "finetune": {key: f[key] for key in ("steps", "validate_every", "holdout_fraction")
+                             + ("window",) * (chosen["peer"] == "discrete_dt")},  # a DT reads our windows' steps
                 "inputs": finetune_inputs(cfg, task, method, model), **job}
     size, backbone = model.split("-")
     settings = {k: v for k, v in f.items() if k not in ("data", "seeds", "methods_run", "methods", "online")}
@@ -425,18 +426,37 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
 
 
 def method_labels(cfg: DictConfig) -> dict[str, dict[str, str]]:
-    """How the report names every evaluated method: its kind (ours | peer | online) and a label
-    that says what a peer or a baseline is, e.g. "d3rlpy_cql (peer: d3rlpy 2.8.1 DiscreteCQL)"."""
-    labels = {name: {"kind": "ours", "label": name} for name in (MULTIGAME, SINGLEGAME)}
+    """How the report names every evaluated method: its kind (ours | peer | online), a label that
+    says what a peer or a baseline is, e.g. "d3rlpy_cql (peer: d3rlpy 2.8.1 DiscreteCQL)", and its
+    recipe: where it starts, what it trains, with which head and adapters."""
+    labels = {name: {"kind": "ours", "label": name, "recipe": "pretrained, not fine-tuned"}
+              for name in (MULTIGAME, SINGLEGAME)}
     for name in cfg.finetune.methods_run:
         method = cfg.finetune.methods[name]
-        kind, label = METHOD_KINDS[method.init], name
+        kind, label, recipe = METHOD_KINDS[method.init], name, method_recipe(cfg, name)
         if method.init == "peer":
             label = f"{name} (peer: d3rlpy {version('d3rlpy')} {PEER_ALGORITHMS[method.peer].d3rlpy_class})"
         elif method.init == "online":
             label = f"{name} (online: stable-baselines3 {version('stable-baselines3')} DQN)"
-        labels[name] = {"kind": kind, "label": label}
+        labels[name] = {"kind": kind, "label": label, "recipe": recipe}
     return labels
+
+
+def method_recipe(cfg: DictConfig, name: str) -> str:
+    """One line of what a method does, e.g. "pretrained · dt · fourier head (N=2) · LoRA r4 on qkv, proj"."""
+    method = cfg.finetune.methods[name]
+    if method.init in ("online", "peer"):
+        return "online DQN in the real environment" if method.init == "online" else f"d3rlpy {method.peer}"
+    if method.objective == "joint":
+        loss = {**to_plain(cfg.pretrain.loss), **to_plain(method.loss)}
+        parts = [f"{key} {loss[key]:g}" for key in ("next_obs", "reward", "termination", "td", "cql_alpha")]
+        return f"{method.init} · joint: " + ", ".join(parts)
+    d = method.decision
+    head = f"fourier head (N={d.frequencies})" if d.action_head == "fourier" else "linear head"
+    recipe = [method.init, "dt", head] + [f"{key} {d[key]:g}" for key in ("next_obs", "reward") if d[key]]
+    if d.lora is not None:
+        recipe.append(f"LoRA r{d.lora.rank} on {', '.join(d.lora.target_modules)}")
+    return " · ".join(recipe)
 
 
 def report_inputs(spec: dict[str, Any]) -> dict[str, Any]:

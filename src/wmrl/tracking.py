@@ -159,29 +159,29 @@ def log_dataset_inputs(run_id: str, cards: dict[str, dict[str, Any]], root: Path
 
 
 def _pyfunc_model():
-    """The registered form of a world-action model: MLflow's pyfunc `predict` takes a dict of
-    arrays {"obs": (B, K+1, *obs_shape), "actions": (B, K), "task": (B,)} and returns the Q-values
-    of the last observation, (B, actions). Defined on call so importing this module stays light."""
+    """The registered form of a fine-tuned or pretrained model: MLflow's pyfunc `predict` takes a
+    dict of arrays {"obs": (B, K+1, *obs_shape), "actions": (B, K), "task": (B,)} (a Decision
+    Transformer also "return_to_go": (B, K)) and returns, at the last observation, the Q-values
+    (B, actions), or a Decision Transformer's action logits (B, K, actions) at every observation.
+    Defined on call so importing this module stays light."""
     import mlflow.pyfunc
 
     class WorldActionPyfunc(mlflow.pyfunc.PythonModel):
         def load_context(self, context):
-            import torch
+            from wmrl.evaluate.rollout import load_model
 
-            from wmrl.config import ModelConfig
-            from wmrl.models.world_model import ModelShape, WorldActionModel
-
-            checkpoint = torch.load(context.artifacts["checkpoint"], weights_only=True)
-            self.model = WorldActionModel(ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"]))
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.eval()
+            self.model, checkpoint = load_model(context.artifacts["checkpoint"])
+            self.decision = checkpoint.get("decision") is not None
 
         def predict(self, context, model_input, params=None):
             import torch
 
             with torch.no_grad():
                 x = {k: torch.as_tensor(v) for k, v in model_input.items()}
-                q = self.model(x["obs"].float(), x["actions"].long(), x["task"].long())["q"][:, -1]
+                obs, actions, task = x["obs"].float(), x["actions"].long(), x["task"].long()
+                if self.decision:
+                    return self.model(obs, actions, x["return_to_go"].float(), task)["policy"].numpy()
+                q = self.model(obs, actions, task)["q"][:, -1]
                 return self.model.decode_scalar(q).numpy()
 
     return WorldActionPyfunc()

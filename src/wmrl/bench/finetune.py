@@ -85,7 +85,7 @@ def peer(spec: dict[str, Any], evaluation: dict[str, Any], steps: int, every: in
     dataset = open_dataset(spec["inputs"]["dataset"])
     kind = dataset.card["obs"]["kind"]
     episodes_data = training_episodes(dataset, spec["data"], spec["finetune"]["holdout_fraction"])
-    settings = {**spec["settings"], **d3rlpy.data_settings(spec["peer"], episodes_data, spec["finetune"]["window"])}
+    settings = {**spec["settings"], **d3rlpy.data_settings(spec["peer"], episodes_data, spec["finetune"].get("window", 0))}
     best = d3rlpy.best_return(episodes_data)
     rows, checking = [], 0.0
 

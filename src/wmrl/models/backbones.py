@@ -32,7 +32,9 @@ from wmrl.config import BACKBONES
 class Backbone(nn.Module):
     """The interface: `forward(x)` over a whole sequence, `step(x_t, state)` one token at a time."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """`positions` (T,): each token's position (default 0..T-1), which only the transformer reads;
+        tokens may share one (a Decision Transformer's step)."""
         raise NotImplementedError
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> Any:
@@ -129,10 +131,12 @@ class Transformer(Backbone):
         self.position = nn.Embedding(max_tokens, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, gated) for _ in range(layers))
 
-    def forward(self, x):
-        if x.shape[1] > self.max_tokens:
-            raise ValueError(f"{x.shape[1]} tokens exceed the transformer's context of {self.max_tokens}")
-        x = x + self.position(torch.arange(x.shape[1], device=x.device))
+    def forward(self, x, positions=None):
+        if positions is None:
+            positions = torch.arange(x.shape[1], device=x.device)
+        if int(positions.max()) >= self.max_tokens:
+            raise ValueError(f"position {int(positions.max())} exceeds the transformer's context of {self.max_tokens}")
+        x = x + self.position(positions)
         for block in self.blocks:
             x, _ = block(x)
         return x
@@ -163,7 +167,7 @@ class GRU(Backbone):
         super().__init__()
         self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True)
 
-    def forward(self, x):
+    def forward(self, x, positions=None):  # recurrent: order alone
         return self.gru(x)[0]
 
     def init_state(self, batch, device="cpu"):
@@ -256,7 +260,7 @@ class SSM(Backbone):
         self.mlps = nn.ModuleList(MLP(dim) for _ in range(layers))
         self.mlp_norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
 
-    def forward(self, x):
+    def forward(self, x, positions=None):  # recurrent: order alone
         for ssm, ln1, mlp, ln2 in zip(self.layers, self.mixer_norms, self.mlps, self.mlp_norms, strict=True):
             x = x + ssm(ln1(x))
             x = x + mlp(ln2(x))

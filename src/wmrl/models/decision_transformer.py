@@ -8,7 +8,10 @@ with R_t the return-to-go (the rewards from step t to the episode's end). A retu
 linear embedding of symlog(R_t) plus the task embedding; observation and action tokens are the
 world-action model's (`wmrl.models.world_model`). Read at o_t, the features give the policy
 pi(a_t | R_<=t, o_<=t, a_<t); read at a_t, the world model's decoder and reward head predict
-o_{t+1} and r_t (MO-DT's auxiliary outputs, trained when their weights are set).
+o_{t+1} and r_t (MO-DT's auxiliary outputs, trained when their weights are set). A step's tokens
+share its position, as in DT (one time-step embedding per step): R_t and o_t take the position o_t
+has in the world-action model's layout (2t), a_t the one a_t has (2t + 1), so K steps fit any
+model trained on windows of K steps and pretrained positions keep their meaning.
 
 The encoder, task and action embeddings, backbone and those two heads are exactly the world-action
 model's modules under the same names, so a pretrained model's weights load into them unchanged:
@@ -116,7 +119,7 @@ class DecisionTransformer(WorldActionModel):
         heads' outputs at a_t (next_obs, reward) where their weights are set."""
         tokens = self.interleave3(self.return_tokens(return_to_go, task), self.obs_tokens(obs[:, :-1], task),
                                   self.action_embedding(actions))
-        features = self.norm(self.backbone(tokens))
+        features = self.norm(self.backbone(tokens, step_positions(tokens.shape[1])))
         at_obs, at_action = features[:, 1::3], features[:, 2::3]
         out = {"policy": self.policy_logits(at_obs, task), "features": at_obs}
         if self.next_obs_head is not None:
@@ -127,7 +130,13 @@ class DecisionTransformer(WorldActionModel):
 
     def last_policy(self, tokens: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """Action logits (B, A) at the last token of a context (B, 3n - 1, dim) ending with o_{n-1}."""
-        return self.policy_logits(self.norm(self.backbone(tokens))[:, -1], task)
+        return self.policy_logits(self.norm(self.backbone(tokens, step_positions(tokens.shape[1])))[:, -1], task)
+
+
+def step_positions(tokens: int) -> torch.Tensor:
+    """Positions of R_0 o_0 a_0 R_1 ...: 2t for R_t and o_t, 2t + 1 for a_t."""
+    index = torch.arange(tokens)
+    return 2 * (index // 3) + (index % 3 == 2).long()
 
 
 def load_pretrained(model: DecisionTransformer, state_dict: dict[str, torch.Tensor]) -> list[str]:

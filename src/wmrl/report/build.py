@@ -26,8 +26,8 @@ import polars as pl
 from wmrl.evaluate.summary import run_scores, summarize
 from wmrl.report import plots
 from wmrl.report.checks import checks
-from wmrl.report.tables import (busy_seconds, cost_table, datasets_table, headline, job_costs, lineage_table,
-                                training_speed, with_kinds)
+from wmrl.report.tables import (busy_seconds, claims_table, cost_table, datasets_table, headline, job_costs,
+                                lineage_table, training_speed, with_kinds)
 
 log = logging.getLogger("wmrl")
 ONLINE_BINS = 20  # online training episodes are averaged in this many bins of environment steps
@@ -76,9 +76,11 @@ def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
     errors = pl.concat([pl.read_parquet(f) for f in inputs["world_model"]], how="vertical")
     with_lineage = episodes.join(lineage.drop("scale", "experiment"), on=["task", "method", "model", "seed"],
                                  how="left")  # the episodes' CSV: every row with its run's lineage
+    setting = {"checkpoint": spec["compare"]["checkpoint"], "planning": spec["compare"]["planning"]}
     tables = {**scores, "episodes": with_lineage, "runs": runs, "datasets": datasets, "lineage": lineage,
               "jobs": jobs, "cost": cost_table(jobs), "training_speed": training_speed(lineage, methods),
-              "world_model": errors}
+              "world_model": errors, "claims": claims_table(scores["aggregate"], scores["improvement"],
+                                                            spec["claims"], setting)}
 
     figures = {"iqm": plots.iqm_plot(scores["aggregate"]), "per_seed": plots.per_seed_plot(runs),
                "curves": plots.curves_plot(curves, online, **interval), "world_model": plots.world_model_plot(errors)}

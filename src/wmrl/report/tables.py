@@ -104,6 +104,8 @@ def lineage_table(files: list[str], md5: dict[str, str]) -> pl.DataFrame:
         rows.append({
             **{key: evaluation[key] for key in ("scale", "experiment", "task", "method", "model")},
             "seed": int(evaluation["seed"]), "parameters": model.get("parameters"),
+            "trained_parameters": model.get("trained_parameters", model.get("parameters")),
+            "from_pretraining": " ".join(model.get("from_pretraining", [])),
             "eval_run_id": evaluation["run_id"], "eval_run_url": evaluation["run_url"],
             "eval_git_sha": evaluation["git_sha"], "eval_config_hash": evaluation["config_hash"],
             "train_run_id": model["run_id"], "train_run_url": model["run_url"], "train_git_sha": model["git_sha"],
@@ -115,19 +117,24 @@ def lineage_table(files: list[str], md5: dict[str, str]) -> pl.DataFrame:
             or "none (trained online)",
             "datasets": " ".join(datasets),
         })
-    return pl.DataFrame(rows, schema_overrides={"parameters": pl.Int64, "eval_run_url": pl.String,
+    return pl.DataFrame(rows, schema_overrides={"parameters": pl.Int64, "trained_parameters": pl.Int64,
+                                                "from_pretraining": pl.String, "eval_run_url": pl.String,
                                                 "train_run_url": pl.String, "training_steps": pl.Int64,
                                                 "training_seconds": pl.Float64})
 
 
 def training_speed(lineage: pl.DataFrame, methods: dict[str, dict[str, str]]) -> pl.DataFrame:
-    """Per fine-tuning method and model: its trained models (runs), how many records say what
+    """Per fine-tuning method and model: its recipe, parameters (all, and those training changed),
+    the modules that came from pretraining, its trained models (runs), how many records say what
     training took (timed), their mean gradient steps and training seconds, and gradient steps per
     second (all timed steps over all timed seconds). Cells stay null where no record says."""
     trained = lineage.filter(~pl.col("method").is_in([MULTIGAME, SINGLEGAME]))
     timed = pl.col("training_seconds").is_not_null()
+    recipes = {name: method["recipe"] for name, method in methods.items()}
     speed = (trained.group_by("method", "model", maintain_order=True)
-             .agg(pl.len().alias("runs"), timed.sum().alias("timed"),
+             .agg(pl.col("method").first().replace_strict(recipes, return_dtype=pl.String).alias("recipe"),
+                  pl.col("parameters").max(), pl.col("trained_parameters").max(),
+                  pl.col("from_pretraining").first(), pl.len().alias("runs"), timed.sum().alias("timed"),
                   pl.col("training_steps").mean().alias("grad_steps"),
                   pl.col("training_seconds").mean().alias("training_s"),
                   (pl.col("training_steps").filter(timed).sum() / pl.col("training_seconds").filter(timed).sum())
@@ -136,32 +143,61 @@ def training_speed(lineage: pl.DataFrame, methods: dict[str, dict[str, str]]) ->
                       methods)
 
 
-def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, compare: dict[str, str]) -> dict[str, Any]:
-    """The answer to the experiment's question: the compared method against its baseline (IQM and
-    CI, P(method > baseline) and CI) in one setting, with the verdict the CIs support:
+def compare(aggregate: pl.DataFrame, improvement: pl.DataFrame, method: str, baseline: str,
+            setting: dict[str, str]) -> dict[str, Any]:
+    """`method` against `baseline` in one setting (checkpoint, planning): their aggregate rows
+    (the best model of each), P(method > baseline) and the verdict the CIs support:
 
     * "yes": P's interval lies above 1/2 and the method's IQM interval above 0 (random play);
     * "no useful transfer": P's interval lies above 1/2, but the method is not above random;
     * "no": P's interval lies below 1/2;
     * "no measurable difference": P's interval holds 1/2.
 
-    Also the best fine-tuned method in that setting, and which of the three are below random."""
-    setting = {"checkpoint": compare["checkpoint"], "planning": compare["planning"]}
+    The verdict is None, with the `missing` methods, when either has no rows in that setting."""
     arms = aggregate.filter(**setting)
-    found = {name: arms.filter(method=compare[key]).sort("iqm", descending=True)
-             for key, name in (("method", "method"), ("baseline", "baseline"))}
-    missing = [compare[key] for key, frame in zip(("method", "baseline"), found.values(), strict=True)
-               if frame.is_empty()]
+    found = [arms.filter(method=name).sort("iqm", descending=True) for name in (method, baseline)]
+    missing = [name for name, frame in zip((method, baseline), found, strict=True) if frame.is_empty()]
     if missing:
         return {"verdict": None, "missing": missing, **setting}
-    method, baseline = (frame.row(0, named=True) for frame in found.values())
-    p = improvement.filter(method=method["method"], model=method["model"], than=baseline["method"],
-                           than_model=baseline["model"], **setting).row(0, named=True)
+    ours, theirs = (frame.row(0, named=True) for frame in found)
+    p = improvement.filter(method=ours["method"], model=ours["model"], than=theirs["method"],
+                           than_model=theirs["model"], **setting).row(0, named=True)
     if p["probability_low"] > 0.5:
-        verdict = "yes" if method["iqm_low"] > 0 else "no useful transfer"
+        verdict = "yes" if ours["iqm_low"] > 0 else "no useful transfer"
     else:
         verdict = "no" if p["probability_high"] < 0.5 else "no measurable difference"
-    fine_tuned = arms.filter(~pl.col("method").is_in([MULTIGAME, SINGLEGAME]))
+    return {"verdict": verdict, "method": ours, "baseline": theirs, "improvement": p, **setting}
+
+
+def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, chosen: dict[str, str]) -> dict[str, Any]:
+    """The answer to the experiment's question: `compare` of the chosen method and baseline in the
+    chosen setting, the best fine-tuned method in that setting, and which of the three are below
+    random."""
+    setting = {"checkpoint": chosen["checkpoint"], "planning": chosen["planning"]}
+    answer = compare(aggregate, improvement, chosen["method"], chosen["baseline"], setting)
+    if answer["verdict"] is None:
+        return answer
+    fine_tuned = aggregate.filter(**setting).filter(~pl.col("method").is_in([MULTIGAME, SINGLEGAME]))
     best = fine_tuned.sort("iqm", descending=True).row(0, named=True)
-    return {"verdict": verdict, "method": method, "baseline": baseline, "improvement": p, "best": best,
-            "below_random": [arm["method"] for arm in (method, baseline, best) if arm["iqm_high"] < 0], **setting}
+    arms = (answer["method"], answer["baseline"], best)
+    return {**answer, "best": best, "below_random": [arm["method"] for arm in arms if arm["iqm_high"] < 0]}
+
+
+def claims_table(aggregate: pl.DataFrame, improvement: pl.DataFrame, claims: list[dict[str, str]],
+                 setting: dict[str, str]) -> pl.DataFrame:
+    """One row per claim (`report.claims`), judged like the headline in its setting: both methods'
+    IQM and CI, P(method > baseline) and CI, the verdict ("not evaluated" where a method has no rows)."""
+    rows = []
+    for claim in claims:
+        answer = compare(aggregate, improvement, claim["method"], claim["baseline"], setting)
+        row = {"claim": claim["claim"], "method": claim["method"], "baseline": claim["baseline"],
+               "verdict": answer["verdict"] or "not evaluated"}
+        if answer["verdict"] is not None:
+            for arm in ("method", "baseline"):
+                row |= {f"{arm}_{key}": answer[arm][key] for key in ("iqm", "iqm_low", "iqm_high")}
+            row |= {key: answer["improvement"][key] for key in ("probability", "probability_low", "probability_high")}
+        rows.append(row)
+    numbers = [f"{arm}_{key}" for arm in ("method", "baseline") for key in ("iqm", "iqm_low", "iqm_high")]
+    schema = {"claim": pl.String, "method": pl.String, "baseline": pl.String, "verdict": pl.String,
+              **{name: pl.Float64 for name in numbers + ["probability", "probability_low", "probability_high"]}}
+    return pl.DataFrame(rows, schema=schema)

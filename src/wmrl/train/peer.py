@@ -51,7 +51,7 @@ def train_peer(spec: dict[str, Any], out: dict[str, str]) -> None:
     episodes = training_episodes(dataset, spec["data"], settings["holdout_fraction"])
     log.info("%s: %d training transitions in %d episodes of %s, %d gradient steps", spec["peer"],
              episodes.transition_count, len(episodes.episodes), name, steps)
-    algo_settings = {**spec["settings"], **data_settings(spec["peer"], episodes, settings["window"])}
+    algo_settings = {**spec["settings"], **data_settings(spec["peer"], episodes, settings.get("window", 0))}
     progress = Progress(steps, spec["run_name"], unit="steps")
     trained = train(spec["peer"], algo_settings, kind, episodes, steps, min(settings["validate_every"], steps),
                     spec["seed"], lambda _, step: progress.update(step))
