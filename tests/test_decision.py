@@ -112,7 +112,7 @@ def test_lora_trains_only_the_adapters_and_the_named_modules_and_merges_exactly(
     from wmrl.train.finetune import add_adapters
     from wmrl.train.module import WorldModelModule
 
-    lora = asdict(LoraConfig(rank=2))
+    lora = asdict(LoraConfig(rank=2, trainable=["return_embedding", "action_head"]))
     module = WorldModelModule(asdict(SHAPE), asdict(SPEC), {}, {}, ["a", "b"], asdict(DecisionConfig(lora=lora)))
     add_adapters(module, lora)
     trainable = {name: p.numel() for name, p in module.model.named_parameters() if p.requires_grad}
@@ -139,9 +139,24 @@ def test_lora_trains_only_the_adapters_and_the_named_modules_and_merges_exactly(
     assert torch.allclose(wrapped, plain, atol=1e-5)
 
 
+def test_lamos_lora_also_trains_the_encoder_by_default():
+    from wmrl.train.finetune import add_adapters
+    from wmrl.train.module import WorldModelModule
+
+    lora = asdict(LoraConfig())
+    module = WorldModelModule(asdict(SHAPE), asdict(SPEC), {}, {}, ["a", "b"], asdict(DecisionConfig(lora=lora)))
+    add_adapters(module, lora)
+    trained = {name.removeprefix("base_model.model.").split(".")[0]
+               for name, p in module.model.named_parameters() if p.requires_grad}
+    assert trained == {"backbone", "encoder", "return_embedding", "action_head"}  # backbone: its adapters only
+    with pytest.raises(ValueError, match="names 'decoder', which the model does not have"):
+        add_adapters(WorldModelModule(asdict(SHAPE), asdict(SPEC), {}, {}, ["a", "b"], asdict(DecisionConfig())),
+                     {**lora, "trainable": ["decoder"]})
+
+
 @pytest.fixture(scope="module")
 def decision_runs(random_dataset, tmp_path_factory):
-    """dt_scratch, then dt_pretrained_lora from it (any model of this suite's shape stands in for
+    """dt_scratch, then dt_pretrained_lora_heads from it (any model of this suite's shape stands in for
     the pretrained one), fine-tuned for a few steps on the fixture."""
     from wmrl.train.finetune import finetune
 
@@ -149,12 +164,12 @@ def decision_runs(random_dataset, tmp_path_factory):
     cfg = compose({"scale": "smoke"}, ROOT)
     outputs = {}
     pretrained = tmp / "pretrained.pt"
-    for method in ("dt_scratch", "dt_pretrained_lora"):
+    for method in ("dt_scratch", "dt_pretrained_lora_heads"):
         spec = finetune_spec(cfg, "breakout", method, "small-transformer", 0)
         prepare_tracking(spec["mlflow_experiment"])
         spec["finetune"] |= {"steps": 8, "validate_every": 4, "checkpoint_every": 4}
         spec["inputs"]["dataset"] = str(random_dataset)
-        if method == "dt_pretrained_lora":
+        if method == "dt_pretrained_lora_heads":
             world = WorldActionModel(ModelShape(**scratch["shape"]), ModelConfig(**scratch["model"]))
             torch.save({**scratch, "state_dict": world.state_dict()}, pretrained)
             spec["inputs"]["pretrained"] = str(pretrained)
@@ -175,7 +190,7 @@ def test_a_decision_checkpoint_loads_weights_only_with_its_settings(decision_run
         assert isinstance(model, DecisionTransformer) and checkpoint["best_return"] >= 0
         assert not any("lora" in key for key in checkpoint["state_dict"])  # adapters merged
         record = json.loads(Path(out["mlflow"]).read_text())
-        if method == "dt_pretrained_lora":
+        if method == "dt_pretrained_lora_heads":
             assert record["trained_parameters"] < 10_000 < record["parameters"]
             assert "backbone" in record["from_pretraining"] and "action_head" not in record["from_pretraining"]
         else:
@@ -213,11 +228,11 @@ def test_evaluating_a_decision_method_is_deterministic_for_either_action_choice(
     from wmrl.evaluate.rollout import evaluate
 
     cfg, outputs, tmp = decision_runs
-    spec = evaluate_spec(cfg, "breakout", "dt_pretrained_lora", "small-transformer", 0)
+    spec = evaluate_spec(cfg, "breakout", "dt_pretrained_lora_heads", "small-transformer", 0)
     assert spec["kind"] == "decision" and spec["planning"] is None
     assert spec["target_return"] == {"mode": "best", "value": 1.0} and spec["actions"] == "greedy"
-    spec["inputs"]["checkpoints"] = {name: outputs["dt_pretrained_lora"][name] for name in ("last", "best")}
-    spec["inputs"]["record"] = outputs["dt_pretrained_lora"]["mlflow"]
+    spec["inputs"]["checkpoints"] = {name: outputs["dt_pretrained_lora_heads"][name] for name in ("last", "best")}
+    spec["inputs"]["record"] = outputs["dt_pretrained_lora_heads"]["mlflow"]
     for actions in ("greedy", "sampled"):
         spec |= {"episodes": 2, "max_episode_steps": 40, "actions": actions}
         first, second = (evaluate(spec, {"rows": str(tmp / f"{actions}{n}.parquet"),

@@ -229,7 +229,8 @@ def test_peers_train_on_the_few_shot_data_alone_in_their_own_rule():
     changed = compose({"scale": "smoke", "finetune": {"learning_rate": 1.0, "batch_size": 8}}, ROOT)
     assert finetune_spec(changed, "breakout", "d3rlpy_bc", PEER_MODEL, 1) == spec  # our settings are not theirs
     patterns = [set(methods_pattern(cfg, rule).split("|")) for rule in ("finetune", "train_online", "train_peer")]
-    decision = {"dt_scratch", "dt_pretrained", "dt_pretrained_lora", "dt_pretrained_modt", "dt_pretrained_fourier"}
+    decision = {"dt_scratch", "dt_pretrained", "dt_pretrained_lora", "dt_pretrained_lora_heads", "dt_pretrained_modt",
+                "dt_pretrained_fourier"}
     assert patterns == [{"pretrained", "scratch", "bc", "pretrained_jowa", "pretrained_q_only"} | decision,
                         {"dqn_online"}, {"d3rlpy_cql", "d3rlpy_bc", "d3rlpy_dt"}]
     dt = finetune_spec(cfg, "breakout", "d3rlpy_dt", PEER_MODEL, 1)

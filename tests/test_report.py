@@ -103,17 +103,41 @@ def test_checks_show_failures_first_and_hide_nothing():
 
 
 def test_training_speed_comes_from_the_records_and_stays_empty_where_they_are_silent():
-    methods = {"a": {"kind": "ours", "label": "a"}, "p": {"kind": "peer", "label": "p (peer: d3rlpy)"},
-               "multigame": {"kind": "ours", "label": "multigame"}}
+    methods = {"a": {"kind": "ours", "label": "a", "recipe": "scratch · dt · linear head · LoRA r4 on qkv"},
+               "p": {"kind": "peer", "label": "p (peer: d3rlpy)", "recipe": "d3rlpy discrete_cql"},
+               "multigame": {"kind": "ours", "label": "multigame", "recipe": "pretrained, not fine-tuned"}}
     lineage = pl.DataFrame({"method": ["a", "a", "p", "p", "multigame"], "model": ["m", "m", "d3rlpy", "d3rlpy", "m"],
+                            "parameters": [900, 900, 50, 50, 900], "trained_parameters": [70, 70, 50, 50, 900],
+                            "from_pretraining": ["backbone encoder", "backbone encoder", "", "", ""],
                             "training_steps": [None, None, 100, 100, None],
                             "training_seconds": [None, None, 2.0, 3.0, None]},
                            schema_overrides={"training_steps": pl.Int64, "training_seconds": pl.Float64})
     speed = training_speed(lineage, methods)
-    assert speed.columns[:3] == ["method", "kind", "model"]
-    assert speed.rows() == [("a", "ours", "m", 2, 0, None, None, None), ("p", "peer", "d3rlpy", 2, 2, 100.0, 2.5, 40.0)]
+    assert speed.columns[:4] == ["method", "kind", "model", "recipe"]
+    assert speed.rows() == [
+        ("a", "ours", "m", "scratch · dt · linear head · LoRA r4 on qkv", 900, 70, "backbone encoder", 2, 0, None, None,
+         None),
+        ("p", "peer", "d3rlpy", "d3rlpy discrete_cql", 50, 50, "", 2, 2, 100.0, 2.5, 40.0)]
     with pytest.raises(pl.exceptions.InvalidOperationError):
         with_kinds(pl.DataFrame({"method": ["unknown"]}), methods)  # every evaluated method has a kind
+
+
+def test_claims_are_judged_like_the_headline_and_unevaluated_ones_say_so():
+    from wmrl.report.tables import claims_table
+
+    aggregate = pl.DataFrame({"method": ["x", "y"], "model": ["m", "m"], "checkpoint": ["last", "last"],
+                              "planning": ["none", "none"], "iqm": [0.8, 0.3], "iqm_low": [0.7, 0.2],
+                              "iqm_high": [0.9, 0.4]})
+    improvement = pl.DataFrame({"method": ["x", "y"], "model": ["m", "m"], "than": ["y", "x"], "than_model": ["m", "m"],
+                                "checkpoint": ["last", "last"], "planning": ["none", "none"],
+                                "probability": [0.9, 0.1], "probability_low": [0.8, 0.0],
+                                "probability_high": [1.0, 0.2]})
+    claims = [{"claim": "x beats y", "method": "x", "baseline": "y"}, {"claim": "y beats x", "method": "y", "baseline": "x"},
+              {"claim": "z beats x", "method": "z", "baseline": "x"}]
+    table = claims_table(aggregate, improvement, claims, {"checkpoint": "last", "planning": "none"})
+    assert table["verdict"].to_list() == ["yes", "no", "not evaluated"]
+    assert table.row(0, named=True)["method_iqm_low"] == 0.7 and table.row(0, named=True)["probability"] == 0.9
+    assert table.row(2, named=True)["probability"] is None
 
 
 def test_the_smoke_report_renders_offline_in_a_browser(smoke_run, tmp_path):

@@ -416,6 +416,11 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
         "experiment": cfg.experiment, "scale": cfg.scale, **to_plain(cfg.report),
         "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
         "transitions": f.data.transitions, "not_run": not_run, "methods": method_labels(cfg),
+        "decision": {"actions": cfg.evaluate.decision_actions,  # how return-conditioned methods are evaluated
+                     "target_return": {task: to_plain(cfg.tasks[task].target_return or cfg.evaluate.target_return)
+                                       for task in cfg.heldout_tasks}} if any(
+            "target_return" in evaluate_spec(cfg, cfg.heldout_tasks[0], name, method_models(cfg, name)[0], 0)
+            for name in f.methods_run) else None,
         "episode_caps": {task: cfg.evaluate.max_episode_steps or cfg.tasks[task].max_episode_steps
                          for task in run_tasks(cfg)},
         "benchmarks": benchmark_files(cfg),
