@@ -38,6 +38,10 @@ def test_a_resumed_job_reuses_its_run(tmp_path, monkeypatch):
     first = tracking.start_or_resume_run(tmp_path / "work", "wmrl/test/smoke", "job", {})
     again = tracking.start_or_resume_run(tmp_path / "work", "wmrl/test/smoke", "job", {})
     assert first == again
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/fresh.db")  # the store was replaced
+    tracking.prepare(["wmrl/test/smoke"])
+    fresh = tracking.start_or_resume_run(tmp_path / "work", "wmrl/test/smoke", "job", {})
+    assert fresh != first and (tmp_path / "work" / "mlflow_run_id").read_text() == fresh
 
 
 def test_default_store_is_sqlite_under_the_project(tmp_path, monkeypatch):

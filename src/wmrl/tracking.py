@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("wmrl")
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
@@ -117,14 +120,20 @@ def run_id_file(work_dir: Path) -> Path:
 
 def start_or_resume_run(work_dir: Path, experiment: str, run_name: str, tags: dict[str, str],
                         root: Path | str = ".") -> str:
-    """The job's MLflow run id: the one saved under `work_dir` if the job is resuming, else a new run."""
+    """The job's MLflow run id: the one saved under `work_dir` if the job is resuming and the store
+    still holds it, else a new run (a store replaced since, e.g. a fresh mlruns/, loses the old one)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     saved = run_id_file(work_dir)
     if saved.is_file():
         run_id = saved.read_text().strip()
-        mlflow.MlflowClient(tracking_uri(root)).update_run(run_id, status="RUNNING")
-        return run_id
+        try:
+            mlflow.MlflowClient(tracking_uri(root)).update_run(run_id, status="RUNNING")
+            return run_id
+        except MlflowException:
+            log.warning("MLflow run %s of %s is not in the store %s: starting a new run", run_id, work_dir,
+                        tracking_uri(root))
     run_id = new_run(experiment, run_name, tags, root)
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     saved.write_text(run_id)
