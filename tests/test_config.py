@@ -97,3 +97,18 @@ def test_targets_cover_every_task_policy_and_seed():
 def test_code_hash_covers_exactly_the_named_subpackages_and_modules():
     assert code_hash("envs", "data") == code_hash("data", "envs") != code_hash("envs")
     assert code_hash("data/writer") != code_hash("data/dataset")
+
+
+def test_an_experiment_extends_another_and_restates_only_what_differs(tmp_path):
+    import shutil
+
+    derived = compose({"experiment": "dt_transfer"}, ROOT)
+    base = compose({"experiment": "minatar_transfer"}, ROOT)
+    assert derived.tasks == base.tasks and derived.source_tasks == base.source_tasks
+    assert "d3rlpy_dt" in derived.finetune.methods_run and "d3rlpy_dt" not in base.finetune.methods_run
+    assert derived.report.compare.method == "dt_pretrained" and base.report.claims == []
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    (tmp_path / "config/experiments/a.yaml").write_text("extends: b\n")
+    (tmp_path / "config/experiments/b.yaml").write_text("extends: a\n")
+    with pytest.raises(ConfigError, match="experiments extend each other in a cycle: a -> b -> a"):
+        compose({"experiment": "a"}, tmp_path)

@@ -270,3 +270,28 @@ def test_a_task_may_ask_for_its_own_target_return():
     spec = evaluate_spec(cfg, "breakout", "d3rlpy_dt", "d3rlpy", 0)
     assert spec["target_return"] == {"mode": "absolute", "value": 12.0}
     assert "target_return" not in evaluate_spec(cfg, "breakout", "d3rlpy_cql", "d3rlpy", 0)
+
+
+def test_the_return_conditioned_experiment_runs_end_to_end_at_smoke_scale(smoke_run):
+    """dt_transfer beside the default experiment's smoke run: the same datasets, its own pretraining,
+    every return-conditioned method and d3rlpy's DT evaluated, the claims judged in its report."""
+    import subprocess
+
+    import polars as pl
+
+    from conftest import snakemake_command, snakemake_env
+
+    result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke", "experiment=dt_transfer"),
+                            cwd=smoke_run, capture_output=True, text=True, env=snakemake_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "generate_dataset" not in result.stdout + result.stderr  # the default experiment's data serve
+    report = smoke_run / "results/smoke/dt_transfer/report"
+    cfg = compose({"scale": "smoke", "experiment": "dt_transfer"}, ROOT)
+    aggregate = pl.read_csv(report / "tables/aggregate.csv")
+    assert set(aggregate["method"]) == set(cfg.finetune.methods_run)
+    claims = pl.read_csv(report / "tables/claims.csv")
+    assert claims["claim"].to_list() == [claim.claim for claim in cfg.report.claims]
+    assert set(claims["verdict"]) <= {"yes", "no", "no useful transfer", "no measurable difference"}
+    methods = pl.read_csv(report / "tables/training_speed.csv")
+    lora = methods.filter(pl.col("method") == "dt_pretrained_lora_heads").row(0, named=True)
+    assert lora["trained_parameters"] < 10_000 < lora["parameters"] and "backbone" in lora["from_pretraining"]

@@ -4,7 +4,8 @@ A configuration is built from layers, later layers win:
 
 1. the defaults of the dataclasses below,
 2. ``config/config.yaml`` (picks the experiment and the scale),
-3. ``config/experiments/<experiment>.yaml`` (what is run: suite, tasks, split),
+3. ``config/experiments/<experiment>.yaml`` (what is run: suite, tasks, split), after the
+   experiment files it ``extends``,
 4. ``config/scales/<scale>.yaml`` (how big: step counts, sizes),
 5. the user's ``--configfile`` / ``--config`` values (Snakemake's ``config`` dict).
 
@@ -440,8 +441,8 @@ def compose(overrides: dict[str, Any] | None = None, root: Path | str = ".") -> 
     default_experiment = scale.pop("experiment", None)
     if default_experiment is not None and "experiment" not in overrides:
         cfg = _merge(cfg, {"experiment": default_experiment}, f"config/scales/{cfg.scale}.yaml")
-    cfg = _merge(cfg, _load_yaml(_overlay(root, "experiment", cfg.experiment)),
-                 f"config/experiments/{cfg.experiment}.yaml")
+    for name, layer in _experiment_layers(root, cfg.experiment):
+        cfg = _merge(cfg, layer, f"config/experiments/{name}.yaml")
     cfg = _merge(cfg, scale, f"config/scales/{cfg.scale}.yaml")
     cfg = _merge(cfg, overrides, "--configfile/--config")
     for name, task in cfg.tasks.items():  # each task's dataset section, resolved once: DAG helpers read it often
@@ -449,6 +450,20 @@ def compose(overrides: dict[str, Any] | None = None, root: Path | str = ".") -> 
                                        task.dataset, f"tasks.{name}.dataset", prefix=f"tasks.{name}.dataset"))
     _check_semantics(cfg)
     return cfg
+
+
+def _experiment_layers(root: Path, name: str) -> list[tuple[str, dict[str, Any]]]:
+    """An experiment file and the ones it `extends` (a key of its own: the experiment it builds on),
+    the base first: a file restates only what differs from its base (lists replace, not append)."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    while name is not None:
+        if name in [seen for seen, _ in layers]:
+            raise ConfigError(f"config error: experiments extend each other in a cycle: "
+                              f"{' -> '.join([seen for seen, _ in layers] + [name])}")
+        layer = _load_yaml(_overlay(root, "experiment", name))
+        layers.append((name, layer))
+        name = layer.pop("extends", None)
+    return layers[::-1]
 
 
 def _overlay(root: Path, key: str, name: str) -> Path:
