@@ -192,6 +192,8 @@ def test_a_decision_checkpoint_loads_weights_only_with_its_settings(decision_run
         record = json.loads(Path(out["mlflow"]).read_text())
         if method == "dt_pretrained_lora_heads":
             assert record["trained_parameters"] < 10_000 < record["parameters"]
+            merged = sum(value.numel() for value in torch.load(out["last"], weights_only=True)["state_dict"].values())
+            assert record["parameters"] == merged
             assert "backbone" in record["from_pretraining"] and "action_head" not in record["from_pretraining"]
         else:
             assert record["trained_parameters"] == record["parameters"] and record["from_pretraining"] == []

@@ -65,10 +65,9 @@ class Setup:
 
     def parameters(self) -> tuple[int, int]:
         """The model's parameters: trained ones, and all (adapters merged)."""
-        model = self.module.model
-        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in (model.get_base_model() if is_peft(model) else model).parameters())
-        return trained, total
+        named = list(self.module.model.named_parameters())
+        trained = sum(p.numel() for _, p in named if p.requires_grad)
+        return trained, sum(p.numel() for name, p in named if ".lora_" not in name)  # merged: no adapter weights
 
 
 def setup(spec: dict[str, Any]) -> Setup:
