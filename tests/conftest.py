@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,27 @@ def job_directory(tmp_path_factory, name: str) -> tuple[Path, pytest.MonkeyPatch
 
 def prepare_tracking(experiment: str) -> None:
     subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", experiment], check=True, capture_output=True)
+
+
+def finetune_methods(cfg, methods: list[str], dataset: Path, tmp: Path, steps: int,
+                     pretrained: Callable[[dict[str, dict[str, str]]], str]) -> dict[str, dict[str, str]]:
+    """Fine-tune `methods` of `cfg` on breakout's fixture `dataset` for `steps` steps, in order, each
+    writing its outputs under `tmp`; a method that starts from pretrained weights takes the file
+    `pretrained(outputs so far)` names (any model of the suite's shape serves)."""
+    from wmrl.pipeline import finetune_spec
+    from wmrl.train.finetune import finetune
+
+    outputs = {}
+    for method in methods:
+        spec = finetune_spec(cfg, "breakout", method, "small-transformer", 0)
+        prepare_tracking(spec["mlflow_experiment"])
+        spec["finetune"] |= {"steps": steps, "validate_every": 4, "checkpoint_every": 4}
+        spec["inputs"]["dataset"] = str(dataset)
+        if spec["init"] == "pretrained":
+            spec["inputs"]["pretrained"] = pretrained(outputs)
+        outputs[method] = {name: str(tmp / f"{method}-{name}") for name in ("last", "best", "curve", "mlflow")}
+        finetune(spec, outputs[method])
+    return outputs
 
 
 def snakemake_env() -> dict[str, str]:

@@ -14,10 +14,10 @@ from wmrl.config import ConfigError, DecisionConfig, LoraConfig, ModelConfig, co
 from wmrl.data.windows import few_shot, read_few_shot, returns_to_go, task_steps
 from wmrl.models.decision_transformer import DecisionTransformer, FourierHead
 from wmrl.models.world_model import ModelShape, WorldActionModel
-from wmrl.pipeline import evaluate_spec, finetune_spec
+from wmrl.pipeline import evaluate_spec
 from wmrl.rl.rcsl import decision_loss
 
-from conftest import ROOT, job_directory, prepare_tracking
+from conftest import ROOT, finetune_methods, job_directory
 
 SHAPE = ModelShape("grid", (10, 10, 4), 6, 2, 8, (3, 6))
 SPEC = ModelConfig(dim=32, layers=1, heads=2)
@@ -158,25 +158,16 @@ def test_lamos_lora_also_trains_the_encoder_by_default():
 def decision_runs(random_dataset, tmp_path_factory):
     """dt_scratch, then dt_pretrained_lora_heads from it (any model of this suite's shape stands in for
     the pretrained one), fine-tuned for a few steps on the fixture."""
-    from wmrl.train.finetune import finetune
-
     tmp, monkeypatch = job_directory(tmp_path_factory, "decision")
     cfg = compose({"scale": "smoke"}, ROOT)
-    outputs = {}
-    pretrained = tmp / "pretrained.pt"
-    for method in ("dt_scratch", "dt_pretrained_lora_heads"):
-        spec = finetune_spec(cfg, "breakout", method, "small-transformer", 0)
-        prepare_tracking(spec["mlflow_experiment"])
-        spec["finetune"] |= {"steps": 8, "validate_every": 4, "checkpoint_every": 4}
-        spec["inputs"]["dataset"] = str(random_dataset)
-        if method == "dt_pretrained_lora_heads":
-            world = WorldActionModel(ModelShape(**scratch["shape"]), ModelConfig(**scratch["model"]))
-            torch.save({**scratch, "state_dict": world.state_dict()}, pretrained)
-            spec["inputs"]["pretrained"] = str(pretrained)
-        out = {name: str(tmp / f"{method}-{name}") for name in ("last", "best", "curve", "mlflow")}
-        finetune(spec, out)
-        outputs[method] = out
-        scratch = torch.load(out["last"], weights_only=True)
+
+    def world_model(done):  # a world-action model of dt_scratch's shape stands in for the pretrained one
+        scratch = torch.load(done["dt_scratch"]["last"], weights_only=True)
+        world = WorldActionModel(ModelShape(**scratch["shape"]), ModelConfig(**scratch["model"]))
+        torch.save({**scratch, "state_dict": world.state_dict()}, tmp / "pretrained.pt")
+        return str(tmp / "pretrained.pt")
+
+    outputs = finetune_methods(cfg, ["dt_scratch", "dt_pretrained_lora_heads"], random_dataset, tmp, 8, world_model)
     yield cfg, outputs, tmp
     monkeypatch.undo()
 

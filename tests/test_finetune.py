@@ -13,7 +13,7 @@ from wmrl.config import compose
 from wmrl.data.windows import few_shot, split_episodes
 from wmrl.pipeline import evaluate_spec, finetune_spec
 
-from conftest import ROOT, job_directory, prepare_tracking
+from conftest import ROOT, finetune_methods, job_directory
 
 
 def episodes_frame(lengths: list[int]) -> pl.DataFrame:
@@ -62,21 +62,10 @@ def test_the_fewshot_slice_read_without_the_whole_dataset_is_the_same(random_dat
 @pytest.fixture(scope="module")
 def finetuned(random_dataset, tmp_path_factory):
     """Fine-tune a small model from scratch and from 'pretrained' weights on the fixture."""
-    from wmrl.train.finetune import finetune
-
     tmp, monkeypatch = job_directory(tmp_path_factory, "finetune")
     cfg = compose({"scale": "smoke"}, ROOT)
-    outputs = {}
-    for method in ("scratch", "pretrained"):
-        spec = finetune_spec(cfg, "breakout", method, "small-transformer", 0)
-        prepare_tracking(spec["mlflow_experiment"])
-        spec["finetune"] |= {"steps": 12, "validate_every": 4, "checkpoint_every": 4}
-        spec["inputs"]["dataset"] = str(random_dataset)
-        if method == "pretrained":
-            spec["inputs"]["pretrained"] = str(outputs["scratch"]["last"])  # any model of this suite's shape
-        out = {name: str(tmp / f"{method}-{name}") for name in ("last", "best", "curve", "mlflow")}
-        finetune(spec, out)
-        outputs[method] = out
+    outputs = finetune_methods(cfg, ["scratch", "pretrained"], random_dataset, tmp, 12,
+                               lambda done: done["scratch"]["last"])  # any model of this suite's shape
     yield cfg, outputs, tmp
     monkeypatch.undo()
 
