@@ -265,20 +265,23 @@ def test_a_task_may_ask_for_its_own_target_return():
     assert "target_return" not in evaluate_spec(cfg, "breakout", "d3rlpy_cql", "d3rlpy", 0)
 
 
-def test_the_return_conditioned_experiment_runs_end_to_end_at_smoke_scale(smoke_run):
-    """dt_transfer beside the default experiment's smoke run: the same datasets, its own pretraining,
-    every return-conditioned method and d3rlpy's DT evaluated, the claims judged in its report."""
+def test_the_return_conditioned_experiment_runs_end_to_end_at_smoke_scale(smoke_run, tmp_path):
+    """dt_transfer in a copy of the default experiment's smoke run: the same datasets, its own
+    pretraining, every return-conditioned method and d3rlpy's DT evaluated, the claims judged."""
+    import shutil
     import subprocess
 
     import polars as pl
 
     from conftest import snakemake_command, snakemake_env
 
+    workdir = tmp_path / "smoke"
+    shutil.copytree(smoke_run, workdir, symlinks=True)  # with Snakemake's metadata and the files' times
     result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke", "experiment=dt_transfer"),
-                            cwd=smoke_run, capture_output=True, text=True, env=snakemake_env(), timeout=600)
+                            cwd=workdir, capture_output=True, text=True, env=snakemake_env(), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "generate_dataset" not in result.stdout + result.stderr  # the default experiment's data serve
-    report = smoke_run / "results/smoke/dt_transfer/report"
+    report = workdir / "results/smoke/dt_transfer/report"
     cfg = compose({"scale": "smoke", "experiment": "dt_transfer"}, ROOT)
     aggregate = pl.read_csv(report / "tables/aggregate.csv")
     assert set(aggregate["method"]) == set(cfg.finetune.methods_run)
