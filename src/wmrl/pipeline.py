@@ -313,7 +313,7 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
         loss = {**to_plain(cfg.pretrain.loss), **to_plain(chosen.loss)}
         window = cfg.finetune.window
     plans = kind == "world_model" and loss["next_obs"] > 0 and loss["reward"] > 0  # needs a trained world model
-    conditioned = kind == "decision" or (kind == "peer" and chosen.peer == "discrete_dt")
+    conditioned = method not in (MULTIGAME, SINGLEGAME) and return_conditioned(chosen)
     return {
         "experiment": cfg.experiment, "scale": cfg.scale, "task": task, "method": method, "model": model,
         "seed": int(seed), "kind": kind, **task_env(cfg, task), "episodes": e["episodes"],
@@ -326,6 +326,11 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
                    "datasets": score_datasets(cfg, task), "record": model_record(cfg, task, method, model, seed)},
         **_tracked(cfg, "evaluate", EVALUATE.removesuffix(".parquet"), wildcards),
     }
+
+
+def return_conditioned(method: DictConfig) -> bool:
+    """Whether a method acts on a target return: our Decision Transformers and d3rlpy's."""
+    return method.objective == "dt" or (method.init == "peer" and method.peer == "discrete_dt")
 
 
 def world_model_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> dict[str, Any]:
@@ -418,9 +423,8 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
         "transitions": f.data.transitions, "not_run": not_run, "methods": method_labels(cfg),
         "decision": {"actions": cfg.evaluate.decision_actions,  # how return-conditioned methods are evaluated
                      "target_return": {task: to_plain(cfg.tasks[task].target_return or cfg.evaluate.target_return)
-                                       for task in cfg.heldout_tasks}} if any(
-            "target_return" in evaluate_spec(cfg, cfg.heldout_tasks[0], name, method_models(cfg, name)[0], 0)
-            for name in f.methods_run) else None,
+                                       for task in cfg.heldout_tasks}}
+        if any(return_conditioned(f.methods[name]) for name in f.methods_run) else None,
         "episode_caps": {task: cfg.evaluate.max_episode_steps or cfg.tasks[task].max_episode_steps
                          for task in run_tasks(cfg)},
         "benchmarks": benchmark_files(cfg),

@@ -88,13 +88,19 @@ class ModelAgent:
         """Observation tokens of observations in the model's layout."""
         return self.model.obs_tokens(placed, torch.full((len(placed),), self.task_index))
 
-    @torch.no_grad()
-    def act(self, index: np.ndarray) -> np.ndarray:
+    def recent(self, index: np.ndarray) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """For episodes `index`: the n steps kept before the current one, the n + 1 observation
+        tokens (n, dim) up to the current one and the embeddings of the n actions between them."""
         n = min(len(self.actions), self.context)
         obs_tokens = torch.stack(self.obs_tokens[len(self.obs_tokens) - n - 1:], 1)[index]
         actions = torch.from_numpy(np.stack(self.actions[len(self.actions) - n:], 1)[index] if n else
                                    np.zeros((len(index), 0), dtype=np.int64))
-        context = self.model.interleave(obs_tokens, self.model.action_embedding(actions))
+        return n, obs_tokens, self.model.action_embedding(actions)
+
+    @torch.no_grad()
+    def act(self, index: np.ndarray) -> np.ndarray:
+        _, obs_tokens, action_tokens = self.recent(index)
+        context = self.model.interleave(obs_tokens, action_tokens)
         task = torch.full((len(index),), self.task_index)
         if self.planning:
             chosen = beam_search(self.model, context, self.current[index], task, self.planning["width"],
@@ -130,14 +136,10 @@ class DecisionAgent(ModelAgent):
 
     @torch.no_grad()
     def act(self, index: np.ndarray) -> np.ndarray:
-        n = min(len(self.actions), self.context)
+        n, obs_tokens, action_tokens = self.recent(index)
         task = torch.full((len(index),), self.task_index)
         returns = torch.from_numpy(np.stack(self.returns[len(self.returns) - n - 1:], 1)[index])
-        obs_tokens = torch.stack(self.obs_tokens[len(self.obs_tokens) - n - 1:], 1)[index]
-        actions = torch.from_numpy(np.stack(self.actions[len(self.actions) - n:], 1)[index] if n else
-                                   np.zeros((len(index), 0), dtype=np.int64))
-        tokens = self.model.interleave3(self.model.return_tokens(returns, task), obs_tokens,
-                                        self.model.action_embedding(actions))
+        tokens = self.model.interleave3(self.model.return_tokens(returns, task), obs_tokens, action_tokens)
         logits = self.model.last_policy(tokens, task)
         chosen = torch.multinomial(logits.softmax(-1), 1).squeeze(-1) if self.sampled else logits.argmax(-1)
         return chosen.numpy()

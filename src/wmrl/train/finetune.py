@@ -53,12 +53,12 @@ class Setup:
                    ) -> dict[str, Any]:
         """The model now (or with `weights`, a Lightning checkpoint's), as ``last.pt``/``best.pt``
         hold it: model.pt's keys plus task and step, LoRA adapters merged into the weights."""
-        model = copy.deepcopy(self.module.model)
-        if weights is not None:
-            model.load_state_dict(weights)
-        if is_peft(model):
-            model = model.merge_and_unload()
-        return {"state_dict": model.state_dict(), "shape": asdict(self.shape), "model": dict(spec["model"]),
+        state = self.module.model.state_dict() if weights is None else weights
+        if is_peft(self.module.model):  # merge a copy: training goes on with the adapters
+            model = copy.deepcopy(self.module.model)
+            model.load_state_dict(state)
+            state = model.merge_and_unload().state_dict()
+        return {"state_dict": state, "shape": asdict(self.shape), "model": dict(spec["model"]),
                 "tasks": list(spec["suite"]), "layout": self.layout.features, "task": spec["task"], "step": step,
                 "decision": spec["decision"], "best_return": self.best_return,
                 "from_pretraining": self.from_pretraining}

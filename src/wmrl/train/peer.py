@@ -7,8 +7,8 @@ last: ``last.pt`` (weights only: `wmrl.peers.d3rlpy.checkpoint`), ``curve.parque
 training losses over each epoch of `finetune.validate_every` steps, by gradient step) and
 ``model.mlflow.json`` (lineage, parameter count, and `training`: the gradient steps and the wall
 seconds of d3rlpy's fit alone). A Decision Transformer peer reads `finetune.window` steps, as ours
-do, and its checkpoint keeps the training episodes' best return (its target return's scale). The job is one MLflow run: the peer's settings as params, the
-curve as metrics, the dataset as input. A killed job leaves no output that looks complete; its
+do, and its checkpoint keeps the training episodes' best return (its target return's scale). The
+job is one MLflow run: the peer's settings as params, the curve as metrics, the dataset as input. A killed job leaves no output that looks complete; its
 rerun trains again from the start (a peer is short) and logs into the same run (its id is kept
 under work/).
 """
