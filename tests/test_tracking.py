@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import mlflow
+import pytest
 
 from wmrl import tracking
 
@@ -49,3 +50,46 @@ def test_default_store_is_sqlite_under_the_project(tmp_path, monkeypatch):
     assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+
+
+def _dataset_cards(tmp_path):
+    return {str(tmp_path / "data" / "breakout"): {"shards": [{"sha256": "ab" * 32}]}}
+
+
+def test_a_dataset_another_job_logged_first_is_logged_again(tmp_path, monkeypatch):
+    """Two jobs on one dataset can both find it missing and both insert it; the loser's insert
+    violates the store's unique key. The loser logs again and finds the winner's row."""
+    from sqlalchemy.exc import IntegrityError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    tracking.prepare(["wmrl/test/smoke"])
+    winner = tracking.start_or_resume_run(tmp_path / "winner", "wmrl/test/smoke", "winner", {})
+    loser = tracking.start_or_resume_run(tmp_path / "loser", "wmrl/test/smoke", "loser", {})
+    real_log_inputs = mlflow.MlflowClient.log_inputs
+    attempts = []
+
+    def race(client, run_id, datasets=None, models=None):
+        attempts.append(run_id)
+        if len(attempts) == 1:  # the winner commits between the loser's check and its insert
+            real_log_inputs(client, winner, datasets=datasets)
+            raise mlflow.exceptions.MlflowException("UNIQUE constraint failed") from IntegrityError("INSERT", {}, None)
+        return real_log_inputs(client, run_id, datasets=datasets, models=models)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_inputs", race)
+    tracking.log_dataset_inputs(loser, _dataset_cards(tmp_path))
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    logged = {run: [d.dataset.digest for d in client.get_run(run).inputs.dataset_inputs] for run in (winner, loser)}
+    assert attempts == [loser, loser] and logged[winner] == logged[loser] and len(logged[loser]) == 1
+
+
+def test_other_store_errors_while_logging_datasets_are_raised(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    tracking.prepare(["wmrl/test/smoke"])
+    run = tracking.start_or_resume_run(tmp_path / "work", "wmrl/test/smoke", "job", {})
+
+    def broken(client, run_id, datasets=None, models=None):
+        raise mlflow.exceptions.MlflowException("the store is read-only")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_inputs", broken)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="read-only"):
+        tracking.log_dataset_inputs(run, _dataset_cards(tmp_path))

@@ -164,7 +164,21 @@ def log_dataset_inputs(run_id: str, cards: dict[str, dict[str, Any]], root: Path
         source = resolve_dataset_source(str(Path(directory).resolve()))
         dataset = MetaDataset(source, name=directory, digest=dataset_digest(card))._to_mlflow_entity()
         inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")]))
-    mlflow.MlflowClient(tracking_uri(root)).log_inputs(run_id, datasets=inputs)
+    client = mlflow.MlflowClient(tracking_uri(root))
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except mlflow.exceptions.MlflowException as error:
+        # Two jobs on one dataset may both find it missing and both insert it; the second insert
+        # breaks the store's unique (experiment, name, digest) key and rolls back. Once more finds it.
+        if not _is_unique_violation(error):
+            raise
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def _is_unique_violation(error: BaseException) -> bool:
+    from sqlalchemy.exc import IntegrityError
+
+    return isinstance(error.__cause__, IntegrityError)
 
 
 def _pyfunc_model():

@@ -203,7 +203,7 @@ def read_few_shot(dataset: Dataset, transitions: int, start: float) -> pl.DataFr
     gives the same rows."""
     name = str(dataset.directory)
     light = dataset.scan().select(pl.exclude("obs")).with_columns(source=pl.col("episode")).collect()
-    episodes = few_shot(light, transitions, start, name)["source"].unique()
+    episodes = few_shot(light, transitions, start, name)["source"].unique().to_list()
     return few_shot(dataset.scan().filter(pl.col("episode").is_in(episodes)).collect(), transitions, 0.0, name)
 
 
