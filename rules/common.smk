@@ -2,10 +2,10 @@
 import sys
 
 from wmrl.config import ConfigError, code_hash, compose, to_plain
-from wmrl.pipeline import (BENCHMARKS, DATASET, DATASET_CODE, EVALUATE, EVALUATE_CODE, EVALUATE_LINEAGE, FINETUNE,
+from wmrl.pipeline import (BENCHMARKS, CHECKED_ENVS, DATASET, DATASET_CODE, EVALUATE, EVALUATE_CODE, EVALUATE_LINEAGE, FINETUNE,
                            FINETUNE_CODE, FINETUNE_FILES, ONLINE_CODE, ONLINE_FILES, ONLINE_MODEL, PEER_CODE,
                            PEER_FILES, PEER_MODEL, PRETRAIN_CODE, PRETRAIN_HELDOUT, PRETRAIN_MLFLOW, PRETRAIN_MODEL,
-                           SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR, dataset_dirs,
+                           SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR, check_envs, dataset_dirs,
                            dataset_spec, evaluate_inputs, evaluate_runs, evaluate_spec, finetune_inputs,
                            finetune_spec, methods_pattern, model_record, pretrain_datasets, pretrain_models,
                            pretrain_spec, report_files, report_inputs, report_spec, score_datasets,
@@ -14,6 +14,7 @@ from wmrl.tracking import experiment_name
 
 try:
     CFG = compose(config, root=workflow.basedir)
+    check_envs(CFG, CHECKED_ENVS)  # every task's env builds and has a model form, before any job
 except ConfigError as error:
     sys.exit(f"wmrl: {error}")
 

@@ -394,12 +394,24 @@ class ScoreConfig:
 
 
 @dataclass
+class WrapperConfig:
+    """A Gymnasium wrapper applied to a task's env: its class by import path and its kwargs."""
+
+    path: str = "???"  # "module:Class" or "module.Class", e.g. "gymnasium.wrappers:TimeAwareObservation"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TaskConfig:
     """One task: an environment and, optionally, per-task dataset overrides."""
 
-    env: str = "???"  # "minatar:<game>" or any Gymnasium id, e.g. "CartPole-v1"
+    env: str = "???"  # "minatar:<game>", "atari:<Game>", a Gymnasium id ("CartPole-v1") or
+    # "<module>:<EnvId>", which imports the module that registers it ("minigrid:MiniGrid-Empty-5x5-v0")
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env constructor
     max_episode_steps: Optional[int] = None  # truncate episodes after this many steps
+    wrappers: list[WrapperConfig] = field(default_factory=list)  # applied in order, after the time limit
+    obs_keys: list[str] = field(default_factory=list)  # the parts of a Dict/Tuple observation the models see
+    # (empty: every part with a model form; see wmrl.envs.observations)
     dataset: dict[str, Any] = field(default_factory=dict)  # overrides of the `dataset` section (compose
     # replaces them with the whole section as it applies to this task: see task_dataset)
     score: ScoreConfig = field(default_factory=ScoreConfig)

@@ -6,18 +6,23 @@ do answers in about a second.
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from wmrl.config import PEER_ALGORITHMS, task_dataset, to_plain
+from wmrl.config import PEER_ALGORITHMS, ConfigError, code_hash, task_dataset, to_plain
 from wmrl.tracking import config_hash, experiment_name
 
 DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
 # The source that decides a dataset's bytes (readers elsewhere in data/ do not regenerate data).
 DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate")
+ENV_PACKAGES = ("gymnasium", "minatar", "ale-py", "minigrid", "popgym")  # with the env code, they key checked envs
+CHECKED_ENVS = ".snakemake/wmrl/checked-envs.json"  # specs of envs checked before earlier runs
 
 PRETRAIN = "results/{scale}/{experiment}/pretrain/{size}-{backbone}-seed{seed}"
 PRETRAIN_FILES = {"model": "model.pt", "mlflow": "model.mlflow.json", "heldout": "heldout.parquet"}
@@ -129,9 +134,60 @@ def pretrain_datasets(cfg: DictConfig) -> dict[str, list[str]]:
 
 
 def task_env(cfg: DictConfig, task: str) -> dict[str, Any]:
-    """How to build a task's environment: env id, its kwargs, the episode step limit."""
+    """How to build a task's environment (`wmrl.envs.make_task_env`): env id, its kwargs, the
+    episode step limit and, where set, its wrappers and observation keys (left out when empty,
+    so that adding the options changed no existing task's specs)."""
     t = cfg.tasks[task]
-    return {"env": t.env, "env_kwargs": to_plain(t.env_kwargs), "max_episode_steps": t.max_episode_steps}
+    optional = {key: to_plain(t[key]) for key in ("wrappers", "obs_keys") if t[key]}
+    return {"env": t.env, "env_kwargs": to_plain(t.env_kwargs), "max_episode_steps": t.max_episode_steps, **optional}
+
+
+def check_envs(cfg: DictConfig, cache: Path | str | None = None) -> dict[str, dict[str, Any]]:
+    """Every task's environment built and its spaces read, before any job starts: its obs and
+    action specs, or one ConfigError naming each task that fails and what is supported. Specs
+    checked before with the same settings, env code and packages are read from `cache` (a JSON
+    file), so a no-op rerun neither imports gymnasium nor builds an Atari emulator per task."""
+    salt = {"code": code_hash("envs"), "versions": {p: _version(p) for p in ENV_PACKAGES}}
+    keys = {task: config_hash({"env": task_env(cfg, task), **salt}) for task in run_tasks(cfg)}
+    known = _read_json(Path(cache)) if cache else {}
+    if all(key in known for key in keys.values()):
+        return {task: known[key] for task, key in keys.items()}
+    from wmrl.envs import SUPPORTED, describe_env
+
+    specs, failures = {}, []
+    for task, key in keys.items():
+        try:
+            specs[task] = known.get(key) or describe_env(task_env(cfg, task))
+        except ValueError as error:
+            failures.append(f"task {task!r} ({cfg.tasks[task].env}): {error}")
+    if failures:
+        raise ConfigError(f"experiment {cfg.experiment!r} has environments that cannot be used:\n  "
+                          + "\n  ".join(failures)
+                          + f"\nsupported observations: {SUPPORTED}; actions: Discrete (from 0) or a 1-D Box")
+    if cache:
+        _write_json(Path(cache), {**known, **{keys[task]: spec for task, spec in specs.items()}})
+    return specs
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}  # never checked, or a torn write: check again
+
+
+def _write_json(path: Path, entries: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+    os.replace(partial, path)
 
 
 def suite(cfg: DictConfig) -> dict[str, dict[str, Any]]:

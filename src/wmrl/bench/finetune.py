@@ -28,6 +28,7 @@ import torch
 
 from wmrl.config import compose
 from wmrl.data import open_dataset
+from wmrl.envs import env_settings
 from wmrl.evaluate.rollout import make_agent, play, reference_scores
 from wmrl.pipeline import evaluate_spec, finetune_spec, method_models
 from wmrl.train.finetune import setup
@@ -39,7 +40,7 @@ GOAL = 1.0
 
 def score(spec: dict[str, Any], checkpoint: dict[str, Any], episodes: int) -> float:
     """Mean normalized score of a checkpoint over `episodes` evaluation episodes."""
-    env = {key: spec[key] for key in ("env", "env_kwargs", "max_episode_steps")}
+    env = env_settings(spec)
     with tempfile.TemporaryDirectory() as directory:
         path = f"{directory}/model.pt"
         torch.save(checkpoint, path)

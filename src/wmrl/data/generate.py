@@ -21,7 +21,7 @@ from wmrl.config import code_hash
 from wmrl.data.behaviour import evaluate_policy, run_dqn, run_random
 from wmrl.data.dataset import CARD, FORMAT, obs_bytes
 from wmrl.data.writer import DatasetWriter
-from wmrl.envs import action_spec, make_env, obs_spec
+from wmrl.envs import action_spec, make_task_env, obs_spec
 from wmrl.pipeline import DATASET_CODE
 from wmrl.progress import Progress
 
@@ -37,7 +37,7 @@ def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
             shutil.rmtree(stale)
 
     def env():
-        return make_env(spec["env"], spec["env_kwargs"], spec["max_episode_steps"])
+        return make_task_env(spec)
 
     train_env = env()
     obs, action = obs_spec(train_env).to_dict(), action_spec(train_env).to_dict()
@@ -80,7 +80,8 @@ def _card(spec: dict[str, Any], obs: dict[str, Any], action: dict[str, Any], wri
     return {
         "format": FORMAT,
         "suite": spec["suite"], "task": spec["task"],
-        "env": {"id": spec["env"], "kwargs": spec["env_kwargs"], "max_episode_steps": spec["max_episode_steps"]},
+        "env": {"id": spec["env"], "kwargs": spec["env_kwargs"], "max_episode_steps": spec["max_episode_steps"],
+                **{key: spec[key] for key in ("wrappers", "obs_keys") if key in spec}},
         "obs": {**obs, "encoding": "packbits" if obs["dtype"] == "bool" else "raw-le"},
         "action": action,
         "policy": {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference},

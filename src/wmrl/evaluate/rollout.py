@@ -29,7 +29,7 @@ from wmrl import tracking
 from wmrl.config import DecisionConfig, ModelConfig
 from wmrl.data import read_card
 from wmrl.data.windows import ObsLayout
-from wmrl.envs import make_env
+from wmrl.envs import env_settings, make_task_env
 from wmrl.models.decision_transformer import DecisionTransformer
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.planning import beam_search
@@ -169,7 +169,7 @@ class OnlineAgent(MarkovAgent):
         from wmrl.data.behaviour import dqn_agent
 
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        env = make_env(env_settings["env"], env_settings["env_kwargs"], env_settings["max_episode_steps"])
+        env = make_task_env(env_settings)
         self.agent = dqn_agent(env, checkpoint["settings"], seed=0)
         self.agent.policy.load_state_dict(checkpoint["policy"])
         self.agent.policy.set_training_mode(False)
@@ -241,7 +241,7 @@ def make_agent(spec: dict[str, Any], path: str, planning: dict[str, int] | None,
 
 def play(agent, env_settings: dict[str, Any], episodes: int, env_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Returns and lengths of `episodes` episodes played side by side."""
-    envs = [make_env(env_settings["env"], env_settings["env_kwargs"], env_settings["max_episode_steps"])
+    envs = [make_task_env(env_settings)
             for _ in range(episodes)]
     agent.reset(np.stack([env.reset(seed=env_seed + i)[0] for i, env in enumerate(envs)]))
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
@@ -285,15 +285,15 @@ def evaluate(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> pl.
     out["rows"], track the evaluation as an MLflow run and write its lineage to out["lineage"]."""
     torch.set_num_threads(threads)
     score = reference_scores(spec, spec["inputs"]["datasets"])
-    env_settings = {key: spec[key] for key in ("env", "env_kwargs", "max_episode_steps")}
+    env = env_settings(spec)
     plans = [None] + ([spec["planning"]] if spec["planning"] else [])
     frames = []
     for name, path in spec["inputs"]["checkpoints"].items():
         for planning in plans:
             started = time.monotonic()
             torch.manual_seed(spec["seed"])
-            agent = make_agent(spec, path, planning, env_settings)
-            returns, lengths = play(agent, env_settings, spec["episodes"], spec["env_seed"])
+            agent = make_agent(spec, path, planning, env)
+            returns, lengths = play(agent, env, spec["episodes"], spec["env_seed"])
             settings = planning or NO_PLANNING
             label = f"beam w{settings['width']} h{settings['horizon']}" if planning else "none"
             log.info("%s %s, planning %s: return %.2f ± %.2f over %d episodes (%d steps, %.1f s)", spec["method"],

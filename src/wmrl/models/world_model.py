@@ -72,17 +72,26 @@ class GridEncoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """(…, H, W, C) uint8-valued frames -> (…, dim): the Nature DQN trunk (Mnih et al. 2015) on
-    intensities scaled to [0, 1], then a linear layer."""
+    """(…, H, W, C) uint8-valued frames -> (…, dim) on intensities scaled to [0, 1]: the Nature DQN
+    trunk (Mnih et al. 2015) on frames of 36 pixels a side or more, two 3x3 convolutions on smaller
+    ones (its 8x8 stride-4 filter leaves nothing of a 7x7 view), then a linear layer."""
+
+    NATURE_MIN_SIDE = 36  # 8x8/4, 4x4/2 and 3x3/1 filters leave one cell of a 36x36 frame
 
     def __init__(self, shape: tuple[int, int, int], dim: int):
         super().__init__()
         h, w, c = shape
-        trunk = nn.Sequential(
-            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(),
-        )
+        if min(h, w) >= self.NATURE_MIN_SIDE:
+            trunk = nn.Sequential(
+                nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
+                nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(),
+            )
+        else:
+            trunk = nn.Sequential(
+                nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
+            )
         width = trunk(torch.zeros(1, c, h, w)).shape[1]
         self.net = nn.Sequential(trunk, nn.Linear(width, dim))
 

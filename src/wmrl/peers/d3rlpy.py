@@ -15,7 +15,8 @@ single-task): MinAtar grids as channel-first float32 (C, H, W) into
 ``PixelEncoderFactory(filters=[[16, 3, 1]], feature_size=128)``, the MinAtar paper's network
 (d3rlpy's default Nature-DQN filters cannot take 10x10 inputs), no observation scaler; Atari frames
 as channel-first uint8 into d3rlpy's default pixel encoder (Nature DQN) behind its
-``PixelObservationScaler`` (x / 255); vectors into its default vector encoder.
+``PixelObservationScaler`` (x / 255), frames under 36 pixels a side into two 3x3 convolutions
+(as our `ImageEncoder`); vectors into its default vector encoder.
 
 **Algorithms** (config.PEER_ALGORITHMS; `settings` override their d3rlpy configs), as d3rlpy's
 source computes them:
@@ -56,6 +57,8 @@ from wmrl.config import PEER_ALGORITHMS
 from wmrl.data.windows import task_steps
 
 MINATAR_ENCODER = {"filters": [[16, 3, 1]], "feature_size": 128}  # Conv2d(C, 16, 3) + ReLU + Linear(., 128) + ReLU
+NATURE_MIN_SIDE = 36  # d3rlpy's default filters (8x8/4, 4x4/2, 3x3/1) leave one cell of a 36x36 frame
+SMALL_FRAME_ENCODER = {"filters": [[32, 3, 1], [32, 3, 1]], "feature_size": 256}  # for smaller frames
 
 
 def plain_logs() -> None:
@@ -108,20 +111,24 @@ def best_return(dataset: MDPDataset) -> float:
     return max(float(episode.rewards.sum()) for episode in dataset.episodes)
 
 
-def encoder_settings(kind: str) -> dict[str, Any]:
-    """The encoder and observation scaler of the peer's config for an observation kind."""
+def encoder_settings(kind: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    """The encoder and observation scaler of the peer's config for observations of `kind` and
+    (channel-first) `shape`."""
     if kind == "grid":
         return {"encoder_factory": PixelEncoderFactory(**MINATAR_ENCODER)}
+    if kind == "image" and min(shape[1:]) < NATURE_MIN_SIDE:
+        return {"encoder_factory": PixelEncoderFactory(**SMALL_FRAME_ENCODER),
+                "observation_scaler": PixelObservationScaler()}
     if kind == "image":
         return {"observation_scaler": PixelObservationScaler()}
     return {}  # vectors: d3rlpy's default vector encoder
 
 
-def make_algo(algorithm: str, settings: dict[str, Any], kind: str):
+def make_algo(algorithm: str, settings: dict[str, Any], kind: str, shape: tuple[int, ...]):
     """An unbuilt d3rlpy algorithm on the CPU: `algorithm` (config.PEER_ALGORITHMS) with `settings`
-    over its defaults and the encoder for observations of `kind`."""
+    over its defaults and the encoder for observations of `kind` and `shape`."""
     config = getattr(d3rlpy.algos, f"{PEER_ALGORITHMS[algorithm].d3rlpy_class}Config")
-    return config(**settings, **encoder_settings(kind)).create(device="cpu:0")
+    return config(**settings, **encoder_settings(kind, shape)).create(device="cpu:0")
 
 
 @dataclass
@@ -142,7 +149,7 @@ def train(algorithm: str, settings: dict[str, Any], kind: str, dataset: MDPDatas
     if steps_per_epoch <= 0 or steps % steps_per_epoch:
         raise ValueError(f"{steps} gradient steps do not split into epochs of {steps_per_epoch}")
     d3rlpy.seed(seed)
-    algo = make_algo(algorithm, settings, kind)
+    algo = make_algo(algorithm, settings, kind, dataset.episodes[0].observations.shape[1:])
     epochs = steps // steps_per_epoch
 
     def callback(fitted, _epoch: int, step: int) -> None:  # after every step (both of d3rlpy's fit loops)
@@ -203,7 +210,7 @@ def checkpoint(algo, algorithm: str, settings: dict[str, Any], kind: str, best: 
 
 def load_algo(saved: dict[str, Any]):
     """The algorithm of a `checkpoint`, rebuilt and holding its weights."""
-    algo = make_algo(saved["algo"], saved["settings"], saved["obs_kind"])
+    algo = make_algo(saved["algo"], saved["settings"], saved["obs_kind"], tuple(saved["observation_shape"]))
     algo.create_impl(tuple(saved["observation_shape"]), saved["action_size"])
     for name, module in trained_modules(algo).items():
         module.load_state_dict(saved["modules"][name])

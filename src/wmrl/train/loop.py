@@ -28,7 +28,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from wmrl import tracking
 from wmrl.data.windows import ObsLayout, obs_layout
-from wmrl.envs import action_spec, make_env, obs_spec
+from wmrl.envs import action_spec, make_task_env, obs_spec
 from wmrl.models.world_model import ModelShape
 from wmrl.progress import interactive
 from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule
@@ -42,7 +42,7 @@ def suite_shape(suite: dict[str, dict[str, Any]], channel_layout: str, window: i
     max_episode_steps}}, in task-index order), read from their environments."""
     obs, actions = {}, {}
     for task, settings in suite.items():
-        env = make_env(settings["env"], settings["env_kwargs"], settings["max_episode_steps"])
+        env = make_task_env(settings)
         obs[task] = {"obs": obs_spec(env).to_dict()}
         spec = action_spec(env)
         env.close()

@@ -20,7 +20,7 @@ import torch
 
 from wmrl import tracking
 from wmrl.data.behaviour import dqn_agent
-from wmrl.envs import make_env
+from wmrl.envs import make_task_env
 from wmrl.progress import Progress
 from wmrl.train.module import claim_work_dir
 
@@ -49,7 +49,7 @@ def train_online(spec: dict[str, Any], out: dict[str, str]) -> None:
     """Train DQN online as `spec` describes; write the files named in `out` (last, curve, mlflow)."""
     settings = spec["settings"]
     claim_work_dir(Path(spec["work_dir"]), spec)
-    env = make_env(spec["env"], spec["env_kwargs"], spec["max_episode_steps"])
+    env = make_task_env(spec)
     progress = Progress(settings["steps"], spec["run_name"], unit="env steps")
     recorded = EpisodeReturns(env, progress)
     agent = dqn_agent(recorded, settings, spec["seed"])
