@@ -76,7 +76,7 @@ def export_minari(dataset_dir: Path | str, dataset_id: str, force: bool = False,
     if get_dataset_path(dataset_id).exists():
         if not force:
             raise FileExistsError(f"Minari dataset {dataset_id!r} already exists at {get_dataset_path(dataset_id)} "
-                                  f"(use --force to replace it)")
+                                  f"(force, --force on the command line, replaces it)")
         minari.delete_dataset(dataset_id)
     try:
         with warnings.catch_warnings():
