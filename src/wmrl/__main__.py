@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     export = commands.add_parser("export-minari", help="write a dataset as a Minari dataset (arrow, lossless)")
     export.add_argument("dataset", help="the dataset directory")
     export.add_argument("id", help="the Minari dataset id, e.g. wmrl/breakout-dqn-v0")
-    export.add_argument("--path", help="the Minari datasets root (default: MINARI_DATASETS_PATH, else ~/.minari/datasets)")
+    export.add_argument("--path", help="the Minari datasets root (default: MINARI_DATASETS_PATH, else "
+                                       "~/.minari/datasets)")
     export.add_argument("--force", action="store_true", help="replace a Minari dataset of that id")
 
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
