@@ -29,7 +29,10 @@ the card's env, suite, task, policy, seed, observation spec and content digest.
 
 Import (a task's ``dataset: {source: "minari:<id>"}``, through `generate_dataset`) checks that the
 Minari dataset's spaces are those of the task's environment and writes the usual Parquet shards
-and card; the card's policy is ``{"name": "minari", "source": "minari:<id>", ...}``.
+and card; the card's policy is ``{"name": "minari", "source": "minari:<id>", ...}``. Its return
+statistics cover every episode, as a cut one cannot be told from one truncated by a time limit.
+The Minari files are not an input Snakemake watches: the source names a versioned id
+(``...-v1``), and new data under a new version is a new source, so a new spec.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def episode_buffers(frame: pl.DataFrame, card: dict[str, Any]) -> Iterator[Episo
     _, rows = np.unique(frame["episode"].to_numpy(), return_counts=True)  # rows of each episode, in order
     first_row = np.cumsum(rows) - rows
     first_step = first_row - np.arange(len(rows))  # each earlier episode has one final row without a step
-    for start, step, length in zip(first_row, first_step, rows - 1):
+    for start, step, length in zip(first_row, first_step, rows - 1, strict=True):
         yield EpisodeBuffer(observations=obs[start:start + length + 1], actions=actions[step:step + length],
                             rewards=rewards[step:step + length], terminations=terminated[step:step + length],
                             truncations=truncated[step:step + length])
