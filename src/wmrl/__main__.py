@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check-dataset", help="validate a dataset directory (card, schema, sha256)")
     check.add_argument("directory", nargs="+")
 
+    export = commands.add_parser("export-minari", help="write a dataset as a Minari dataset (arrow, lossless)")
+    export.add_argument("dataset", help="the dataset directory")
+    export.add_argument("id", help="the Minari dataset id, e.g. wmrl/breakout-dqn-v0")
+    export.add_argument("--path", help="the Minari datasets root (default: MINARI_DATASETS_PATH, else "
+                                       "~/.minari/datasets)")
+    export.add_argument("--force", action="store_true", help="replace a Minari dataset of that id")
+
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
     bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune"])
     bench.add_argument("--steps", type=int, default=200_000, help="dataset: env steps per game and measurement")
@@ -124,6 +131,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"BAD {exc}")
                 failed += 1
         return 1 if failed else 0
+    elif args.command == "export-minari":
+        import os
+
+        from wmrl.data import DatasetError
+
+        if args.path:
+            os.environ["MINARI_DATASETS_PATH"] = args.path  # where Minari reads and writes its datasets
+        from wmrl.data.minari import export_minari
+
+        try:
+            exported = export_minari(args.dataset, args.id, force=args.force)
+        except (DatasetError, FileExistsError, ValueError) as exc:
+            print(f"export-minari: {exc}", file=sys.stderr)
+            return 1
+        print(f"ok  {args.dataset} -> Minari {args.id}: {exported.total_episodes} episodes, "
+              f"{exported.total_steps:,} steps at {exported.spec.data_path}")
     elif args.command == "bench":
         out = args.out or f"results/bench/{args.name}.json"
         if args.name == "dataset":

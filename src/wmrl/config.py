@@ -109,6 +109,11 @@ class DatasetConfig:
     shard_rows: int = 100_000  # target rows per Parquet shard (episodes are never split)
     random: RandomPolicyConfig = field(default_factory=RandomPolicyConfig)
     dqn: DQNPolicyConfig = field(default_factory=DQNPolicyConfig)
+    # "minari:<id>": the data is that local Minari dataset (MINARI_DATASETS_PATH), imported, not
+    # generated; each (policy, seed) dataset of the task is then the same import (the policy and seed
+    # settings only name it; `policies: [dqn]` imports it once) and the task must set score.random
+    # and score.reference, which no behaviour policy of ours can give
+    source: Optional[str] = None
 
 
 @dataclass
@@ -562,6 +567,19 @@ def _expected_type(parent_type: Any, key: str) -> str | None:
     return None
 
 
+def _check_source(name: str, task: DictConfig, source: str | None) -> None:
+    """A task's data from Minari: a well-formed source, and scores that do not come from its data."""
+    if source is None:
+        return
+    if not source.startswith("minari:") or source == "minari:":
+        raise ConfigError(f"config error: 'tasks.{name}.dataset.source' must be minari:<Minari dataset id>, "
+                          f"got {source!r}")
+    unset = [key for key in ("random", "reference") if task.score[key] is None]
+    if unset:
+        raise ConfigError(f"config error: 'tasks.{name}.score' must set {' and '.join(unset)}: the task's data "
+                          f"comes from {source}, not from the behaviour policies whose scores stand in for them")
+
+
 def _check_semantics(cfg: DictConfig) -> None:
     """Checks that need more than one key: the split, policy names, per-task overrides."""
     if OmegaConf.is_missing(cfg, "suite"):
@@ -574,6 +592,7 @@ def _check_semantics(cfg: DictConfig) -> None:
         bad = [p for p in task_dataset(cfg, name).policies if p not in POLICIES]
         if bad:
             raise ConfigError(f"config error: 'tasks.{name}' policies {bad} unknown; allowed: {', '.join(POLICIES)}")
+        _check_source(name, task, task_dataset(cfg, name).source)
     for key in ("source_tasks", "heldout_tasks"):
         unknown = [t for t in cfg[key] if t not in cfg.tasks]
         if unknown:
@@ -624,7 +643,7 @@ def _check_semantics(cfg: DictConfig) -> None:
             raise ConfigError(f"config error: 'finetune.data' asks for the {finetune.data.policy!r} dataset of seed "
                               f"{finetune.data.seed} of held-out task {task!r}, which is not generated "
                               f"(policies {list(dataset.policies)}, seeds {list(dataset.seeds)})")
-        if finetune.data.transitions > dataset[finetune.data.policy].steps:
+        if dataset.source is None and finetune.data.transitions > dataset[finetune.data.policy].steps:
             raise ConfigError(f"config error: 'finetune.data.transitions' ({finetune.data.transitions}) exceeds the "
                               f"{dataset[finetune.data.policy].steps} steps of {task!r}'s {finetune.data.policy} data")
     for name, task in cfg.tasks.items():

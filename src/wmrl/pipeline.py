@@ -20,7 +20,7 @@ from wmrl.tracking import config_hash, experiment_name
 
 DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
 # The source that decides a dataset's bytes (readers elsewhere in data/ do not regenerate data).
-DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate")
+DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate", "data/minari")
 ENV_PACKAGES = ("gymnasium", "minatar", "ale-py", "minigrid", "popgym")  # with the env code, they key checked envs
 CHECKED_ENVS = ".snakemake/wmrl/checked-envs.json"  # specs of envs checked before earlier runs
 
@@ -105,12 +105,14 @@ def dataset_dirs(cfg: DictConfig, tasks: list[str] | None = None) -> list[str]:
 
 def dataset_spec(cfg: DictConfig, task: str, policy: str, seed: int) -> dict[str, Any]:
     """Everything one dataset job needs, and nothing else (its Snakemake params): a change to
-    another task's or another policy's settings leaves this spec, and so this dataset, alone."""
+    another task's or another policy's settings leaves this spec, and so this dataset, alone. A
+    task whose data comes from Minari has its source instead of the policy's settings."""
     dataset = task_dataset(cfg, task)
-    return {
-        "suite": cfg.suite, "task": task, "policy": policy, "seed": int(seed), **task_env(cfg, task),
-        "shard_rows": dataset.shard_rows, "settings": to_plain(dataset[policy]),
-    }
+    job = {"suite": cfg.suite, "task": task, "policy": policy, "seed": int(seed), **task_env(cfg, task),
+           "shard_rows": dataset.shard_rows}
+    if dataset.source is not None:
+        return {**job, "source": dataset.source}
+    return {**job, "settings": to_plain(dataset[policy])}
 
 
 def pretrain_models(cfg: DictConfig) -> list[str]:

@@ -29,7 +29,12 @@ log = logging.getLogger("wmrl")
 
 
 def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
-    """Generate the dataset described by `spec` into directory `out`; return its card."""
+    """Generate the dataset described by `spec` into directory `out`; return its card. A spec with
+    a "source" (``minari:<id>``) imports that Minari dataset instead (wmrl.data.minari)."""
+    if "source" in spec:
+        from wmrl.data.minari import import_minari  # imported here: it imports dataset_card from here
+
+        return import_minari(spec, out)
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     for stale in (partial, out):
@@ -62,14 +67,16 @@ def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
         log.info("final DQN policy: return %.2f +- %.2f over %d episodes (epsilon %g)",
                  reference["mean"], reference["std"], reference["episodes"], reference["epsilon"])
 
-    card = _card(spec, obs, action, writer, reference)
+    policy = {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference}
+    card = dataset_card(spec, obs, action, writer, policy)
     (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
     os.replace(partial, out)
     return card
 
 
-def _card(spec: dict[str, Any], obs: dict[str, Any], action: dict[str, Any], writer: DatasetWriter,
-          reference: dict[str, Any] | None) -> dict[str, Any]:
+def dataset_card(spec: dict[str, Any], obs: dict[str, Any], action: dict[str, Any], writer: DatasetWriter,
+                 policy: dict[str, Any]) -> dict[str, Any]:
+    """The card of the dataset `writer` has recorded for `spec`; `policy`: what recorded it."""
     rows = sum(shard["rows"] for shard in writer.shards)
     complete = writer.episode_returns[:-1] if writer.cut_last_episode else writer.episode_returns
     returns = {"episodes": len(complete)}
@@ -84,7 +91,7 @@ def _card(spec: dict[str, Any], obs: dict[str, Any], action: dict[str, Any], wri
                 **{key: spec[key] for key in ("wrappers", "obs_keys") if key in spec}},
         "obs": {**obs, "encoding": "packbits" if obs["dtype"] == "bool" else "raw-le"},
         "action": action,
-        "policy": {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference},
+        "policy": policy,
         "seed": spec["seed"],
         "transitions": writer.transitions, "rows": rows, "episodes": writer.episodes,
         "returns": returns,  # over episodes that ended in the env (not cut by the data budget)
