@@ -57,7 +57,7 @@ from minari.storage import get_dataset_path
 from wmrl.data.dataset import CARD, DatasetError, decode_obs, open_dataset
 from wmrl.data.generate import dataset_card
 from wmrl.data.writer import DatasetWriter
-from wmrl.envs import action_spec, make_env, obs_spec
+from wmrl.envs import action_spec, make_task_env, obs_spec
 from wmrl.tracking import dataset_digest
 
 SOURCE_PREFIX = "minari:"
@@ -151,7 +151,7 @@ def import_minari(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
         if stale.exists():
             shutil.rmtree(stale)
     source = load_source(spec["source"])
-    env = make_env(spec["env"], spec["env_kwargs"], spec["max_episode_steps"])
+    env = make_task_env(spec)
     obs, action = obs_spec(env).to_dict(), action_spec(env).to_dict()
     check_spaces(source, spec, obs, action)
 
