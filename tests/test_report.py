@@ -11,6 +11,7 @@ import pytest
 
 from wmrl.config import compose
 from wmrl.pipeline import report_files
+from wmrl.report.checks import _few_runs as few_runs
 from wmrl.report.checks import checks
 from wmrl.report.tables import busy_seconds, dataset_md5, headline, job_costs, training_speed, with_kinds
 
@@ -42,9 +43,9 @@ def test_job_costs_keep_unmeasured_jobs_and_wall_time_is_the_union_of_job_interv
     assert busy_seconds(jobs) == pytest.approx((103 - 90) + 4)  # [90, 100] and [98, 103] overlap; [196, 200]
 
 
-def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1, kind="ours"):
+def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1, kind="ours", seeds=3):
     return {"method": method, "kind": kind, "model": "m", "checkpoint": checkpoint, "planning": planning,
-            "tasks": tasks, "seeds": 3, "iqm": iqm, "iqm_low": low, "iqm_high": high, "mean": iqm, "mean_low": low,
+            "tasks": tasks, "seeds": seeds, "runs": seeds * tasks, "iqm": iqm, "iqm_low": low, "iqm_high": high, "mean": iqm, "mean_low": low,
             "mean_high": high}
 
 
@@ -68,6 +69,21 @@ def test_headline_verdict_follows_the_intervals(probability, pretrained, verdict
     missing = headline(aggregate, improvement, {"method": "pretrained", "baseline": "scratch", "checkpoint": "best",
                                                 "planning": "none"})
     assert missing["verdict"] is None and missing["missing"] == ["pretrained", "scratch"]
+
+
+def test_fewer_than_three_runs_decide_nothing_whatever_their_intervals_show():
+    """Two seeds on one task: P = 1.00 [1.00, 1.00] is what a bootstrap of two runs gives."""
+    aggregate = pl.DataFrame([arm("pretrained", 0.9, 0.9, 0.9, seeds=2), arm("scratch", 0.1, 0.1, 0.1, seeds=2)])
+    improvement = pl.DataFrame([{"method": "pretrained", "model": "m", "than": "scratch", "than_model": "m",
+                                 "checkpoint": "last", "planning": "none", "runs": 2, "probability": 1.0,
+                                 "probability_low": 1.0, "probability_high": 1.0}])
+    chosen = {"method": "pretrained", "baseline": "scratch", "checkpoint": "last", "planning": "none"}
+    assert headline(aggregate, improvement, chosen)["verdict"] == "too few runs to decide"
+    three = aggregate.with_columns(seeds=pl.lit(3), runs=pl.lit(3))
+    assert headline(three, improvement, chosen)["verdict"] == "yes"
+    (note,) = few_runs(aggregate)
+    assert note["status"] == "note" and "pretrained (2), scratch (2)" in note["detail"]
+    assert few_runs(three) == []
 
 
 def test_checks_show_failures_first_and_hide_nothing():
@@ -126,7 +142,7 @@ def test_claims_are_judged_like_the_headline_and_unevaluated_ones_say_so():
     from wmrl.report.tables import claims_table
 
     aggregate = pl.DataFrame({"method": ["x", "y"], "model": ["m", "m"], "checkpoint": ["last", "last"],
-                              "planning": ["none", "none"], "iqm": [0.8, 0.3], "iqm_low": [0.7, 0.2],
+                              "planning": ["none", "none"], "runs": [3, 3], "iqm": [0.8, 0.3], "iqm_low": [0.7, 0.2],
                               "iqm_high": [0.9, 0.4]})
     improvement = pl.DataFrame({"method": ["x", "y"], "model": ["m", "m"], "than": ["y", "x"], "than_model": ["m", "m"],
                                 "checkpoint": ["last", "last"], "planning": ["none", "none"],

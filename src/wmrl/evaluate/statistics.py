@@ -18,6 +18,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+# Fewer runs (seeds x tasks) than this and a bootstrap CI says nothing: resampling two runs gives
+# three distinct samples, so the interval of a difference is often a single point (P = 1.00 [1.00, 1.00]).
+MIN_RUNS = 3
+
 
 def iqm(scores: np.ndarray) -> float:
     """Interquartile mean of all entries: drop the lowest and highest 25% and average the rest.

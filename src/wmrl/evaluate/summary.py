@@ -47,12 +47,12 @@ def summarize(episodes: pl.DataFrame, repetitions: int, confidence: float) -> di
     for key, arm in arms.items():
         scores = score_matrix(arm)
         row: dict[str, Any] = dict(zip(ARM, key, strict=True))
-        row |= {"tasks": scores.shape[1], "seeds": scores.shape[0]}
+        row |= {"tasks": scores.shape[1], "seeds": scores.shape[0], "runs": scores.size}
         for name, statistic in (("iqm", iqm), ("mean", mean)):
             row[name], row[f"{name}_low"], row[f"{name}_high"] = stratified_bootstrap_ci(scores, statistic, **interval)
         aggregate.append(row)
         for (task,), one in arm.partition_by("task", as_dict=True, maintain_order=True).items():
-            entry = {**dict(zip(ARM, key, strict=True)), "task": task, "seeds": len(one),
+            entry = {**dict(zip(ARM, key, strict=True)), "task": task, "seeds": len(one), "runs": len(one),
                      "random_score": one["random_score"][0], "reference_score": one["reference_score"][0],
                      "score_source": one["score_source"][0]}
             for column in ("return", "normalized"):
@@ -66,7 +66,8 @@ def summarize(episodes: pl.DataFrame, repetitions: int, confidence: float) -> di
             point, low, high = stratified_bootstrap_ci((score_matrix(x), score_matrix(y)),
                                                        probability_of_improvement, **interval)
             improvement.append({"method": key_x[0], "model": key_x[1], "than": key_y[0], "than_model": key_y[1],
-                                **dict(zip(SETTING, key_x[2:], strict=True)), "probability": point,
+                                **dict(zip(SETTING, key_x[2:], strict=True)), "runs": min(len(x), len(y)),
+                                "probability": point,
                                 "probability_low": low, "probability_high": high})
     return {"aggregate": pl.DataFrame(aggregate), "per_task": pl.DataFrame(per_task),
             "improvement": pl.DataFrame(improvement)}

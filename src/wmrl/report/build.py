@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 import polars as pl
 
+from wmrl.evaluate.statistics import MIN_RUNS
 from wmrl.evaluate.summary import run_scores, summarize
 from wmrl.report import plots
 from wmrl.report.checks import checks
@@ -103,6 +104,7 @@ def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
         "figures": {name: data_uri(out[name]) for name in figures},
         "checks": checks(spec, tables, curves),
         "busy_hours": busy_seconds(jobs) / 3600,
+        "min_runs": MIN_RUNS, "few_runs": bool((scores["aggregate"]["runs"] < MIN_RUNS).any()),
         "csv": {name: str(Path(path).relative_to(Path(out["html"]).parent)) for name, path in out.items()
                 if name.endswith("_csv")},
     }

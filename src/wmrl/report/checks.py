@@ -10,6 +10,8 @@ from typing import Any
 
 import polars as pl
 
+from wmrl.evaluate.statistics import MIN_RUNS
+
 LAPTOP_MEMORY_MB = 2048  # the goal every job meets below `paper` scale
 
 
@@ -19,7 +21,7 @@ def entry(status: str, what: str, detail: str) -> dict[str, str]:
 
 def checks(spec: dict[str, Any], tables: dict[str, pl.DataFrame], curves: pl.DataFrame) -> list[dict[str, str]]:
     found = [entry("note", "not run", item) for item in spec["not_run"]]
-    found += [_amount(tables["runs"]), *_finite(tables["episodes"], curves), *_cut(tables["episodes"], spec),
+    found += [_amount(tables["runs"]), *_few_runs(tables["aggregate"]), *_finite(tables["episodes"], curves), *_cut(tables["episodes"], spec),
               *_below_random(tables["aggregate"]), *_lineage(tables["lineage"]), *_cost(tables["jobs"], spec),
               *_budget(tables["training_speed"]), *_world_model(tables["world_model"]),
               *_planning(tables["aggregate"]), *_variants(tables["aggregate"], spec)]
@@ -33,6 +35,17 @@ def _amount(runs: pl.DataFrame) -> dict[str, str]:
     detail = "; ".join(f"{row['method']}: seeds {row['seed']} on {', '.join(row['task'])}, "
                        f"{row['episodes']} episodes per seed and setting" for row in per_method.iter_rows(named=True))
     return entry("ok", "seeds and episodes", detail)
+
+
+def _few_runs(aggregate: pl.DataFrame) -> list[dict[str, str]]:
+    few = aggregate.filter(pl.col("runs") < MIN_RUNS).select("method", "runs").unique(maintain_order=True)
+    if few.is_empty():
+        return []
+    methods = ", ".join(f"{row['method']} ({row['runs']})" for row in few.iter_rows(named=True))
+    return [entry("note", "too few runs for intervals",
+                  f"{methods}: fewer than {MIN_RUNS} runs (seeds x tasks). A bootstrap resamples the runs, and two "
+                  f"runs give three distinct resamples, so an interval can shrink to a point (P = 1.00 [1.00, 1.00]) "
+                  f"that measures nothing; their CIs are marked \u2020 and no verdict compares them")]
 
 
 def _finite(episodes: pl.DataFrame, curves: pl.DataFrame) -> list[dict[str, str]]:

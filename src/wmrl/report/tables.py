@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from wmrl.evaluate.statistics import MIN_RUNS
 from wmrl.pipeline import MULTIGAME, SINGLEGAME
 
 # Snakemake's benchmark TSV columns kept here: wall seconds, peak resident memory (MB), CPU seconds.
@@ -151,7 +152,9 @@ def compare(aggregate: pl.DataFrame, improvement: pl.DataFrame, method: str, bas
     * "yes": P's interval lies above 1/2 and the method's IQM interval above 0 (random play);
     * "no useful transfer": P's interval lies above 1/2, but the method is not above random;
     * "no": P's interval lies below 1/2;
-    * "no measurable difference": P's interval holds 1/2.
+    * "no measurable difference": P's interval holds 1/2;
+    * "too few runs to decide": either method has fewer than MIN_RUNS runs (seeds x tasks), whose
+      bootstrap intervals are degenerate, whatever they show.
 
     The verdict is None, with the `missing` methods, when either has no rows in that setting."""
     arms = aggregate.filter(**setting)
@@ -162,7 +165,9 @@ def compare(aggregate: pl.DataFrame, improvement: pl.DataFrame, method: str, bas
     ours, theirs = (frame.row(0, named=True) for frame in found)
     p = improvement.filter(method=ours["method"], model=ours["model"], than=theirs["method"],
                            than_model=theirs["model"], **setting).row(0, named=True)
-    if p["probability_low"] > 0.5:
+    if min(ours["runs"], theirs["runs"]) < MIN_RUNS:
+        verdict = "too few runs to decide"
+    elif p["probability_low"] > 0.5:
         verdict = "yes" if ours["iqm_low"] > 0 else "no useful transfer"
     else:
         verdict = "no" if p["probability_high"] < 0.5 else "no measurable difference"
