@@ -17,6 +17,7 @@ task without changing shape.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from wmrl import tracking
 from wmrl.data.windows import ObsLayout, obs_layout
@@ -98,6 +100,18 @@ class TrainingClock(L.Callback):
         self.seconds = float(state["seconds"])
 
 
+class CheckpointAtSigterm(L.Callback):
+    """A preempted job (SLURM sends SIGTERM, then SIGKILL after its grace time) saves the resume
+    checkpoint at the step Lightning stopped on the signal."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer, module, exception):
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)
+
+
 @dataclass
 class Fitted:
     primary: bool  # the global rank zero: the process that tracks the run and writes the outputs
@@ -119,8 +133,9 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
     work_dir = Path(spec["work_dir"])
     checkpoints = work_dir / "checkpoints"
     curve, clock = ValidationCurve(), TrainingClock()
-    callbacks = [curve, clock, L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
-                                                            every_n_train_steps=settings["checkpoint_every"])]
+    callbacks = [curve, clock, CheckpointAtSigterm(checkpoints / LAST),
+                 L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
+                                                     every_n_train_steps=settings["checkpoint_every"])]
     if keep_best:
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
                                                              monitor="val/loss", mode="min", save_top_k=1,
@@ -145,7 +160,11 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
         trainer.logger = logger
     if resume:
         log.info("resuming from %s", checkpoints / LAST)
-    trainer.fit(module, datamodule=data, ckpt_path="last")
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path="last")
+    except SIGTERMException:  # a SystemExit of status 0 unless we say otherwise: the job did not finish
+        log.warning("SIGTERM at step %d: saved %s; rerun the job to resume", trainer.global_step, checkpoints / LAST)
+        raise SystemExit(128 + signal.SIGTERM) from None
     return Fitted(trainer.is_global_zero, run_id, logger, checkpoints, curve.rows, clock.seconds)
 
 
