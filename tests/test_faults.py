@@ -2,18 +2,27 @@
 unreachable tracking server, a corrupted checkpoint, many jobs on one fresh SQLite store."""
 
 import json
+import resource
 import signal
 import subprocess
+from dataclasses import asdict
 
 import mlflow
+import pytest
 
-from conftest import step_of, wait_until
+from conftest import PYTHON, make_spec, step_of, wait_until
 
 
 def with_spec(command: list[str], spec: dict) -> list[str]:
     """A `python -m wmrl <stage> --spec ...` command line with another spec."""
     at = command.index("--spec") + 1
     return [*command[:at], json.dumps(spec), *command[at + 1:]]
+
+
+def under_file_size_limit(limit: int):
+    """A subprocess's `preexec_fn`: files it writes stop at `limit` bytes. Python ignores SIGXFSZ,
+    so a write past it fails with EFBIG, as one on a full disk fails with ENOSPC."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def test_sigterm_saves_a_checkpoint_exits_nonzero_and_the_rerun_resumes_its_run(tiny_job):
@@ -44,3 +53,54 @@ def test_sigterm_saves_a_checkpoint_exits_nonzero_and_the_rerun_resumes_its_run(
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
     assert f"resuming from {last}" in finished.stderr and (tmp_path / "out" / "model.pt").is_file()
     assert min(steps) < saved_at < max(steps) and len(steps) == len(set(steps))  # resumed: no step logged twice
+
+
+def test_a_full_disk_while_writing_a_dataset_shard_names_it_and_leaves_no_dataset(tmp_path):
+    out = tmp_path / "breakout"
+    command = [PYTHON, "-m", "wmrl", "generate-dataset", "--spec", json.dumps(make_spec()), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                            preexec_fn=under_file_size_limit(8_000))  # a shard of 1,000 steps is ~10 kB
+    shard = tmp_path / "breakout.partial" / "part-00000.parquet"
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (f"OSError: [Errno 27] could not write dataset shard {shard} "
+                                                       f"(File too large): free disk space and rerun the job")
+    assert not out.exists()
+
+
+def test_a_full_disk_while_writing_a_checkpoint_names_it_and_leaves_no_part_of_it(tiny_job):
+    _, command, env, tmp_path = tiny_job
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            preexec_fn=under_file_size_limit(4_000_000))  # the store fits, a ~6 MB checkpoint not
+    last = tmp_path / "work" / "checkpoints" / "last.ckpt"
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (f"OSError: [Errno 27] could not write checkpoint {last} "
+                                                       f"(File too large): free disk space and rerun the job")
+    assert list(last.parent.iterdir()) == [] and not (tmp_path / "out" / "model.pt").exists()
+
+
+@pytest.fixture
+def model_checkpoint(tmp_path):
+    """A small world-action model's checkpoint, as pretraining writes model.pt."""
+    from wmrl.config import ModelConfig
+    from wmrl.files import save_checkpoint
+    from wmrl.models.world_model import ModelShape, WorldActionModel
+
+    shape, spec = ModelShape("grid", (5, 5, 3), actions=5, tasks=2, window=6), ModelConfig(dim=32, layers=1, heads=2)
+    path = tmp_path / "model.pt"
+    save_checkpoint({"state_dict": WorldActionModel(shape, spec).state_dict(), "shape": asdict(shape),
+                     "model": asdict(spec)}, path)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_checkpoint_at_evaluation_names_the_file_and_what_to_do(model_checkpoint, damage):
+    from wmrl.evaluate.rollout import load_model
+    from wmrl.files import CheckpointError
+
+    load_model(model_checkpoint)  # whole, it loads
+    whole = model_checkpoint.read_bytes()
+    damaged = {"truncated": whole[:len(whole) // 2], "garbage": b"not a checkpoint" * 100, "empty": b""}[damage]
+    model_checkpoint.write_bytes(damaged)
+    with pytest.raises(CheckpointError, match=rf"^{model_checkpoint} is not a readable checkpoint \(.+\): delete "
+                                              rf"it and rerun the job that wrote it$"):
+        load_model(model_checkpoint)

@@ -23,6 +23,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from wmrl.files import save_checkpoint
+
 log = logging.getLogger("wmrl")
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
@@ -215,9 +217,8 @@ def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str
     """Save `checkpoint` to `path` (weights-only loadable), log it to the run as an MLflow model,
     register it as `name` and point `alias` at the new version; return the model URI."""
     import mlflow
-    import torch
 
-    torch.save(checkpoint, path)
+    save_checkpoint(checkpoint, path)
     mlflow.set_tracking_uri(tracking_uri(root))
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name="model", python_model=_pyfunc_model(),

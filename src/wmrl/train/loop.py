@@ -25,12 +25,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from wmrl import tracking
 from wmrl.data.windows import ObsLayout, obs_layout
 from wmrl.envs import action_spec, make_env, obs_spec
+from wmrl.files import load_checkpoint, save_checkpoint
 from wmrl.models.world_model import ModelShape
 from wmrl.progress import interactive
 from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule
@@ -112,6 +114,16 @@ class CheckpointAtSigterm(L.Callback):
             trainer.save_checkpoint(self.path)
 
 
+class WholeCheckpoints(TorchCheckpointIO):
+    """Lightning's checkpoints written as ours are: whole or not at all, beside their final name
+    (Lightning's own go through the system's temporary directory, then a copy when that is
+    another file system), a failed write naming the file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(checkpoint, path)
+
+
 @dataclass
 class Fitted:
     primary: bool  # the global rank zero: the process that tracks the run and writes the outputs
@@ -144,7 +156,7 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
         callbacks.append(ProgressLines(settings["steps"], spec["run_name"]))
     slurm = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = L.Trainer(
-        **settings["trainer"], plugins=slurm, max_steps=settings["steps"], deterministic=True, logger=False,
+        **settings["trainer"], plugins=[WholeCheckpoints(), *slurm], max_steps=settings["steps"], deterministic=True, logger=False,
         callbacks=callbacks, gradient_clip_val=settings["grad_clip"], val_check_interval=settings["validate_every"],
         check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=25,
         use_distributed_sampler=False,  # every process validates on every held-out batch: the same metrics
@@ -170,7 +182,7 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
 
 def model_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], int]:
     """The world-action model's weights in a Lightning checkpoint of a WorldModelModule, and its step."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = load_checkpoint(checkpoint)
     weights = {key.removeprefix("model."): value for key, value in saved["state_dict"].items()
                if key.startswith("model.")}
     return weights, saved["global_step"]
