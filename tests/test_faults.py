@@ -5,12 +5,13 @@ import json
 import resource
 import signal
 import subprocess
+import time
 from dataclasses import asdict
 
 import mlflow
 import pytest
 
-from conftest import PYTHON, make_spec, step_of, wait_until
+from conftest import PYTHON, free_port, make_spec, step_of, wait_until
 
 
 def with_spec(command: list[str], spec: dict) -> list[str]:
@@ -104,3 +105,21 @@ def test_a_damaged_checkpoint_at_evaluation_names_the_file_and_what_to_do(model_
     with pytest.raises(CheckpointError, match=rf"^{model_checkpoint} is not a readable checkpoint \(.+\): delete "
                                               rf"it and rerun the job that wrote it$"):
         load_model(model_checkpoint)
+
+
+def test_an_unreachable_tracking_server_fails_a_job_at_its_start_within_seconds(tmp_path, monkeypatch):
+    from wmrl import tracking
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    message = (f"RuntimeError: the MLflow tracking server {uri} cannot be reached: start it, or set "
+               f"MLFLOW_TRACKING_URI to one that runs")
+    started = time.monotonic()
+    prepared = subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", "wmrl/test/smoke"], capture_output=True,
+                              text=True, timeout=60)
+    assert prepared.returncode != 0 and prepared.stderr.strip().splitlines()[-1] == message
+    assert time.monotonic() - started < 30
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=f"^{message.removeprefix('RuntimeError: ')}$"):
+        tracking.start_or_resume_run(tmp_path / "work", "wmrl/test/smoke", "job", {})  # what a training job does first
+    assert time.monotonic() - started < 30
