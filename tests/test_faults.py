@@ -5,6 +5,7 @@ import json
 import resource
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict
 
@@ -123,3 +124,35 @@ def test_an_unreachable_tracking_server_fails_a_job_at_its_start_within_seconds(
     with pytest.raises(RuntimeError, match=f"^{message.removeprefix('RuntimeError: ')}$"):
         tracking.start_or_resume_run(tmp_path / "work", "wmrl/test/smoke", "job", {})  # what a training job does first
     assert time.monotonic() - started < 30
+
+
+WRITER = """
+import sys
+import mlflow
+from wmrl import tracking
+run_id = tracking.start_or_resume_run(sys.argv[1], "wmrl/test/smoke", sys.argv[2], {"rule": "test"})
+tracking.log_dataset_inputs(run_id, {"data/breakout": {"shards": [{"sha256": "ab" * 32}]}})
+client = mlflow.MlflowClient(tracking.tracking_uri())
+for step in range(40):
+    client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
+client.set_terminated(run_id)
+"""
+
+
+def test_eight_jobs_log_at_once_to_a_fresh_sqlite_store_and_lose_nothing(tmp_path, monkeypatch):
+    """After `prepare` (the Snakefile's onstart), 8 jobs each start a run, log one shared
+    dataset as input (racing to insert it) and 40 metric values, all at once."""
+    from wmrl import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    tracking.prepare(["wmrl/test/smoke"])
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / f"work{i}"), f"job{i}"],
+                                stderr=subprocess.PIPE, text=True) for i in range(8)]
+    errors = [writer.communicate(timeout=120)[1] for writer in writers]
+    assert [error for writer, error in zip(writers, errors, strict=True) if writer.returncode != 0] == []
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    runs = client.search_runs([client.get_experiment_by_name("wmrl/test/smoke").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"job{i}" for i in range(8)]
+    for run in runs:
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(40))
+        assert [d.dataset.name for d in client.get_run(run.info.run_id).inputs.dataset_inputs] == ["data/breakout"]
