@@ -3,7 +3,8 @@
 Resumable: Lightning checkpoints and the MLflow run id live in the job's `work_dir`, never in its
 declared outputs; a killed job rerun by Snakemake resumes from the last checkpoint
 (``ckpt_path="last"``, always passed: Lightning's own SLURM auto-resume and requeue are off, so
-Snakemake's retries alone decide) and logs into the same MLflow run.
+Snakemake's retries alone decide) and logs into the same MLflow run. A preempted job (SIGTERM)
+saves last.ckpt at the step it stopped and exits 143, so the rerun loses nothing.
 
 Distributed (`trainer` settings: devices, num_nodes, strategy ddp): every process runs the whole
 job — Lightning's launcher starts the others by rerunning the job's command line, SLURM starts
@@ -156,8 +157,8 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
         callbacks.append(ProgressLines(settings["steps"], spec["run_name"]))
     slurm = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = L.Trainer(
-        **settings["trainer"], plugins=[WholeCheckpoints(), *slurm], max_steps=settings["steps"], deterministic=True, logger=False,
-        callbacks=callbacks, gradient_clip_val=settings["grad_clip"], val_check_interval=settings["validate_every"],
+        **settings["trainer"], plugins=[WholeCheckpoints(), *slurm], max_steps=settings["steps"], deterministic=True,
+        logger=False, callbacks=callbacks, gradient_clip_val=settings["grad_clip"], val_check_interval=settings["validate_every"],
         check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=25,
         use_distributed_sampler=False,  # every process validates on every held-out batch: the same metrics
         enable_progress_bar=interactive(), enable_model_summary=False, default_root_dir=work_dir,
