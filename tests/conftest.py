@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import socket
@@ -150,3 +151,40 @@ def mlflow_server(tmp_path_factory) -> str:
         yield url
     finally:
         stop(process)
+
+
+@pytest.fixture
+def tiny_job(tmp_path, monkeypatch):
+    """A 300-step pretraining job on two small MinAtar datasets with its own prepared MLflow store:
+    (spec, its `python -m wmrl pretrain` command, environment, working directory)."""
+    from wmrl.config import compose
+    from wmrl.data.generate import generate_dataset
+    from wmrl.pipeline import pretrain_spec
+
+    datasets = {}
+    for game in ("breakout", "asterix"):
+        out = tmp_path / "data" / game
+        generate_dataset(make_spec(f"minatar:{game}", steps=1500, max_episode_steps=100), out)
+        datasets[game] = [str(out)]
+    cfg = compose({"scale": "smoke", "source_tasks": ["breakout", "asterix"], "heldout_tasks": ["freeway"]}, ROOT)
+    spec = pretrain_spec(cfg, "small", "transformer", 0)
+    spec["pretrain"] |= {"steps": 300, "checkpoint_every": 10, "validate_every": 100, "holdout_fraction": 0.2}
+    spec |= {"datasets": datasets, "tasks": ["breakout", "asterix"], "work_dir": str(tmp_path / "work")}
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    env = dict(os.environ)
+    subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", spec["mlflow_experiment"]], env=env, check=True,
+                   capture_output=True, cwd=tmp_path)
+    command = [PYTHON, "-m", "wmrl", "pretrain", "--spec", json.dumps(spec), "--out-dir", str(tmp_path / "out"),
+               "--threads", "1"]
+    return spec, command, env, tmp_path
+
+
+def step_of(checkpoint) -> int:
+    """The global step of a Lightning checkpoint, -1 while it is being written."""
+    import torch
+
+    try:
+        return torch.load(checkpoint, weights_only=True)["global_step"]
+    except (RuntimeError, EOFError):  # caught while Lightning writes it
+        return -1

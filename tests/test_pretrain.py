@@ -2,7 +2,6 @@
 held-out tasks never reach pretraining data."""
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -12,10 +11,9 @@ import pytest
 import torch
 
 from wmrl.config import compose
-from wmrl.data.generate import generate_dataset
 from wmrl.pipeline import pretrain_datasets, pretrain_spec
 
-from conftest import PYTHON, ROOT, make_spec
+from conftest import PYTHON, ROOT, step_of
 
 
 def test_heldout_tasks_never_enter_pretraining_data():
@@ -49,34 +47,6 @@ def test_same_seed_same_model(tiny_job, stream_rows):
         states.append(torch.load(out["model"], weights_only=True)["state_dict"])
     for name, tensor in states[0].items():
         assert torch.equal(tensor, states[1][name]), name
-
-
-@pytest.fixture
-def tiny_job(tmp_path, monkeypatch):
-    datasets = {}
-    for game in ("breakout", "asterix"):
-        out = tmp_path / "data" / game
-        generate_dataset(make_spec(f"minatar:{game}", steps=1500, max_episode_steps=100), out)
-        datasets[game] = [str(out)]
-    cfg = compose({"scale": "smoke", "source_tasks": ["breakout", "asterix"], "heldout_tasks": ["freeway"]}, ROOT)
-    spec = pretrain_spec(cfg, "small", "transformer", 0)
-    spec["pretrain"] |= {"steps": 300, "checkpoint_every": 10, "validate_every": 100, "holdout_fraction": 0.2}
-    spec |= {"datasets": datasets, "tasks": ["breakout", "asterix"], "work_dir": str(tmp_path / "work")}
-    uri = f"sqlite:///{tmp_path}/mlruns.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    env = dict(os.environ)
-    subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", spec["mlflow_experiment"]], env=env, check=True,
-                   capture_output=True, cwd=tmp_path)
-    command = [PYTHON, "-m", "wmrl", "pretrain", "--spec", json.dumps(spec), "--out-dir", str(tmp_path / "out"),
-               "--threads", "1"]
-    return spec, command, env, tmp_path
-
-
-def step_of(checkpoint):
-    try:
-        return torch.load(checkpoint, weights_only=True)["global_step"]
-    except (RuntimeError, EOFError):  # caught while Lightning writes it
-        return -1
 
 
 def test_killed_pretraining_resumes_into_the_same_mlflow_run(tiny_job):

@@ -7,6 +7,8 @@
   from the Snakefile's ``onstart``): a fresh SQLite store fails under parallel first use.
 * One run per job, reused when a training job resumes: its id is kept under ``work/``. An
   evaluation is a run too, created when its episodes are done (tag ``trained_by``: the model's run).
+* An ``http(s)`` store that cannot be reached fails a job at its first call, in seconds: MLflow
+  retries for minutes by default, so bounded retries are set here unless the environment sets them.
 * Tags: rule, wildcards, config hash, git SHA (``-dirty`` if so); datasets are logged as inputs
   with their content digest; final models are registered as ``wmrl-<experiment>-<stage>`` with an
   alias naming the job. Each model's lineage (run, tags, dataset digests) is written beside it
@@ -15,17 +17,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from wmrl.files import save_checkpoint
 
 log = logging.getLogger("wmrl")
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
+# About 7 s of retries when the server refuses connections (backoff 2 s, then 4 s, plus jitter).
+HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+for _variable, _value in HTTP_RETRIES.items():
+    os.environ.setdefault(_variable, _value)
 
 
 def tracking_uri(root: Path | str = ".") -> str:
@@ -37,6 +48,21 @@ def tracking_uri(root: Path | str = ".") -> str:
 def artifact_root(root: Path | str = ".") -> str | None:
     """Where runs keep artifacts when the store is our local SQLite file (the server decides otherwise)."""
     return None if os.environ.get(TRACKING_ENV) else (Path(root).resolve() / "mlruns" / "artifacts").as_uri()
+
+
+@contextlib.contextmanager
+def reaching_store(uri: str) -> Iterator[None]:
+    """Raise the store at `uri` not answering (a server down, a wrong address) as one clear error."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        if isinstance(error.__context__, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            raise RuntimeError(f"the MLflow tracking server {uri} cannot be reached: start it, or set "
+                               f"{TRACKING_ENV} to one that runs") from None
+        raise
 
 
 def experiment_name(experiment: str, scale: str) -> str:
@@ -52,9 +78,10 @@ def prepare(experiments: list[str], root: Path | str = ".") -> str:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = mlflow.MlflowClient(uri)
     artifacts = artifact_root(root)
-    for name in experiments:
-        if client.get_experiment_by_name(name) is None:
-            client.create_experiment(name, artifact_location=artifacts and f"{artifacts}/{name}")
+    with reaching_store(uri):
+        for name in experiments:
+            if client.get_experiment_by_name(name) is None:
+                client.create_experiment(name, artifact_location=artifacts and f"{artifacts}/{name}")
     return uri
 
 
@@ -129,9 +156,12 @@ def start_or_resume_run(work_dir: Path, experiment: str, run_name: str, tags: di
     if saved.is_file():
         run_id = saved.read_text().strip()
         try:
-            mlflow.MlflowClient(tracking_uri(root)).update_run(run_id, status="RUNNING")
+            with reaching_store(tracking_uri(root)):
+                mlflow.MlflowClient(tracking_uri(root)).update_run(run_id, status="RUNNING")
             return run_id
-        except MlflowException:
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             log.warning("MLflow run %s of %s is not in the store %s: starting a new run", run_id, work_dir,
                         tracking_uri(root))
     run_id = new_run(experiment, run_name, tags, root)
@@ -145,7 +175,8 @@ def new_run(experiment: str, run_name: str, tags: dict[str, str], root: Path | s
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri(root))
-    found = client.get_experiment_by_name(experiment)
+    with reaching_store(tracking_uri(root)):
+        found = client.get_experiment_by_name(experiment)
     if found is None:
         raise RuntimeError(f"MLflow experiment {experiment!r} does not exist: run `wmrl prepare-tracking` "
                            f"(Snakemake does it on start) before the jobs")
@@ -215,9 +246,8 @@ def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str
     """Save `checkpoint` to `path` (weights-only loadable), log it to the run as an MLflow model,
     register it as `name` and point `alias` at the new version; return the model URI."""
     import mlflow
-    import torch
 
-    torch.save(checkpoint, path)
+    save_checkpoint(checkpoint, path)
     mlflow.set_tracking_uri(tracking_uri(root))
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name="model", python_model=_pyfunc_model(),

@@ -13,6 +13,7 @@ the bytearray costs its size and becomes the shard's observation matrix without 
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from wmrl.data.dataset import encode_obs, schema, sha256_file, shard_name
+from wmrl.files import write_bytes
 
 
 class DatasetWriter:
@@ -122,7 +124,9 @@ class DatasetWriter:
         ).drop("_final")
 
         path = self.directory / shard_name(len(self.shards))
-        frame.write_parquet(path, compression="zstd", compression_level=3, statistics=True)
+        packed = io.BytesIO()  # written by Python, whose errors say what failed (polars': "transport error")
+        frame.write_parquet(packed, compression="zstd", compression_level=3, statistics=True)
+        write_bytes(path, packed.getbuffer(), "dataset shard")
         self.shards.append({"file": path.name, "rows": rows, "sha256": sha256_file(path),
                             "bytes": path.stat().st_size})
         self.episodes += len(lengths)

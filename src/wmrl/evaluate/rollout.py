@@ -30,6 +30,7 @@ from wmrl.config import DecisionConfig, ModelConfig
 from wmrl.data import read_card
 from wmrl.data.windows import ObsLayout
 from wmrl.envs import env_settings, make_task_env
+from wmrl.files import load_checkpoint
 from wmrl.models.decision_transformer import DecisionTransformer
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.planning import beam_search
@@ -41,7 +42,7 @@ NO_PLANNING = {"width": 0, "horizon": 0}
 def load_model(path: str | Path) -> tuple[WorldActionModel, dict[str, Any]]:
     """A world-action model, or the Decision Transformer a checkpoint's "decision" settings
     describe, from a weights-only checkpoint (model.pt, last.pt, best.pt)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(path)
     shape, spec = ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"])
     decision = checkpoint.get("decision")
     model = WorldActionModel(shape, spec) if decision is None else DecisionTransformer(shape, spec,
@@ -168,7 +169,7 @@ class OnlineAgent(MarkovAgent):
     def __init__(self, path: str | Path, env_settings: dict[str, Any]):
         from wmrl.data.behaviour import dqn_agent
 
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_checkpoint(path)
         env = make_task_env(env_settings)
         self.agent = dqn_agent(env, checkpoint["settings"], seed=0)
         self.agent.policy.load_state_dict(checkpoint["policy"])
@@ -191,7 +192,7 @@ class PeerAgent(MarkovAgent):
         from wmrl.peers import d3rlpy as peer
 
         self.peer = peer
-        self.checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        self.checkpoint = load_checkpoint(path)
         self.algo = peer.load_algo(self.checkpoint)
 
     def act(self, index: np.ndarray) -> np.ndarray:

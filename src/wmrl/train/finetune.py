@@ -29,6 +29,7 @@ import torch
 from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import ObsLayout, read_few_shot, split_episodes, task_steps
+from wmrl.files import load_checkpoint, save_checkpoint
 from wmrl.models.decision_transformer import load_pretrained
 from wmrl.models.world_model import ModelShape
 from wmrl.train.loop import BEST, fit, model_weights, suite_shape
@@ -114,7 +115,7 @@ def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
         return  # another data-parallel process: rank zero writes the outputs
 
     best_weights, best_step = model_weights(fitted.checkpoints / BEST)
-    torch.save(run.checkpoint(spec, best_step, best_weights), out["best"])
+    save_checkpoint(run.checkpoint(spec, best_step, best_weights), out["best"])
     pl.DataFrame(fitted.curve).write_parquet(out["curve"])
     inputs = ("obs", "actions", "task") + (("return_to_go",) if spec["decision"] else ())
     example = {k: v[:2].numpy() for k, v in run.data.heldout[task][0].items() if k in inputs}
@@ -130,7 +131,7 @@ def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
 def start_from(module: WorldModelModule, path: str, shape) -> list[str]:
     """Load pretrained weights into the model (and its target network, if it has one); returns
     the model's top-level modules that came from pretraining."""
-    pretrained = torch.load(path, map_location="cpu", weights_only=True)
+    pretrained = load_checkpoint(path)
     if pretrained["shape"] != asdict(shape):
         raise ValueError(f"{path}: the pretrained model's shape {pretrained['shape']} is not this suite's "
                          f"{asdict(shape)}; rerun pretraining")

@@ -3,7 +3,8 @@
 Resumable: Lightning checkpoints and the MLflow run id live in the job's `work_dir`, never in its
 declared outputs; a killed job rerun by Snakemake resumes from the last checkpoint
 (``ckpt_path="last"``, always passed: Lightning's own SLURM auto-resume and requeue are off, so
-Snakemake's retries alone decide) and logs into the same MLflow run.
+Snakemake's retries alone decide) and logs into the same MLflow run. A preempted job (SIGTERM)
+saves last.ckpt at the step it stopped and exits 143, so the rerun loses nothing.
 
 Distributed (`trainer` settings: devices, num_nodes, strategy ddp): every process runs the whole
 job — Lightning's launcher starts the others by rerunning the job's command line, SLURM starts
@@ -17,6 +18,7 @@ task without changing shape.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +26,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from wmrl import tracking
 from wmrl.data.windows import ObsLayout, obs_layout
 from wmrl.envs import action_spec, make_task_env, obs_spec
+from wmrl.files import load_checkpoint, save_checkpoint
 from wmrl.models.world_model import ModelShape
 from wmrl.progress import interactive
 from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule
@@ -98,6 +103,28 @@ class TrainingClock(L.Callback):
         self.seconds = float(state["seconds"])
 
 
+class CheckpointAtSigterm(L.Callback):
+    """A preempted job (SLURM sends SIGTERM, then SIGKILL after its grace time) saves the resume
+    checkpoint at the step Lightning stopped on the signal."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer, module, exception):
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)
+
+
+class WholeCheckpoints(TorchCheckpointIO):
+    """Lightning's checkpoints written as ours are: whole or not at all, beside their final name
+    (Lightning's own go through the system's temporary directory, then a copy when that is
+    another file system), a failed write naming the file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(checkpoint, path)
+
+
 @dataclass
 class Fitted:
     primary: bool  # the global rank zero: the process that tracks the run and writes the outputs
@@ -119,8 +146,9 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
     work_dir = Path(spec["work_dir"])
     checkpoints = work_dir / "checkpoints"
     curve, clock = ValidationCurve(), TrainingClock()
-    callbacks = [curve, clock, L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
-                                                            every_n_train_steps=settings["checkpoint_every"])]
+    callbacks = [curve, clock, CheckpointAtSigterm(checkpoints / LAST),
+                 L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
+                                                     every_n_train_steps=settings["checkpoint_every"])]
     if keep_best:
         callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, filename=BEST.removesuffix(".ckpt"),
                                                              monitor="val/loss", mode="min", save_top_k=1,
@@ -129,8 +157,8 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
         callbacks.append(ProgressLines(settings["steps"], spec["run_name"]))
     slurm = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = L.Trainer(
-        **settings["trainer"], plugins=slurm, max_steps=settings["steps"], deterministic=True, logger=False,
-        callbacks=callbacks, gradient_clip_val=settings["grad_clip"], val_check_interval=settings["validate_every"],
+        **settings["trainer"], plugins=[WholeCheckpoints(), *slurm], max_steps=settings["steps"], deterministic=True,
+        logger=False, callbacks=callbacks, gradient_clip_val=settings["grad_clip"], val_check_interval=settings["validate_every"],
         check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=25,
         use_distributed_sampler=False,  # every process validates on every held-out batch: the same metrics
         enable_progress_bar=interactive(), enable_model_summary=False, default_root_dir=work_dir,
@@ -145,13 +173,17 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
         trainer.logger = logger
     if resume:
         log.info("resuming from %s", checkpoints / LAST)
-    trainer.fit(module, datamodule=data, ckpt_path="last")
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path="last")
+    except SIGTERMException:  # a SystemExit of status 0 unless we say otherwise: the job did not finish
+        log.warning("SIGTERM at step %d: saved %s; rerun the job to resume", trainer.global_step, checkpoints / LAST)
+        raise SystemExit(128 + signal.SIGTERM) from None
     return Fitted(trainer.is_global_zero, run_id, logger, checkpoints, curve.rows, clock.seconds)
 
 
 def model_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], int]:
     """The world-action model's weights in a Lightning checkpoint of a WorldModelModule, and its step."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = load_checkpoint(checkpoint)
     weights = {key.removeprefix("model."): value for key, value in saved["state_dict"].items()
                if key.startswith("model.")}
     return weights, saved["global_step"]

@@ -1,0 +1,56 @@
+"""Files a job writes and reads: a failed write (a full disk) raises one error naming the file, a
+checkpoint is written whole or not at all, and one that cannot be read says which file and what to do."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that exists but cannot be read (truncated, corrupted, not a checkpoint)."""
+
+
+def write_bytes(path: Path | str, data: bytes | memoryview, what: str) -> None:
+    """Write `data` to `path`; an OSError (ENOSPC, EFBIG) is raised again naming `what` and the file."""
+    try:
+        Path(path).write_bytes(data)
+    except OSError as error:
+        raise write_error(error, what, path) from error
+
+
+def write_error(error: OSError, what: str, path: Path | str) -> OSError:
+    """`error` of writing `what` to `path`, as one line that names them and says what to do."""
+    return OSError(error.errno, f"could not write {what} {path} ({error.strerror}): free disk space and rerun the job")
+
+
+def save_checkpoint(state: dict[str, Any], path: Path | str) -> None:
+    """`torch.save` `state` to `path` through a temporary name beside it, renamed once written: a
+    failed write leaves the previous file (or none), never a half-written one."""
+    import torch
+
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    partial = path.with_name(f"{path.name}.partial")
+    try:
+        partial.write_bytes(buffer.getbuffer())
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise write_error(error, "checkpoint", path) from error
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """A weights-only checkpoint, on the CPU; one that cannot be read raises CheckpointError naming it."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason}): delete it and rerun the job "
+                              f"that wrote it") from error
