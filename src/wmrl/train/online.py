@@ -16,11 +16,11 @@ from typing import Any
 
 import gymnasium as gym
 import polars as pl
-import torch
 
 from wmrl import tracking
 from wmrl.data.behaviour import dqn_agent
 from wmrl.envs import make_task_env
+from wmrl.files import save_checkpoint
 from wmrl.progress import Progress
 from wmrl.train.module import claim_work_dir
 
@@ -61,7 +61,7 @@ def train_online(spec: dict[str, Any], out: dict[str, str]) -> None:
     run_id = tracking.start_or_resume_run(Path(spec["work_dir"]), spec["mlflow_experiment"], spec["run_name"], tags)
     tracking.log_run(run_id, {f"online/{key}": value for key, value in settings.items()},
                      [("train/episode_return", row["episode_return"], row["step"]) for row in recorded.rows])
-    torch.save({"policy": agent.policy.state_dict(), "settings": settings}, out["last"])
+    save_checkpoint({"policy": agent.policy.state_dict(), "settings": settings}, out["last"])
     pl.DataFrame(recorded.rows, schema={"step": pl.Int64, "episode_return": pl.Float64}).write_parquet(out["curve"])
     parameters = sum(p.numel() for p in agent.policy.q_net.parameters())
     tracking.write_record(out["mlflow"], run_id, spec, None, {}, parameters, training=training)
