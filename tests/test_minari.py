@@ -1,6 +1,7 @@
 """Minari in and out: exports read back exactly by Minari's own loader, imports equal the original rows."""
 
 import json
+import sys
 
 import minari
 import numpy as np
@@ -209,3 +210,31 @@ def test_a_task_sourced_from_minari_is_imported_by_the_dataset_stage(datasets, m
     assert card["policy"]["source"] == "minari:wmrl/breakout-v0"
     assert card["task"] == "breakout" and card["env"]["id"] == "minatar:breakout" and card["seed"] == 0
     assert open_dataset(tmp_path / "breakout").read().equals(open_dataset(datasets["breakout"][1]).read())
+
+
+def test_a_task_sourced_from_minari_runs_through_the_smoke_pipeline(smoke_run, tmp_path):
+    """Breakout's behaviour data exported to Minari, then read back as the task's source in a copy
+    of the default smoke run: the stage imports it (the same shards, byte for byte) and every
+    stage after it runs on it."""
+    import shutil
+    import subprocess
+
+    from conftest import snakemake_command, snakemake_env
+
+    workdir = tmp_path / "smoke"
+    shutil.copytree(smoke_run, workdir, symlinks=True)
+    dataset = workdir / "data/smoke/minatar/breakout/dqn/seed0"
+    original = json.loads((dataset / "card.json").read_text())
+    env = {**snakemake_env(), "MINARI_DATASETS_PATH": str(tmp_path / "minari")}
+    exported = subprocess.run([sys.executable, "-m", "wmrl", "export-minari", str(dataset), "wmrl/breakout-dqn-v0"],
+                              cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    (workdir / "minari.yaml").write_text(
+        'tasks:\n  breakout:\n    dataset: {source: "minari:wmrl/breakout-dqn-v0", policies: [dqn]}\n')
+    result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke", "--configfile", "minari.yaml"),
+                            cwd=workdir, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads((dataset / "card.json").read_text())
+    assert card["policy"]["source"] == "minari:wmrl/breakout-dqn-v0"
+    assert [s["sha256"] for s in card["shards"]] == [s["sha256"] for s in original["shards"]]
+    assert (workdir / "results/smoke/minatar_transfer/report/report.html").stat().st_size > 0

@@ -167,3 +167,12 @@ def test_snakemake_stops_on_a_bad_env_before_the_first_job(tmp_path):
     assert "wmrl: experiment 'cartpole' has environments that cannot be used" in result.stderr
     assert "task 'cartpole' (MiniGrid-Empty-55-v0): unknown environment" in result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_tasks_one_model_cannot_share_fail_before_any_job():
+    mixed = {"tasks": {"cartpole": {"env": "minigrid:MiniGrid-Empty-5x5-v0"}}}
+    with pytest.raises(ConfigError, match=r"observations differ: cartpole grid\[7, 7\], acrobot vector"):
+        check_envs(compose({"scale": "smoke", "experiment": "cartpole", **mixed}, ROOT))
+    continuous = {"tasks": {"cartpole": {"env": "MountainCarContinuous-v0"}}}
+    with pytest.raises(ConfigError, match="needs discrete actions; continuous: cartpole"):
+        check_envs(compose({"scale": "smoke", "experiment": "cartpole", **continuous}, ROOT))

@@ -102,7 +102,7 @@ class DQNPolicyConfig:
 
 @dataclass
 class DatasetConfig:
-    """Offline behaviour datasets, one per (task, policy, seed); see DESIGN.md section 3."""
+    """Offline behaviour datasets, one per (task, policy, seed); see docs/architecture.md, "Data contracts"."""
 
     policies: list[str] = field(default_factory=lambda: list(POLICIES))
     seeds: list[int] = field(default_factory=lambda: [0])

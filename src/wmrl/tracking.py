@@ -1,4 +1,4 @@
-"""MLflow conventions, in one place (DESIGN.md section 5).
+"""MLflow conventions, in one place (docs/architecture.md, "Naming and tracking").
 
 * Tracking URI: ``MLFLOW_TRACKING_URI`` if set (an ``mlflow server``: required on a cluster, where
   SQLite on a network file system is unsafe), else ``sqlite:///<project>/mlruns/mlflow.db`` with

@@ -1,4 +1,5 @@
-"""The dataset contract (DESIGN.md section 3): Parquet schema, ``card.json``, and a validating reader.
+"""The dataset contract (docs/architecture.md, "Data contracts"): Parquet schema, ``card.json``,
+and a validating reader.
 
 One dataset = one directory holding episode-aligned Parquet shards ``part-NNNNN.parquet`` and a
 ``card.json`` describing them. One row per step of an episode:
@@ -12,7 +13,8 @@ obs             Binary                     observation at t (bool grids: ``np.pa
                                            dtypes: raw little-endian bytes; shape in the card)
 action          Int16 / List(Float32)      action taken at t; null on the episode's final row
 reward          Float32                    reward received for that action; null on final row
-terminated      Boolean                    the action ended the episode (MDP terminal state)
+terminated      Boolean                    the action ended the episode (MDP terminal state); null
+                                           on final row
 truncated       Boolean                    the episode was cut after the action (time limit or
                                            the end of the data budget); null on final row
 policy_step     Int64                      environment steps the behaviour agent had taken

@@ -6,7 +6,7 @@ at once and stepped in lockstep; the policy acts for all running episodes in one
 asked for its target return), with every checkpoint the run has ("last" and "best", or "final" for a pretrained
 model; "last" alone for online DQN and the d3rlpy peers) and, for models with a trained world
 model, with and without beam-search planning.
-Rows (DESIGN.md section 3): experiment, scale, task, method, model, seed, checkpoint, planning,
+Rows (docs/architecture.md, "Evaluation rows and lineage"): experiment, scale, task, method, model, seed, checkpoint, planning,
 planning_width, planning_horizon, episode, env_seed, return, length, normalized — with
 normalized = (return - random) / (reference - random) and the random/reference scores and their
 source in every row. The evaluation is an MLflow run too; its lineage file names that run and

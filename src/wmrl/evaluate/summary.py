@@ -1,4 +1,4 @@
-"""Aggregates over runs, computed from the evaluation rows (DESIGN.md section 6).
+"""Aggregates over runs, computed from the evaluation rows (docs/architecture.md, "Evaluation rows").
 
 A run is one trained model (method, model, seed); its score on a task is the mean over its
 evaluation episodes. For every (method, model, checkpoint, planning) the runs' normalized scores

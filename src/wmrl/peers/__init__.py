@@ -1,3 +1,3 @@
 """Peers: other libraries' algorithms trained on exactly the data our methods see, for the same
-budget, and evaluated by our evaluation stage (DESIGN.md section 7). ``d3rlpy``: DiscreteCQL and
+budget, and evaluated by our evaluation stage. ``d3rlpy``: DiscreteCQL and
 DiscreteBC from d3rlpy 2.8.1. (The online stable-baselines3 DQN baseline is ``wmrl.train.online``.)"""
