@@ -98,7 +98,7 @@ def darkroom_step(state, action, size: int = DARKROOM_SIZE):
 
 def optimal_darkroom_action(state, goal: tuple[int, int], size: int = DARKROOM_SIZE):
     """The oracle's action at state index `state`: close the x gap, then the y gap, then stay
-    (works elementwise on arrays of states too)."""
+    (works elementwise on arrays of states and of goal coordinates too)."""
     x, y = np.divmod(state, size)
     goal_x, goal_y = goal
     action = np.select([x < goal_x, x > goal_x, y < goal_y, y > goal_y], [0, 1, 2, 3], default=STAY)
