@@ -103,7 +103,7 @@ def bandit_histories(means_list: Sequence[Sequence[float]], horizon: int = BANDI
     actions = (rng.random((rows, horizon))[:, :, None] >= cdf[:, None, :]).sum(axis=2)
     rewards = means[task[:, None], actions] + np.sqrt(noise_variance) * rng.standard_normal((rows, horizon))
     zeros = np.zeros((rows, horizon), dtype=np.int16)
-    frame = history_frame(task, zeros, actions, rewards, zeros, np.zeros(rows), np.argmax(means, axis=1)[task])
+    frame = history_frame(task, zeros, actions, rewards, zeros, zeros[:, 0], np.argmax(means, axis=1)[task])
     settings = {"arms": arms, "noise_variance": noise_variance, "coverage_weights": COVERAGE_WEIGHTS,
                 "per_task": per_task, "behaviour": "(1 - w) Dirichlet(1) + w point mass, per history"}
     return Histories("bandit", 1, arms, horizon, means.tolist(), settings, seed, frame)
