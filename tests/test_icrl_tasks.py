@@ -10,8 +10,8 @@ from wmrl.icrl.baselines import (UCB, EmpiricalMean, Oracle, Thompson, Uniform, 
                                  play_bandit, play_darkroom)
 from wmrl.icrl.histories import (CARD, HISTORIES, SCHEMA, HistoriesError, bandit_histories, darkroom_histories,
                                  read_histories, write_histories)
-from wmrl.icrl.tasks import (bandit_tasks, darkroom_goals, darkroom_step, optimal_arm, optimal_darkroom_action,
-                             optimal_darkroom_return, split_goals)
+from wmrl.icrl.tasks import (bandit_tasks, darkroom_goals, darkroom_step, optimal_arm, optimal_bandit_return,
+                             optimal_darkroom_action, optimal_darkroom_return, split_goals)
 
 ARMS, HORIZON, TASKS = 5, 500, 50
 
@@ -46,6 +46,10 @@ def test_bandit_env_through_gymnasium():
 
 def test_oracle_has_no_regret(regrets):
     assert regrets["oracle"][-1] == 0
+    means = [0.2, 0.9, 0.5]
+    rewards, _ = play_bandit(Oracle(means), means, HORIZON, np.random.default_rng(0))
+    assert optimal_bandit_return(means, HORIZON) == pytest.approx(0.9 * HORIZON)
+    assert abs(rewards.sum() - optimal_bandit_return(means, HORIZON)) < 4 * np.sqrt(0.3 * HORIZON)
 
 
 def test_ucb_and_thompson_regret_grows_sublinearly(regrets):
