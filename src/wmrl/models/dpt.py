@@ -32,6 +32,9 @@ p_T. For a fixed query (bandits, S = 1) `start` / `observe` extend the context o
 time through the backbone's `step` (key/value cache or recurrent state: O(T) per step for the
 transformer, O(1) for gru/ssm); a query that changes (an MDP's current state) is placed before the
 context, so each new query needs `forward` over the whole context again.
+Measured on one CPU thread at DPT's size, H = 500, A = 5, one bandit: `deploy_online` (stepping)
+takes 0.17 s (transformer), 0.06 s (gru), 0.19 s (ssm); recomputing `forward` on the growing
+context at every step takes 0.74 s, 4.1 s and about 2 s.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ import torch
 
 from wmrl.files import load_checkpoint, save_checkpoint
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, dpt_loss
+from wmrl.train.loop import fit
 from wmrl.train.module import WindowStream, claim_work_dir, loader
 
 log = logging.getLogger("wmrl")
@@ -192,8 +193,6 @@ def train_dpt(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> DP
     write out["model"] (`save_dpt`). spec["dpt"]: DPTConfig fields and the loop's settings (steps,
     checkpoint_every, validate_every, grad_clip, trainer, holdout_fraction); the job keys of
     `loop.fit` (work_dir, run_name, mlflow_experiment, tags) and "seed"."""
-    from wmrl.train.loop import fit  # loop imports the environments; only a training job needs them
-
     torch.set_num_threads(threads)
     settings, seed = spec["dpt"], spec["seed"]
     resume = claim_work_dir(Path(spec["work_dir"]), spec)
