@@ -177,8 +177,8 @@ def check_envs(cfg: DictConfig, cache: Path | str | None = None) -> dict[str, di
 def _check_one_model(cfg: DictConfig, specs: dict[str, dict[str, Any]]) -> None:
     """One world-action model reads every task of the experiment: one observation kind, one grid
     size (channels may differ: they are shared by name) or one frame shape, discrete actions."""
-    def shape(obs: dict[str, Any]) -> tuple[int, ...]:
-        return tuple(obs["shape"][:-1]) if obs["kind"] == "grid" else tuple(obs["shape"]) if obs["kind"] == "image" else ()
+    def shape(obs: dict[str, Any]) -> tuple[int, ...]:  # what must match: a grid's cells, a frame, no vector width
+        return {"grid": tuple(obs["shape"][:-1]), "image": tuple(obs["shape"])}.get(obs["kind"], ())
 
     layouts = {task: (spec["obs"]["kind"], shape(spec["obs"])) for task, spec in specs.items()}
     problems = []

@@ -6,10 +6,10 @@ at once and stepped in lockstep; the policy acts for all running episodes in one
 asked for its target return), with every checkpoint the run has ("last" and "best", or "final" for a pretrained
 model; "last" alone for online DQN and the d3rlpy peers) and, for models with a trained world
 model, with and without beam-search planning.
-Rows (docs/architecture.md, "Evaluation rows and lineage"): experiment, scale, task, method, model, seed, checkpoint, planning,
-planning_width, planning_horizon, episode, env_seed, return, length, normalized — with
-normalized = (return - random) / (reference - random) and the random/reference scores and their
-source in every row. The evaluation is an MLflow run too; its lineage file names that run and
+Rows (docs/architecture.md, "Evaluation rows and lineage"): experiment, scale, task, method,
+model, seed, checkpoint, planning, planning_width, planning_horizon, episode, env_seed, return,
+length, normalized — with normalized = (return - random) / (reference - random) and the
+random/reference scores and their source in every row. The evaluation is an MLflow run too; its lineage file names that run and
 carries the evaluated model's record (training run, git SHA, config hash, datasets).
 """
 

@@ -21,9 +21,9 @@ def entry(status: str, what: str, detail: str) -> dict[str, str]:
 
 def checks(spec: dict[str, Any], tables: dict[str, pl.DataFrame], curves: pl.DataFrame) -> list[dict[str, str]]:
     found = [entry("note", "not run", item) for item in spec["not_run"]]
-    found += [_amount(tables["runs"]), *_few_runs(tables["aggregate"]), *_finite(tables["episodes"], curves), *_cut(tables["episodes"], spec),
-              *_below_random(tables["aggregate"]), *_lineage(tables["lineage"]), *_cost(tables["jobs"], spec),
-              *_budget(tables["training_speed"]), *_world_model(tables["world_model"]),
+    found += [_amount(tables["runs"]), *_few_runs(tables["aggregate"]), *_finite(tables["episodes"], curves),
+              *_cut(tables["episodes"], spec), *_below_random(tables["aggregate"]), *_lineage(tables["lineage"]),
+              *_cost(tables["jobs"], spec), *_budget(tables["training_speed"]), *_world_model(tables["world_model"]),
               *_planning(tables["aggregate"]), *_variants(tables["aggregate"], spec)]
     order = {"failed": 0, "note": 1, "ok": 2}
     return sorted(found, key=lambda item: order[item["status"]])

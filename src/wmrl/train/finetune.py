@@ -4,12 +4,14 @@ Every offline method (`pretrained`, `scratch`, `bc`, and any defined in config) 
 architecture on the same slice of the task's behaviour data (`wmrl.data.windows.few_shot`) for
 the same number of gradient steps: with the joint objective of `wmrl.rl.objectives`, weighted per
 method, or (objective dt) as a Decision Transformer with the return-conditioned objective of
-`wmrl.rl.rcsl`, optionally through LoRA adapters (peft) merged into the weights when saved. The last episodes of the slice are held out: the checkpoint with the lowest loss on them
-(the method's own objective) is the "best" one; evaluation episodes never choose it.
+`wmrl.rl.rcsl`, optionally through LoRA adapters (peft) merged into the weights when saved. The
+last episodes of the slice are held out: the checkpoint with the lowest loss on them (the
+method's own objective) is the "best" one; evaluation episodes never choose it.
 
 Outputs, written last: ``last.pt`` and ``best.pt`` (as ``model.pt`` of pretraining, plus "task"
 and "step"; a Decision Transformer's also its "decision" settings, the training episodes' best
-return and which modules came from pretraining), ``curve.parquet`` (validation metrics by gradient step), ``model.mlflow.json``.
+return and which modules came from pretraining), ``curve.parquet`` (validation metrics by
+gradient step), ``model.mlflow.json``.
 """
 
 from __future__ import annotations

@@ -158,8 +158,9 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
     slurm = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = L.Trainer(
         **settings["trainer"], plugins=[WholeCheckpoints(), *slurm], max_steps=settings["steps"], deterministic=True,
-        logger=False, callbacks=callbacks, gradient_clip_val=settings["grad_clip"], val_check_interval=settings["validate_every"],
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=25,
+        logger=False, callbacks=callbacks, gradient_clip_val=settings["grad_clip"],
+        val_check_interval=settings["validate_every"], check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        log_every_n_steps=25,
         use_distributed_sampler=False,  # every process validates on every held-out batch: the same metrics
         enable_progress_bar=interactive(), enable_model_summary=False, default_root_dir=work_dir,
     )
