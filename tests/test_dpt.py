@@ -3,7 +3,6 @@ synthetic bandit histories in the data contract's shape."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import polars as pl
@@ -11,7 +10,8 @@ import pytest
 import torch
 
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, deploy_online, dpt_loss
-from wmrl.train.dpt import (DPTModule, HistoryData, histories_from_frame, load_dpt, read_histories, save_dpt,
+from wmrl.icrl.histories import Histories, write_histories
+from wmrl.train.dpt import (DPTModule, HistoryData, histories_from_frame, load_dpt, load_histories, save_dpt,
                             to_tensors, train_dpt)
 
 SCHEMA = {"task": pl.Int64, "states": pl.List(pl.Int16), "actions": pl.List(pl.Int16),
@@ -37,6 +37,11 @@ def bandit_frame(n: int, arms: int, horizon: int, seed: int, noise: float = 0.3)
 
 def card(arms: int = K, horizon: int = H, states: int = 1) -> dict:
     return {"states": states, "actions": arms, "horizon": horizon, "family": "bandit"}
+
+
+def write_bandits(frame: pl.DataFrame, means: np.ndarray, out) -> dict:
+    """`frame` written through the contract's one writer (card with sha256); returns the card."""
+    return write_histories(Histories("bandit", 1, K, H, means.tolist(), {}, 0, frame), out)
 
 
 def random_context(batch: int, length: int, states: int, actions: int, seed: int = 0):
@@ -92,11 +97,10 @@ def test_loss_is_the_mean_cross_entropy_over_positions():
 
 
 def test_reads_the_contract(tmp_path):
-    frame, _ = bandit_frame(10, K, H, 0)
-    frame.write_parquet(tmp_path / "histories.parquet")
-    (tmp_path / "card.json").write_text(json.dumps(card()))
-    histories, read_card = read_histories(tmp_path)
-    assert read_card == card() and len(histories) == 10
+    frame, means = bandit_frame(10, K, H, 0)
+    written = write_bandits(frame, means, tmp_path / "bandits")
+    histories, read_card = load_histories(tmp_path / "bandits")
+    assert read_card == written and len(histories) == 10
     assert histories.actions.shape == (10, H) and histories.rewards.dtype == np.float32
     np.testing.assert_array_equal(histories.actions[3], frame["actions"][3].to_numpy())
     train, heldout = histories.split(0.2)
@@ -180,9 +184,7 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns.db")
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "bandits"
-    data.mkdir()
-    bandit_frame(100, K, H, 0)[0].write_parquet(data / "histories.parquet")
-    (data / "card.json").write_text(json.dumps(card()))
+    write_bandits(*bandit_frame(100, K, H, 0), data)
     tracking.prepare(["dpt-test"])
     trainer = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}
     settings = {"steps": 6, "checkpoint_every": 100, "validate_every": 6, "grad_clip": 1.0, "holdout_fraction": 0.1,

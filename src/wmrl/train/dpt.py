@@ -1,13 +1,9 @@
 """Supervised pretraining of a Decision-Pretrained Transformer (`wmrl.models.dpt`) on in-context
 histories.
 
-Data contract: a directory with
-
-* ``histories.parquet`` — one row per history: ``task`` Int64, ``states`` / ``actions`` List(Int16),
-  ``rewards`` List(Float32), ``next_states`` List(Int16) (each of length H), ``query_state`` Int16,
-  ``optimal_action`` Int16;
-* ``card.json`` — "states" (S: 1 for bandits, 100 for Dark Room), "actions" (A), "horizon" (H),
-  "family".
+Data contract: `wmrl.icrl.histories` (``histories.parquet`` + ``card.json``, format
+``wmrl.icrl/1``); its one checked reader, `wmrl.icrl.histories.read_histories`, serves here too
+(`load_histories` turns its rows into arrays).
 
 Training is resumable through `wmrl.train.loop.fit` (unchanged: it takes any LightningModule and
 LightningDataModule): batch n is drawn with a generator seeded with (seed, n), so a resumed job sees
@@ -20,8 +16,6 @@ horizon}, "config": DPTConfig fields, "card"}, loadable with ``torch.load(weight
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -34,17 +28,17 @@ import polars as pl
 import torch
 
 from wmrl.files import load_checkpoint, save_checkpoint
+from wmrl.icrl.histories import HISTORIES, read_histories
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, dpt_loss
 from wmrl.train.loop import fit
 from wmrl.train.module import WindowStream, claim_work_dir, loader
 
 log = logging.getLogger("wmrl")
 SEQUENCES = ("states", "actions", "rewards", "next_states")
-HISTORIES = "histories.parquet"
 
 
 @dataclass
-class Histories:
+class HistoryArrays:
     """A set of histories as arrays: (N,) task, query_state, optimal_action; (N, H) the context."""
 
     task: np.ndarray
@@ -65,7 +59,7 @@ class Histories:
         """`size` distinct histories (all of them, shuffled, if there are fewer)."""
         return self.rows(rng.permutation(len(self))[:size])
 
-    def split(self, holdout_fraction: float) -> tuple[Histories, Histories]:
+    def split(self, holdout_fraction: float) -> tuple[HistoryArrays, HistoryArrays]:
         """(train, heldout): the held-out part is every history of the last `holdout_fraction` of
         the distinct tasks (by id), so no held-out task is seen in training."""
         tasks = np.unique(self.task)
@@ -73,11 +67,11 @@ class Histories:
             else np.zeros(len(self), bool)
         return self.subset(~heldout), self.subset(heldout)
 
-    def subset(self, mask: np.ndarray) -> Histories:
-        return Histories(**self.rows(mask))
+    def subset(self, mask: np.ndarray) -> HistoryArrays:
+        return HistoryArrays(**self.rows(mask))
 
 
-def histories_from_frame(frame: pl.DataFrame, card: dict[str, Any]) -> Histories:
+def histories_from_frame(frame: pl.DataFrame, card: dict[str, Any]) -> HistoryArrays:
     """The contract's table as arrays, checked against its card (lengths H, ids in range)."""
     horizon, n = int(card["horizon"]), len(frame)
     arrays = {}
@@ -94,14 +88,14 @@ def histories_from_frame(frame: pl.DataFrame, card: dict[str, Any]) -> Histories
     scalars = {name: frame[name].to_numpy().astype(np.int64) for name in ("task", "query_state", "optimal_action")}
     if n and (scalars["optimal_action"].max() >= card["actions"] or scalars["query_state"].max() >= card["states"]):
         raise ValueError("query_state or optimal_action outside the card's states or actions")
-    return Histories(**scalars, **arrays)
+    return HistoryArrays(**scalars, **arrays)
 
 
-def read_histories(directory: Path | str) -> tuple[Histories, dict[str, Any]]:
-    """A history dataset directory (module doc): its histories and its card."""
-    directory = Path(directory)
-    card = json.loads((directory / "card.json").read_text())
-    return histories_from_frame(pl.read_parquet(directory / HISTORIES), card), card
+def load_histories(directory: Path | str) -> tuple[HistoryArrays, dict[str, Any]]:
+    """A history dataset directory, read and checked by `wmrl.icrl.histories.read_histories`: its
+    histories as arrays and its card."""
+    frame, card = read_histories(directory)
+    return histories_from_frame(frame, card), card
 
 
 def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -147,7 +141,7 @@ class HistoryData(L.LightningDataModule):
     drawn with the generator (seed, n), each data-parallel process taking its share), held-out
     histories as fixed validation batches in order."""
 
-    def __init__(self, train: Histories, heldout: Histories, batch_size: int, seed: int):
+    def __init__(self, train: HistoryArrays, heldout: HistoryArrays, batch_size: int, seed: int):
         super().__init__()
         self.train, self.heldout, self.batch_size, self.seed = train, heldout, batch_size, seed
 
@@ -184,8 +178,7 @@ def dataset_card(directory: Path | str, card: dict[str, Any]) -> dict[str, Any]:
     unless the card lists shards."""
     if "shards" in card:
         return card
-    digest = hashlib.sha256((Path(directory) / HISTORIES).read_bytes()).hexdigest()
-    return {**card, "shards": [{"file": HISTORIES, "sha256": digest}]}
+    return {**card, "shards": [{"file": HISTORIES, "sha256": card["sha256"]}]}
 
 
 def train_dpt(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> DPTModule:
@@ -196,7 +189,7 @@ def train_dpt(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> DP
     torch.set_num_threads(threads)
     settings, seed = spec["dpt"], spec["seed"]
     resume = claim_work_dir(Path(spec["work_dir"]), spec)
-    histories, card = read_histories(spec["dataset"])
+    histories, card = load_histories(spec["dataset"])
     train, heldout = histories.split(settings.get("holdout_fraction", 0.0))
     config = {name: settings[name] for name in DPTConfig.__dataclass_fields__ if name in settings}
     L.seed_everything(seed, workers=True)
