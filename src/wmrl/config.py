@@ -6,7 +6,8 @@ A configuration is built from layers, later layers win:
 2. ``config/config.yaml`` (picks the experiment and the scale),
 3. ``config/experiments/<experiment>.yaml`` (what is run: suite, tasks, split), after the
    experiment files it ``extends``,
-4. ``config/scales/<scale>.yaml`` (how big: step counts, sizes),
+4. ``config/scales/<scale>.yaml`` (how big: step counts, sizes; its ``icrl.<family>`` sizes apply
+   only to an experiment that sets ``icrl``),
 5. the user's ``--configfile`` / ``--config`` values (Snakemake's ``config`` dict).
 
 Every layer is checked against the schema as it is merged, so an unknown key or a value of the
@@ -423,6 +424,70 @@ class TaskConfig:
     target_return: Optional[TargetReturnConfig] = None  # null: evaluate.target_return
 
 
+ICRL_FAMILIES = ("bandit", "darkroom")
+ICRL_BACKBONES = ("transformer", "ssm", "gru")
+
+
+@dataclass
+class IcrlModelConfig:
+    """The Decision-Pretrained Transformer's width and optimizer (`wmrl.models.dpt.DPTConfig`; DPT's
+    sizes by default); the backbone comes from `icrl.pretrain.backbones`."""
+
+    dim: int = 32
+    layers: int = 4
+    heads: int = 1
+    gated: bool = False
+    state_size: int = 16
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+
+
+@dataclass
+class IcrlPretrainConfig:
+    """Supervised pretraining of DPT (one job per backbone x seed), through `wmrl.train.loop.fit`."""
+
+    backbones: list[str] = field(default_factory=lambda: ["transformer"])  # transformer | ssm (S4-ICRL) | gru
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int = 2_000
+    validate_every: int = 500
+    checkpoint_every: int = 500
+    grad_clip: float = 1.0
+    holdout_fraction: float = 0.05  # the last training tasks' histories: validation only
+    model: IcrlModelConfig = field(default_factory=IcrlModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class IcrlEvaluateConfig:
+    """Evaluation on held-out tasks: every method on the same tasks and seeds (`wmrl.icrl.evaluate`)."""
+
+    tasks: int = 100  # held-out tasks played (Dark Room: at most `icrl.heldout_goals`)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # evaluation seeds per task
+    episodes: int = 40  # Dark Room: in-context episodes per held-out goal
+    ucb_c: float = 1.0  # UCB's and LCB's bonus coefficient
+
+
+@dataclass
+class IcrlConfig:
+    """In-context RL (issue 13): DPT pretrained on many tasks' histories, evaluated on held-out tasks
+    against the bandit baselines and the oracle. An experiment that sets this section runs the ICRL
+    DAG (histories -> pretrain -> evaluate -> report) instead of the world-model one."""
+
+    family: str = "bandit"  # bandit | darkroom
+    arms: int = 5  # bandit: K
+    horizon: int = 500  # bandit: pulls per task (= DPT's context H); Dark Room: steps per episode and context
+    noise_variance: float = 0.3  # bandit: reward variance (DPT's code uses 0.3 as the standard deviation)
+    train_tasks: int = 100_000  # bandit: training tasks (arm means drawn with task_seed)
+    heldout_seed: int = 1_000_003  # bandit: held-out tasks' means are drawn with this seed instead
+    task_seed: int = 0  # bandit: the training tasks' seed; Dark Room: the goal split's seed
+    heldout_goals: int = 20  # Dark Room: goals held out of the 100 (DPT: 80 train / 20 held out)
+    histories_per_task: int = 1  # pretraining histories per training task
+    data_seeds: list[int] = field(default_factory=lambda: [0])  # one history dataset per seed
+    pretrain: IcrlPretrainConfig = field(default_factory=IcrlPretrainConfig)
+    evaluate: IcrlEvaluateConfig = field(default_factory=IcrlEvaluateConfig)
+
+
 @dataclass
 class Config:
     """The whole configuration of one pipeline run."""
@@ -438,6 +503,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    icrl: Optional[IcrlConfig] = None  # set: the experiment is in-context RL (see IcrlConfig)
 
 
 # --------------------------------------------------------------------------- composition
@@ -460,7 +526,15 @@ def compose(overrides: dict[str, Any] | None = None, root: Path | str = ".") -> 
         cfg = _merge(cfg, {"experiment": default_experiment}, f"config/scales/{cfg.scale}.yaml")
     for name, layer in _experiment_layers(root, cfg.experiment):
         cfg = _merge(cfg, layer, f"config/experiments/{name}.yaml")
+    icrl_sizes = scale.pop("icrl", None) or {}  # {family: sizes}: only for an experiment that sets `icrl`
     cfg = _merge(cfg, scale, f"config/scales/{cfg.scale}.yaml")
+    if cfg.icrl is not None:
+        unknown = [family for family in icrl_sizes if family not in ICRL_FAMILIES]
+        if unknown:
+            raise ConfigError(f"config error in config/scales/{cfg.scale}.yaml: 'icrl' holds sizes per family "
+                              f"({', '.join(ICRL_FAMILIES)}), got {unknown}")
+        cfg = _merge(cfg, {"icrl": icrl_sizes.get(cfg.icrl.family, {})}, f"config/scales/{cfg.scale}.yaml",
+                     prefix="")
     cfg = _merge(cfg, overrides, "--configfile/--config")
     for name, task in cfg.tasks.items():  # each task's dataset section, resolved once: DAG helpers read it often
         task.dataset = to_plain(_merge(OmegaConf.merge(OmegaConf.structured(DatasetConfig), cfg.dataset),
@@ -581,7 +655,11 @@ def _check_source(name: str, task: DictConfig, source: str | None) -> None:
 
 
 def _check_semantics(cfg: DictConfig) -> None:
-    """Checks that need more than one key: the split, policy names, per-task overrides."""
+    """Checks that need more than one key: the split, policy names, per-task overrides. An ICRL
+    experiment (`icrl` set) has no world-model tasks: its own section is checked instead."""
+    if cfg.icrl is not None:
+        _check_icrl(cfg)
+        return
     if OmegaConf.is_missing(cfg, "suite"):
         raise ConfigError(f"config error: 'suite' is missing (experiment {cfg.experiment!r} should name it)")
     if not cfg.tasks:
@@ -679,6 +757,43 @@ def _check_semantics(cfg: DictConfig) -> None:
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")
+
+
+def _check_icrl(cfg: DictConfig) -> None:
+    """The ICRL section: one ConfigError naming every problem found."""
+    icrl, problems = cfg.icrl, []
+    if icrl.family not in ICRL_FAMILIES:
+        problems.append(f"'icrl.family' must be one of {', '.join(ICRL_FAMILIES)}, got {icrl.family!r}")
+    bad = [b for b in icrl.pretrain.backbones if b not in ICRL_BACKBONES]
+    if bad or not icrl.pretrain.backbones:
+        problems.append(f"'icrl.pretrain.backbones' must name some of {', '.join(ICRL_BACKBONES)}, got "
+                        f"{list(icrl.pretrain.backbones)}")
+    for key, value, least in (("arms", icrl.arms, 2), ("horizon", icrl.horizon, 1),
+                              ("train_tasks", icrl.train_tasks, 1), ("histories_per_task", icrl.histories_per_task, 1),
+                              ("pretrain.steps", icrl.pretrain.steps, 1), ("evaluate.tasks", icrl.evaluate.tasks, 1),
+                              ("evaluate.episodes", icrl.evaluate.episodes, 1),
+                              ("pretrain.model.batch_size", icrl.pretrain.model.batch_size, 1)):
+        if value < least:
+            problems.append(f"'icrl.{key}' must be at least {least}, got {value}")
+    if icrl.noise_variance <= 0:
+        problems.append(f"'icrl.noise_variance' must be positive, got {icrl.noise_variance}")
+    if icrl.family == "bandit" and icrl.heldout_seed == icrl.task_seed:
+        problems.append("'icrl.heldout_seed' must differ from 'icrl.task_seed': held-out bandits would be the "
+                        "training ones")
+    if icrl.family == "darkroom":
+        if not 1 <= icrl.heldout_goals < 100:
+            problems.append(f"'icrl.heldout_goals' must be in 1..99 (of the 100 goals), got {icrl.heldout_goals}")
+        elif icrl.evaluate.tasks > icrl.heldout_goals:
+            problems.append(f"'icrl.evaluate.tasks' ({icrl.evaluate.tasks}) exceeds the {icrl.heldout_goals} "
+                            f"held-out goals")
+    if not icrl.evaluate.seeds or not icrl.pretrain.seeds or not icrl.data_seeds:
+        problems.append("'icrl.evaluate.seeds', 'icrl.pretrain.seeds' and 'icrl.data_seeds' must not be empty")
+    if not 0.0 <= icrl.pretrain.holdout_fraction < 1.0:
+        problems.append(f"'icrl.pretrain.holdout_fraction' must be in [0, 1), got {icrl.pretrain.holdout_fraction}")
+    if problems:
+        raise ConfigError(f"config error in experiment {cfg.experiment!r}: " + "; ".join(problems))
+    _check_trainer(OmegaConf.create({"trainer": icrl.pretrain.trainer,
+                                     "batch_size": icrl.pretrain.model.batch_size}), "icrl.pretrain")
 
 
 def _check_decision(name: str, method: DictConfig) -> None:
