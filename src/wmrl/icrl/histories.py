@@ -187,3 +187,23 @@ def read_histories(directory: Path | str) -> tuple[pl.DataFrame, dict[str, Any]]
         if frame.height and not (frame[column].list.len() == card["horizon"]).all():
             raise HistoriesError(f"{path}: {column} lists are not all of length {card['horizon']}")
     return frame, card
+
+
+# --------------------------------------------------------------------------- the dataset job
+
+
+def generate_histories(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
+    """The pipeline's dataset job: the pretraining histories of spec["icrl"] (`wmrl.config.IcrlConfig`
+    as a dict) with seed spec["seed"], written to `out`. Bandits: `train_tasks` arm-mean vectors
+    drawn with `task_seed`; Dark Room: the training goals of the seeded 80/20 split (held-out goals
+    refused by `darkroom_histories`)."""
+    from wmrl.icrl.tasks import bandit_tasks, darkroom_goals, split_goals
+
+    icrl, seed = spec["icrl"], int(spec["seed"])
+    if icrl["family"] == "bandit":
+        means = bandit_tasks(icrl["train_tasks"], icrl["arms"], icrl["task_seed"])
+        histories = bandit_histories(means, icrl["horizon"], seed, icrl["histories_per_task"], icrl["noise_variance"])
+    else:
+        train, heldout = split_goals(darkroom_goals(), icrl["heldout_goals"], icrl["task_seed"])
+        histories = darkroom_histories(train, icrl["horizon"], seed, heldout, icrl["histories_per_task"])
+    return write_histories(histories, out)

@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from wmrl import tracking
 from wmrl.files import load_checkpoint, save_checkpoint
 from wmrl.icrl.histories import HISTORIES, read_histories
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, dpt_loss
@@ -183,7 +184,7 @@ def dataset_card(directory: Path | str, card: dict[str, Any]) -> dict[str, Any]:
 
 def train_dpt(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> DPTModule:
     """Train on spec["dataset"] (a history directory) for spec["dpt"]["steps"] gradient steps and
-    write out["model"] (`save_dpt`). spec["dpt"]: DPTConfig fields and the loop's settings (steps,
+    write out["model"] (`save_dpt`) and, when asked, out["mlflow"] (`tracking.write_record`). spec["dpt"]: DPTConfig fields and the loop's settings (steps,
     checkpoint_every, validate_every, grad_clip, trainer, holdout_fraction); the job keys of
     `loop.fit` (work_dir, run_name, mlflow_experiment, tags) and "seed"."""
     torch.set_num_threads(threads)
@@ -197,7 +198,11 @@ def train_dpt(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> DP
     log.info("DPT: %s parameters, %s backbone, %d training and %d held-out histories",
              f"{module.model.parameter_count():,}", module.config.backbone, len(train), len(heldout))
     data = HistoryData(train, heldout, module.config.batch_size, seed)
-    fitted = fit(module, data, spec, settings, resume, {str(spec["dataset"]): dataset_card(spec["dataset"], card)})
+    used = {str(spec["dataset"]): dataset_card(spec["dataset"], card)}
+    fitted = fit(module, data, spec, settings, resume, used)
     if fitted.primary:
         save_dpt(module.model, out["model"], card)
+        if "mlflow" in out:  # the lineage record downstream jobs read (not registered: weights-only file)
+            tracking.write_record(out["mlflow"], fitted.run_id, spec, None, used, module.model.parameter_count(),
+                                  training=fitted.training(settings["steps"]))
     return module

@@ -1,0 +1,225 @@
+"""Evaluation of in-context RL on held-out tasks: DPT and every baseline played by the same code on
+the same tasks and seeds, as one long table.
+
+Rows (`ROWS` schema): ``setting`` | ``method`` | ``model_seed`` (DPT's pretraining seed; null for
+a baseline) | ``task`` (index among the held-out tasks) | ``seed`` (evaluation seed) | ``step`` |
+``value``, where by setting
+
+* ``online`` (bandits): the expected regret max_a mu_a - mu_{a_t} of pull ``step`` (1..H) of a
+  method that learns from its own pulls: DPT samples its predicted distribution over the optimal
+  arm with its own transitions as context; UCB (c = `ucb_c`), Thompson sampling (Gaussian prior
+  N(0.5, 1/12), the moments of U(0, 1), and the known noise variance), the empirical mean, a
+  uniform policy and the oracle. The cumulative regret after T pulls is the sum of steps 1..T.
+* ``offline`` (bandits): the suboptimality max_a mu_a - mu_{a_hat} of the arm chosen from the
+  first ``step`` (1..H) pulls of a fixed history (DPT's Dirichlet-mixed behaviour, drawn per
+  held-out task and seed): DPT greedy on its logits at that position, LCB (c = `ucb_c`) and the
+  empirical mean.
+* ``darkroom``: the return of in-context episode ``step`` (1..E) on a held-out goal: DPT samples
+  its predicted action with its previous episode (its last H transitions) as context, from an
+  empty context in episode 1; the oracle (reference) and a uniform policy.
+
+Seeds: evaluation seed s draws the offline histories with seed OFFLINE_SEED + s, and every
+baseline's randomness for task i from ``default_rng([s, i])`` (the same stream start for every
+method); DPT's sampling for seed s from a torch generator seeded with s.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from wmrl.icrl.baselines import (UCB, EmpiricalMean, Oracle, Thompson, Uniform, empirical_choice, lcb_choice,
+                                 play_bandit, play_darkroom)
+from wmrl.icrl.histories import bandit_histories
+from wmrl.icrl.tasks import (MOVES, bandit_tasks, darkroom_goals, darkroom_step, optimal_darkroom_action,
+                             split_goals)
+from wmrl.models.dpt import DecisionPretrainedTransformer, choose, deploy_online
+
+log = logging.getLogger("wmrl")
+OFFLINE_SEED = 500_000
+ROWS = {"setting": pl.String(), "method": pl.String(), "model_seed": pl.Int64(), "task": pl.Int64(),
+        "seed": pl.Int64(), "step": pl.Int64(), "value": pl.Float64()}
+ONLINE_BASELINES = ("ucb", "thompson", "empirical_mean", "uniform", "oracle")
+OFFLINE_BASELINES = ("lcb", "empirical_mean")
+DARKROOM_BASELINES = ("oracle", "uniform")
+
+
+def heldout_tasks(icrl: dict[str, Any]) -> list:
+    """The held-out tasks evaluated: bandit arm means drawn with `heldout_seed` (never the training
+    seed), or the first `evaluate.tasks` of Dark Room's held-out goals."""
+    count = icrl["evaluate"]["tasks"]
+    if icrl["family"] == "bandit":
+        return bandit_tasks(count, icrl["arms"], icrl["heldout_seed"]).tolist()
+    _, heldout = split_goals(darkroom_goals(), icrl["heldout_goals"], icrl["task_seed"])
+    return [list(goal) for goal in heldout[:count]]
+
+
+def _frame(setting: str, method: str, model_seed: int | None, values: np.ndarray, seed: int) -> pl.DataFrame:
+    """Rows of `values` (tasks, steps) for one method and evaluation seed; steps count from 1."""
+    tasks, steps = values.shape
+    return pl.DataFrame({"setting": [setting] * (tasks * steps), "method": [method] * (tasks * steps),
+                         "model_seed": [model_seed] * (tasks * steps), "task": np.repeat(np.arange(tasks), steps),
+                         "seed": [seed] * (tasks * steps), "step": np.tile(np.arange(1, steps + 1), tasks),
+                         "value": values.reshape(-1).astype(float)}, schema=ROWS)
+
+
+# --------------------------------------------------------------------------- bandits
+
+
+def online_baseline(name: str, arms: int, noise_variance: float, c: float, means: list[float]):
+    return {"ucb": lambda: UCB(arms, c), "thompson": lambda: Thompson(arms, noise_variance=noise_variance),
+            "empirical_mean": lambda: EmpiricalMean(arms), "uniform": lambda: Uniform(arms),
+            "oracle": lambda: Oracle(means)}[name]()
+
+
+def bandit_baselines_online(means: np.ndarray, horizon: int, seed: int, noise_variance: float, c: float
+                            ) -> dict[str, np.ndarray]:
+    """Per-step regret (tasks, horizon) of each online baseline."""
+    regrets = {}
+    for name in ONLINE_BASELINES:
+        rows = []
+        for task, task_means in enumerate(means):
+            policy = online_baseline(name, means.shape[1], noise_variance, c, task_means)
+            rows.append(play_bandit(policy, task_means, horizon, np.random.default_rng([seed, task]),
+                                    noise_variance)[1])
+        regrets[name] = np.stack(rows)
+    return regrets
+
+
+@torch.no_grad()
+def dpt_bandit_online(model: DecisionPretrainedTransformer, means: np.ndarray, horizon: int, seed: int,
+                      noise_variance: float) -> np.ndarray:
+    """Per-step regret (tasks, horizon) of DPT sampling its predicted arm, its pulls as context."""
+    mu = torch.as_tensor(means, dtype=torch.float32)
+    noise = torch.Generator().manual_seed(OFFLINE_SEED * 2 + seed)
+    zeros = torch.zeros(len(mu), dtype=torch.long)
+
+    def pull(actions: torch.Tensor):
+        reward = mu.gather(1, actions[:, None]).squeeze(1) + noise_variance ** 0.5 * torch.randn(
+            len(mu), generator=noise)
+        return zeros, reward, zeros
+
+    actions = deploy_online(model, zeros, pull, horizon, generator=torch.Generator().manual_seed(seed))["actions"]
+    return (mu.max(1, keepdim=True).values - mu.gather(1, actions)).double().numpy()
+
+
+def offline_histories(means: np.ndarray, horizon: int, seed: int, noise_variance: float):
+    """One fixed history per held-out task for evaluation seed `seed` (DPT's behaviour mix)."""
+    return bandit_histories(means, horizon, OFFLINE_SEED + seed, 1, noise_variance).frame
+
+
+def bandit_baselines_offline(means: np.ndarray, frame: pl.DataFrame, c: float) -> dict[str, np.ndarray]:
+    """Suboptimality (tasks, H) of LCB and the empirical mean after each prefix of the history."""
+    arms = means.shape[1]
+    out = {name: np.zeros((len(means), frame["actions"].list.len()[0])) for name in OFFLINE_BASELINES}
+    for task, row in enumerate(frame.iter_rows(named=True)):
+        best = means[task].max()
+        for t in range(1, len(row["actions"]) + 1):
+            actions, rewards = row["actions"][:t], row["rewards"][:t]
+            out["lcb"][task, t - 1] = best - means[task][lcb_choice(actions, rewards, arms, c)]
+            out["empirical_mean"][task, t - 1] = best - means[task][empirical_choice(actions, rewards, arms)]
+    return out
+
+
+@torch.no_grad()
+def dpt_bandit_offline(model: DecisionPretrainedTransformer, means: np.ndarray, frame: pl.DataFrame) -> np.ndarray:
+    """Suboptimality (tasks, H) of DPT's greedy arm at each context length 1..H of the history."""
+    batch = {name: torch.from_numpy(np.stack(frame[name].to_list())) for name in
+             ("states", "actions", "rewards", "next_states")}
+    logits = model(torch.tensor(frame["query_state"].to_list()), batch["states"].long(),
+                   batch["actions"].long(), batch["rewards"].float(), batch["next_states"].long())
+    chosen = choose(logits[:, 1:].reshape(-1, logits.shape[-1]), greedy=True).reshape(len(means), -1).numpy()
+    return means.max(1, keepdims=True) - np.take_along_axis(means, chosen, 1)
+
+
+# --------------------------------------------------------------------------- Dark Room
+
+
+def darkroom_baselines(goals: list, episodes: int, horizon: int, seed: int) -> dict[str, np.ndarray]:
+    """Return per episode (goals, episodes) of the oracle and a uniform policy."""
+    out = {name: np.zeros((len(goals), episodes)) for name in DARKROOM_BASELINES}
+    for task, goal in enumerate(goals):
+        goal = tuple(goal)
+        out["oracle"][task] = play_darkroom(lambda s, h, g=goal: optimal_darkroom_action(s, g), goal, episodes,
+                                            seed, horizon=horizon)
+        rng = np.random.default_rng([seed, task])
+        out["uniform"][task] = play_darkroom(lambda s, h, r=rng: int(r.integers(len(MOVES))), goal, episodes, seed,
+                                             horizon=horizon)
+    return out
+
+
+@torch.no_grad()
+def dpt_darkroom(model: DecisionPretrainedTransformer, goals: list, episodes: int, horizon: int, seed: int
+                 ) -> np.ndarray:
+    """Return per episode (goals, episodes) of DPT sampling its action at each step, its context the
+    last `model.horizon` transitions of its previous episodes (empty in the first)."""
+    generator = torch.Generator().manual_seed(seed)
+    size = int(round(model.states ** 0.5))
+    goal_state = torch.as_tensor([g[0] * size + g[1] for g in goals])
+    count = len(goals)
+    past = torch.zeros((count, 0, 4))  # (s, a, r, s') of the previous episodes
+    returns = np.zeros((count, episodes))
+    for episode in range(episodes):
+        context = past[:, -model.horizon:] if model.horizon else past[:, :0]
+        state = torch.zeros(count, dtype=torch.long)
+        steps = []
+        for _ in range(horizon):
+            logits = model(state, context[..., 0].long(), context[..., 1].long(), context[..., 2],
+                           context[..., 3].long())[:, -1]
+            action = choose(logits, greedy=False, generator=generator)
+            following = torch.as_tensor(darkroom_step(state.numpy(), action.numpy(), size))
+            reward = (following == goal_state).float()
+            steps.append(torch.stack([state.float(), action.float(), reward, following.float()], -1))
+            returns[:, episode] += reward.numpy()
+            state = following
+        past = torch.cat([past, torch.stack(steps, 1)], 1)[:, -model.horizon:]
+    return returns
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def evaluate_icrl(spec: dict[str, Any], out: str, threads: int = 1) -> pl.DataFrame:
+    """Play spec["model"] (a DPT file, `wmrl.train.dpt.save_dpt`) or, without one, the baselines on
+    the held-out tasks for every evaluation seed; write the rows (`ROWS`) to `out`."""
+    from wmrl.train.dpt import load_dpt
+
+    torch.set_num_threads(threads)
+    icrl = spec["icrl"]
+    tasks, horizon, seeds = heldout_tasks(icrl), icrl["horizon"], icrl["evaluate"]["seeds"]
+    model = load_dpt(spec["model"]) if spec.get("model") else None
+    method, model_seed = spec["method"], spec.get("model_seed")
+    frames = []
+    for seed in seeds:
+        if icrl["family"] == "bandit":
+            means = np.asarray(tasks)
+            history = offline_histories(means, horizon, seed, icrl["noise_variance"])
+            if model is None:
+                online = bandit_baselines_online(means, horizon, seed, icrl["noise_variance"], icrl["evaluate"]["ucb_c"])
+                offline = bandit_baselines_offline(means, history, icrl["evaluate"]["ucb_c"])
+                frames += [_frame("online", name, None, values, seed) for name, values in online.items()]
+                frames += [_frame("offline", name, None, values, seed) for name, values in offline.items()]
+            else:
+                frames.append(_frame("online", method, model_seed,
+                                     dpt_bandit_online(model, means, horizon, seed, icrl["noise_variance"]), seed))
+                frames.append(_frame("offline", method, model_seed, dpt_bandit_offline(model, means, history), seed))
+        else:
+            episodes = icrl["evaluate"]["episodes"]
+            if model is None:
+                frames += [_frame("darkroom", name, None, values, seed)
+                           for name, values in darkroom_baselines(tasks, episodes, horizon, seed).items()]
+            else:
+                frames.append(_frame("darkroom", method, model_seed,
+                                     dpt_darkroom(model, tasks, episodes, horizon, seed), seed))
+        log.info("evaluated %s on %d held-out tasks, seed %d", method, len(tasks), seed)
+    rows = pl.concat(frames)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(f"{out}.partial")
+    rows.write_parquet(partial)
+    partial.replace(out)
+    return rows
