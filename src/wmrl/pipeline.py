@@ -553,3 +553,133 @@ def report_inputs(spec: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in inputs.items() if k not in ("curves", "datasets")},
             "curves": [run["file"] for run in inputs["curves"]], "datasets": list(inputs["datasets"])}
 
+
+
+# --------------------------------------------------------------------------- in-context RL (issue 13)
+# An experiment that sets `icrl` runs these stages instead: histories -> DPT pretraining (backbone x
+# seed) -> evaluation on held-out tasks (each DPT model, and the baselines once) -> report.
+
+ICRL_HISTORIES = "data/{scale}/icrl/{experiment}/seed{seed}"
+ICRL_PRETRAIN = "results/{scale}/{experiment}/icrl/pretrain/{backbone}-seed{seed}"
+ICRL_PRETRAIN_FILES = {"model": "model.pt", "mlflow": "model.mlflow.json"}
+ICRL_PRETRAIN_MODEL, ICRL_PRETRAIN_MLFLOW = (f"{ICRL_PRETRAIN}/{name}" for name in ICRL_PRETRAIN_FILES.values())
+ICRL_EVALUATE = "results/{scale}/{experiment}/icrl/evaluate/{run}.parquet"  # run: baselines | <backbone>-seed<s>
+ICRL_BASELINES = "baselines"
+ICRL_HISTORIES_CODE = ("icrl/tasks", "icrl/histories", "data/dataset")
+ICRL_PRETRAIN_CODE = ("models", "train/dpt", "train/loop", "train/module", "icrl/histories", "tracking")
+ICRL_EVALUATE_CODE = ("icrl/tasks", "icrl/baselines", "icrl/histories", "icrl/evaluate", "models", "train/dpt")
+ICRL_REPORT_CODE = ("icrl/report", "evaluate/statistics")
+ICRL_BENCHMARKS = {
+    "icrl_histories": "benchmarks/icrl_histories/{scale}/{experiment}/seed{seed}.tsv",
+    "icrl_pretrain": "benchmarks/icrl_pretrain/{scale}/{experiment}/{backbone}-seed{seed}.tsv",
+    "icrl_evaluate": "benchmarks/icrl_evaluate/{scale}/{experiment}/{run}.tsv",
+}
+# The report's outputs by family, relative to REPORT: figures (SVG) and tables (CSV) by name.
+ICRL_FIGURES = {"bandit": ("online_regret", "offline_suboptimality"), "darkroom": ("returns",)}
+ICRL_TABLES = {"bandit": ("online_final", "offline_final", "improvement", "claims", "cost"),
+               "darkroom": ("returns_final", "claims", "cost")}
+
+
+def _icrl_base(cfg: DictConfig) -> dict[str, Any]:
+    return {"scale": cfg.scale, "experiment": cfg.experiment}
+
+
+def icrl_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The task-defining part of the ICRL section (what every ICRL job shares)."""
+    icrl = to_plain(cfg.icrl)
+    return {key: icrl[key] for key in ("family", "arms", "horizon", "noise_variance", "train_tasks", "heldout_seed",
+                                       "task_seed", "heldout_goals", "histories_per_task")}
+
+
+def icrl_histories_dirs(cfg: DictConfig) -> list[str]:
+    return [ICRL_HISTORIES.format(**_icrl_base(cfg), seed=seed) for seed in cfg.icrl.data_seeds]
+
+
+def icrl_histories_spec(cfg: DictConfig, seed: int) -> dict[str, Any]:
+    """Everything one history-dataset job needs (its Snakemake params)."""
+    return {"icrl": icrl_settings(cfg), "seed": int(seed)}
+
+
+def icrl_dataset(cfg: DictConfig, seed: int) -> str:
+    """The history dataset pretraining seed `seed` reads: the data seeds in turn."""
+    seeds = list(cfg.icrl.pretrain.seeds)
+    data_seeds = list(cfg.icrl.data_seeds)
+    return ICRL_HISTORIES.format(**_icrl_base(cfg), seed=data_seeds[seeds.index(int(seed)) % len(data_seeds)])
+
+
+def icrl_models(cfg: DictConfig) -> list[str]:
+    p = cfg.icrl.pretrain
+    return [ICRL_PRETRAIN_MODEL.format(**_icrl_base(cfg), backbone=b, seed=s) for b in p.backbones for s in p.seeds]
+
+
+def icrl_pretrain_spec(cfg: DictConfig, backbone: str, seed: int) -> dict[str, Any]:
+    """Everything one DPT pretraining job needs (`wmrl.train.dpt.train_dpt`'s spec)."""
+    p = to_plain(cfg.icrl.pretrain)
+    settings = {**p["model"], "backbone": backbone, "trainer": p["trainer"],
+                **{key: p[key] for key in ("steps", "validate_every", "checkpoint_every", "grad_clip",
+                                           "holdout_fraction")}}
+    wildcards = {"backbone": backbone, "seed": int(seed)}
+    tracked = _tracked(cfg, "icrl_pretrain", ICRL_PRETRAIN, wildcards)
+    return {"dataset": icrl_dataset(cfg, seed), "seed": int(seed), "dpt": settings,
+            "work_dir": f"work/{tracked['run_name']}", **tracked}
+
+
+def icrl_runs(cfg: DictConfig) -> list[str]:
+    """The evaluation runs: the baselines once, each DPT model (<backbone>-seed<s>)."""
+    p = cfg.icrl.pretrain
+    return [ICRL_BASELINES] + [f"{b}-seed{s}" for b in p.backbones for s in p.seeds]
+
+
+def icrl_evaluations(cfg: DictConfig) -> list[str]:
+    return [ICRL_EVALUATE.format(**_icrl_base(cfg), run=run) for run in icrl_runs(cfg)]
+
+
+def icrl_evaluate_inputs(cfg: DictConfig, run: str) -> dict[str, str]:
+    if run == ICRL_BASELINES:
+        return {}
+    backbone, seed = run.split("-seed")
+    return {name: pattern.format(**_icrl_base(cfg), backbone=backbone, seed=seed)
+            for name, pattern in (("model", ICRL_PRETRAIN_MODEL), ("record", ICRL_PRETRAIN_MLFLOW))}
+
+
+def icrl_evaluate_spec(cfg: DictConfig, run: str) -> dict[str, Any]:
+    """Everything one evaluation job needs (`wmrl.icrl.evaluate.evaluate_icrl`'s spec)."""
+    job = {"icrl": {**icrl_settings(cfg), "evaluate": to_plain(cfg.icrl.evaluate)}}
+    if run == ICRL_BASELINES:
+        return {**job, "method": ICRL_BASELINES}
+    backbone, seed = run.split("-seed")
+    return {**job, "method": f"dpt_{backbone}", "model_seed": int(seed), "model": icrl_evaluate_inputs(cfg, run)["model"]}
+
+
+def icrl_report_files(cfg: DictConfig) -> dict[str, str]:
+    """The report job's outputs by name: html, the rows, each figure, each table's CSV."""
+    directory = REPORT.format(**_icrl_base(cfg))
+    family = cfg.icrl.family
+    return {"html": f"{directory}/report.html", "rows": f"{directory}/scores/rows.parquet",
+            **{name: f"{directory}/figures/{name}.svg" for name in ICRL_FIGURES[family]},
+            **{f"{name}_csv": f"{directory}/tables/{name}.csv" for name in ICRL_TABLES[family]}}
+
+
+def icrl_benchmark_files(cfg: DictConfig) -> dict[str, list[str]]:
+    base, p = _icrl_base(cfg), cfg.icrl.pretrain
+    return {"icrl_histories": [ICRL_BENCHMARKS["icrl_histories"].format(**base, seed=s) for s in cfg.icrl.data_seeds],
+            "icrl_pretrain": [ICRL_BENCHMARKS["icrl_pretrain"].format(**base, backbone=b, seed=s)
+                              for b in p.backbones for s in p.seeds],
+            "icrl_evaluate": [ICRL_BENCHMARKS["icrl_evaluate"].format(**base, run=r) for r in icrl_runs(cfg)]}
+
+
+def icrl_report_spec(cfg: DictConfig) -> dict[str, Any]:
+    """Everything the ICRL report needs (its Snakemake params)."""
+    icrl = to_plain(cfg.icrl)
+    return {"experiment": cfg.experiment, "scale": cfg.scale, "question": cfg.report.question,
+            "bootstrap_repetitions": cfg.report.bootstrap_repetitions, "confidence": cfg.report.confidence,
+            "config_hash": config_hash(to_plain(cfg)), "icrl": icrl,
+            "methods": [f"dpt_{b}" for b in icrl["pretrain"]["backbones"]],
+            "benchmarks": icrl_benchmark_files(cfg),
+            "inputs": {"evaluations": icrl_evaluations(cfg),
+                       "records": [ICRL_PRETRAIN_MLFLOW.format(**_icrl_base(cfg), backbone=b, seed=s)
+                                   for b in icrl["pretrain"]["backbones"] for s in icrl["pretrain"]["seeds"]]}}
+
+
+def icrl_targets(cfg: DictConfig) -> list[str]:
+    return icrl_histories_dirs(cfg) + icrl_models(cfg) + icrl_evaluations(cfg) + list(icrl_report_files(cfg).values())

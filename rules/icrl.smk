@@ -1,0 +1,83 @@
+# In-context RL (issue 13; an experiment that sets `icrl`): history datasets -> DPT pretraining
+# (backbone x seed) -> evaluation on held-out tasks (each model; the baselines once) -> report.
+
+
+rule icrl_histories:
+    output:
+        directory(ICRL_HISTORIES),
+    params:
+        spec=lambda wc: icrl_histories_spec(CFG, int(wc.seed)),
+        code=code_hash(*ICRL_HISTORIES_CODE),
+    log:
+        "logs/icrl_histories/{scale}/{experiment}/seed{seed}.log",
+    benchmark:
+        ICRL_BENCHMARKS["icrl_histories"]
+    threads: 1
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/icrl_histories.py"
+
+
+rule icrl_pretrain:
+    input:
+        dataset=lambda wc: icrl_dataset(CFG, int(wc.seed)),
+    output:
+        model=ICRL_PRETRAIN_MODEL,
+        mlflow=ICRL_PRETRAIN_MLFLOW,
+    params:
+        spec=lambda wc: icrl_pretrain_spec(CFG, wc.backbone, int(wc.seed)),
+        code=code_hash(*ICRL_PRETRAIN_CODE),
+    log:
+        "logs/icrl_pretrain/{scale}/{experiment}/{backbone}-seed{seed}.log",
+    benchmark:
+        ICRL_BENCHMARKS["icrl_pretrain"]
+    threads: 1
+    priority: 10
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/icrl_pretrain.py"
+
+
+rule icrl_evaluate:
+    input:
+        unpack(lambda wc: icrl_evaluate_inputs(CFG, wc.run)),
+    output:
+        ICRL_EVALUATE,
+    params:
+        spec=lambda wc: icrl_evaluate_spec(CFG, wc.run),
+        code=code_hash(*ICRL_EVALUATE_CODE),
+    wildcard_constraints:
+        run=r"baselines|[a-z]+-seed\d+",
+    log:
+        "logs/icrl_evaluate/{scale}/{experiment}/{run}.log",
+    benchmark:
+        ICRL_BENCHMARKS["icrl_evaluate"]
+    threads: 1
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/icrl_evaluate.py"
+
+
+ICRL_REPORT_SPEC = icrl_report_spec(CFG)
+
+
+rule icrl_report:
+    input:
+        **ICRL_REPORT_SPEC["inputs"],
+    output:
+        **icrl_report_files(CFG),
+    params:
+        spec=ICRL_REPORT_SPEC,
+        code=code_hash(*ICRL_REPORT_CODE),
+    log:
+        f"logs/icrl_report/{CFG.scale}/{CFG.experiment}.log",
+    benchmark:
+        f"benchmarks/icrl_report/{CFG.scale}/{CFG.experiment}.tsv"
+    threads: 1
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/icrl_report.py"

@@ -1,0 +1,256 @@
+"""The in-context RL report: figures (SVG), tables (CSV) and one small HTML page, from the long
+table of `wmrl.icrl.evaluate` (every run's rows).
+
+Statistics. A task's score is the mean over its runs (evaluation seeds x DPT's pretraining
+seeds); a method's score is the mean over held-out tasks, with a percentile bootstrap CI that
+resamples tasks (`bootstrap_over_tasks`). P(DPT beats Thompson) is the probability of improvement
+of `wmrl.evaluate.statistics` on the final cumulative regret (lower is better: scores are negated),
+with its stratified bootstrap CI over runs within tasks.
+
+Claims, each with a verdict from its CI (and "too few runs to decide" below
+`statistics.MIN_RUNS` runs):
+
+* bandits, "DPT ≈ Thompson sampling online on held-out tasks": the CI of the per-task difference
+  in final cumulative regret (DPT - Thompson). Containing 0: "consistent (no difference detected)";
+  above 0: "refuted: DPT's regret is higher"; below 0: "refuted: DPT's regret is lower".
+* Dark Room, "DPT improves over its in-context episodes on held-out goals" (last episode's return
+  - first's) and "DPT beats a uniform policy on held-out goals" (last episode): "supported" when
+  the CI is above 0, "refuted" below, "not shown" when it contains 0.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from wmrl.evaluate.statistics import MIN_RUNS, probability_of_improvement, stratified_bootstrap_ci  # noqa: E402
+from wmrl.report.plots import save  # noqa: E402
+
+CURVE_POINTS = 100  # steps drawn per curve (evenly spaced): bounds the bootstrap's cost at H = 500
+LABELS = {"online": "cumulative regret", "offline": "suboptimality of the chosen arm", "darkroom": "episode return"}
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def task_matrix(rows: pl.DataFrame, method: str, setting: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(steps, per-task means (tasks, steps), runs per task) of one method's rows."""
+    chosen = rows.filter((pl.col("method") == method) & (pl.col("setting") == setting))
+    means = chosen.group_by("task", "step").agg(pl.col("value").mean()).sort("task", "step")
+    steps = np.sort(means["step"].unique().to_numpy())
+    matrix = means["value"].to_numpy().reshape(-1, len(steps))
+    runs = chosen.filter(pl.col("step") == steps[0]).group_by("task").len()["len"].min()
+    return steps, matrix, int(runs)
+
+
+def bootstrap_over_tasks(matrix: np.ndarray, repetitions: int, confidence: float, seed: int = 0
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over tasks (rows) of each column, and its percentile bootstrap CI resampling tasks."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(matrix), size=(repetitions, len(matrix)))
+    replicates = matrix[index].mean(1)
+    alpha = (1 - confidence) / 2
+    lower, upper = np.quantile(replicates, [alpha, 1 - alpha], axis=0)
+    return matrix.mean(0), lower, upper
+
+
+def cumulative(rows: pl.DataFrame) -> pl.DataFrame:
+    """Online rows with value = the cumulative regret up to each step."""
+    return (rows.filter(pl.col("setting") == "online").sort("step")
+            .with_columns(pl.col("value").cum_sum().over("method", "model_seed", "task", "seed")))
+
+
+def run_matrix(rows: pl.DataFrame, method: str, setting: str, step: int) -> np.ndarray:
+    """Scores (runs, tasks) at `step`: one column per task, one row per (model seed, seed)."""
+    chosen = rows.filter((pl.col("method") == method) & (pl.col("setting") == setting) & (pl.col("step") == step))
+    chosen = chosen.with_columns(pl.col("model_seed").fill_null(-1)).sort("task", "model_seed", "seed")
+    tasks = chosen["task"].n_unique()
+    return chosen["value"].to_numpy().reshape(tasks, -1).T
+
+
+def interval(point: float, lower: float, upper: float) -> str:
+    return f"{point:.3f} [{lower:.3f}, {upper:.3f}]"
+
+
+def final_table(rows: pl.DataFrame, setting: str, step: int, methods: list[str], repetitions: int,
+                confidence: float) -> pl.DataFrame:
+    """Each method's mean over tasks at `step`, with its CI over tasks, and its runs."""
+    records = []
+    for method in methods:
+        steps, matrix, runs = task_matrix(rows.filter(pl.col("step") == step), method, setting)
+        point, lower, upper = (float(x[0]) for x in bootstrap_over_tasks(matrix, repetitions, confidence))
+        records.append({"method": method, "step": int(step), "mean": point, "lower": lower, "upper": upper,
+                        "tasks": len(matrix), "runs_per_task": runs, "mean [CI]": interval(point, lower, upper)})
+    return pl.DataFrame(records)
+
+
+def difference(rows: pl.DataFrame, setting: str, a: tuple[str, int], b: tuple[str, int], repetitions: int,
+               confidence: float) -> tuple[float, float, float, int]:
+    """Mean over tasks of (method a at step a) - (method b at step b), its CI over tasks, the runs."""
+    _, first, runs_a = task_matrix(rows.filter(pl.col("step") == a[1]), a[0], setting)
+    _, second, runs_b = task_matrix(rows.filter(pl.col("step") == b[1]), b[0], setting)
+    point, lower, upper = (float(x[0]) for x in bootstrap_over_tasks(first - second, repetitions, confidence))
+    return point, lower, upper, len(first) * min(runs_a, runs_b)
+
+
+def verdict(lower: float, upper: float, runs: int, above: str, below: str, inside: str) -> str:
+    if runs < MIN_RUNS:
+        return "too few runs to decide"
+    return above if lower > 0 else below if upper < 0 else inside
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def curves_figure(rows: pl.DataFrame, setting: str, methods: list[str], repetitions: int, confidence: float,
+                  title: str):
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    for i, method in enumerate(methods):
+        steps, matrix, _ = task_matrix(rows, method, setting)
+        keep = np.unique(np.linspace(0, len(steps) - 1, min(CURVE_POINTS, len(steps))).round().astype(int))
+        point, lower, upper = bootstrap_over_tasks(matrix[:, keep], repetitions, confidence)
+        style = "-" if method.startswith("dpt_") else "--"
+        axis.plot(steps[keep], point, style, color=f"C{i}", label=method, lw=1.4)
+        axis.fill_between(steps[keep], lower, upper, color=f"C{i}", alpha=0.2, lw=0)
+    axis.set_xlabel("episode" if setting == "darkroom" else "step (pulls seen)" if setting == "offline" else "step")
+    axis.set_ylabel(LABELS[setting])
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    return figure
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def table_html(frame: pl.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in frame.iter_rows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def cost_table(benchmarks: dict[str, list[str]]) -> pl.DataFrame:
+    """Wall seconds and peak memory of every job that has a benchmark file yet."""
+    records = []
+    for rule, files in benchmarks.items():
+        for file in files:
+            if Path(file).is_file():
+                bench = pl.read_csv(file, separator="\t")
+                records.append({"rule": rule, "job": Path(file).stem, "seconds": float(bench["s"][0]),
+                                "max_rss_mb": float(bench["max_rss"][0]) if bench["max_rss"][0] != "-" else None})
+    schema = {"rule": pl.String, "job": pl.String, "seconds": pl.Float64, "max_rss_mb": pl.Float64}
+    return pl.DataFrame(records, schema=schema)
+
+
+def build_icrl_report(spec: dict[str, Any], out: dict[str, str]) -> None:
+    """Read every evaluation's rows, write the tables, figures and the page named in `out`."""
+    for path in out.values():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    rows = pl.concat([pl.read_parquet(f) for f in spec["inputs"]["evaluations"]])
+    rows.write_parquet(out["rows"])
+    icrl, reps, confidence = spec["icrl"], spec["bootstrap_repetitions"], spec["confidence"]
+    dpts = spec["methods"]
+    tables: dict[str, pl.DataFrame] = {}
+    figures: dict[str, str] = {}
+    if icrl["family"] == "bandit":
+        online = cumulative(rows)
+        horizon = int(online["step"].max())
+        methods = dpts + ["thompson", "ucb", "empirical_mean", "uniform", "oracle"]
+        figures["online_regret"] = "Online: cumulative regret on held-out bandits (mean, CI over tasks)"
+        save(curves_figure(online, "online", methods, reps, confidence, figures["online_regret"]),
+             out["online_regret"])
+        offline_methods = dpts + ["lcb", "empirical_mean"]
+        figures["offline_suboptimality"] = "Offline: suboptimality of the greedy arm after t pulls of a fixed history"
+        save(curves_figure(rows, "offline", offline_methods, reps, confidence, figures["offline_suboptimality"]),
+             out["offline_suboptimality"])
+        tables["online_final"] = final_table(online, "online", horizon, methods, reps, confidence)
+        tables["offline_final"] = final_table(rows, "offline", horizon, offline_methods, reps, confidence)
+        improvement, claims = [], []
+        for dpt in dpts:
+            x, y = -run_matrix(online, dpt, "online", horizon), -run_matrix(online, "thompson", "online", horizon)
+            p, lower, upper = stratified_bootstrap_ci((x, y), probability_of_improvement, reps, confidence)
+            improvement.append({"method": dpt, "baseline": "thompson", "P(method beats baseline)": p,
+                                "lower": lower, "upper": upper, "runs_method": x.size, "runs_baseline": y.size})
+            point, low, high, runs = difference(online, "online", (dpt, horizon), ("thompson", horizon), reps,
+                                                confidence)
+            claims.append({"claim": f"DPT ≈ Thompson sampling online on held-out tasks ({dpt})",
+                           "measure": f"final cumulative regret, {dpt} - thompson (step {horizon})",
+                           "difference [CI]": interval(point, low, high), "runs": runs,
+                           "verdict": verdict(low, high, runs, "refuted: DPT's regret is higher",
+                                              "refuted: DPT's regret is lower",
+                                              "consistent (no difference detected)")})
+        tables["improvement"] = pl.DataFrame(improvement)
+        tables["claims"] = pl.DataFrame(claims)
+    else:
+        episodes = int(rows["step"].max())
+        methods = dpts + ["oracle", "uniform"]
+        figures["returns"] = "Dark Room: return per in-context episode on held-out goals (mean, CI over goals)"
+        save(curves_figure(rows, "darkroom", methods, reps, confidence, figures["returns"]), out["returns"])
+        first = final_table(rows, "darkroom", 1, methods, reps, confidence)
+        last = final_table(rows, "darkroom", episodes, methods, reps, confidence)
+        tables["returns_final"] = pl.concat([first, last])
+        claims = []
+        for dpt in dpts:
+            for claim, a, b in ((f"DPT improves over its in-context episodes on held-out goals ({dpt})",
+                                 (dpt, episodes), (dpt, 1)),
+                                (f"DPT beats a uniform policy on held-out goals ({dpt})", (dpt, episodes),
+                                 ("uniform", episodes))):
+                point, low, high, runs = difference(rows, "darkroom", a, b, reps, confidence)
+                claims.append({"claim": claim, "measure": f"return, {a[0]} ep {a[1]} - {b[0]} ep {b[1]}",
+                               "difference [CI]": interval(point, low, high), "runs": runs,
+                               "verdict": verdict(low, high, runs, "supported", "refuted", "not shown")})
+        tables["claims"] = pl.DataFrame(claims)
+    tables["cost"] = cost_table(spec["benchmarks"])
+    for name, frame in tables.items():
+        frame.write_csv(out[f"{name}_csv"])
+    Path(out["html"]).write_text(page(spec, tables, figures, out))
+
+
+def page(spec: dict[str, Any], tables: dict[str, pl.DataFrame], figures: dict[str, str], out: dict[str, str]) -> str:
+    icrl = spec["icrl"]
+    p, e = icrl["pretrain"], icrl["evaluate"]
+    if icrl["family"] == "bandit":
+        setup = (f"{icrl['arms']}-armed Gaussian bandits, arm means U(0, 1), reward noise variance "
+                 f"{icrl['noise_variance']} (DPT's code uses 0.3 as the standard deviation), horizon H = "
+                 f"{icrl['horizon']}; {icrl['train_tasks']} training tasks x {icrl['histories_per_task']} "
+                 f"histories; {e['tasks']} held-out tasks (means drawn with another seed) x {len(e['seeds'])} "
+                 f"evaluation seeds")
+    else:
+        setup = (f"Dark Room 10x10, episodes of {icrl['horizon']} steps; {100 - icrl['heldout_goals']} training "
+                 f"goals x {icrl['histories_per_task']} uniform-random histories; {e['tasks']} held-out goals x "
+                 f"{len(e['seeds'])} evaluation seeds x {e['episodes']} in-context episodes")
+    model = p["model"]
+    setup += (f". DPT: backbones {', '.join(p['backbones'])}, width {model['dim']}, {model['layers']} layers, "
+              f"{p['steps']} steps of batch {model['batch_size']}, learning rate {model['learning_rate']}, "
+              f"pretraining seeds {p['seeds']}.")
+    parts = [f"<h1>In-context RL: {html.escape(spec['experiment'])} ({html.escape(spec['scale'])})</h1>",
+             f"<p><b>Question.</b> {html.escape(spec['question'])}</p>", f"<p>{html.escape(setup)}</p>",
+             f"<p>Config hash {spec['config_hash']}. Intervals: {spec['confidence']:.0%} percentile bootstrap "
+             f"({spec['bootstrap_repetitions']} repetitions) over held-out tasks; below {MIN_RUNS} runs a claim "
+             f"reads “too few runs to decide”. Every method was played by the same code on the same held-out "
+             f"tasks and seeds (wmrl.icrl.evaluate).</p>",
+             "<h2>Claims</h2>", table_html(tables["claims"])]
+    for name, title in figures.items():
+        svg = Path(out[name]).read_text()
+        parts += [f"<h2>{html.escape(title)}</h2>", svg[svg.index("<svg"):]]
+    for name, frame in tables.items():
+        if name != "claims":
+            parts += [f"<h2>{html.escape(name.replace('_', ' '))}</h2>", table_html(frame)]
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec['experiment'])}</title>"
+            f"<style>{style}</style></head><body>" + "\n".join(parts) + "</body></html>\n")
