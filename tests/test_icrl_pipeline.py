@@ -1,0 +1,129 @@
+"""In-context RL as pipeline stages (issue 13): the config section and its checks, the DAG helpers,
+held-out tasks kept out of pretraining, determinism of the jobs for a fixed seed, and both
+experiments end to end at smoke through Snakemake."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import ROOT, snakemake_command, snakemake_env
+from wmrl.config import ConfigError, compose, to_plain
+from wmrl.icrl.evaluate import (DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BASELINES, evaluate_icrl,
+                                heldout_tasks)
+from wmrl.icrl.histories import generate_histories, read_histories
+from wmrl.icrl.report import verdict
+from wmrl.icrl.tasks import bandit_tasks
+from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig
+from wmrl.pipeline import (icrl_evaluate_spec, icrl_histories_spec, icrl_pretrain_spec, icrl_report_files,
+                           icrl_runs, icrl_targets)
+from wmrl.train.dpt import save_dpt
+
+EXPERIMENTS = ("icrl_bandit", "icrl_darkroom")
+
+
+def smoke(experiment: str, **overrides):
+    return compose({"scale": "smoke", "experiment": experiment, **overrides}, ROOT)
+
+
+def test_icrl_section_composes_per_scale_and_family_and_leaves_other_experiments_alone():
+    for scale in ("smoke", "laptop", "paper"):
+        bandit = compose({"scale": scale, "experiment": "icrl_bandit"}, ROOT)
+        room = compose({"scale": scale, "experiment": "icrl_darkroom"}, ROOT)
+        assert (bandit.icrl.family, room.icrl.family) == ("bandit", "darkroom")
+        assert bandit.icrl.noise_variance == 0.3
+        assert compose({"scale": scale, "experiment": "cartpole"}, ROOT).icrl is None
+    assert compose({"scale": "paper", "experiment": "icrl_bandit"}, ROOT).icrl.horizon == 500  # DPT's H
+
+
+def test_icrl_section_errors_name_every_problem_at_once():
+    with pytest.raises(ConfigError, match=r"icrl.family.*icrl.pretrain.backbones") as error:
+        smoke("icrl_bandit", icrl={"family": "maze", "pretrain": {"backbones": ["cnn"]}})
+    assert "config error" in str(error.value)
+    with pytest.raises(ConfigError, match="heldout_seed"):
+        smoke("icrl_bandit", icrl={"heldout_seed": 0, "task_seed": 0})
+    with pytest.raises(ConfigError, match="exceeds the 20 held-out goals"):
+        smoke("icrl_darkroom", icrl={"evaluate": {"tasks": 21}})
+    with pytest.raises(ConfigError, match="unknown key 'icrl.arm'"):
+        smoke("icrl_bandit", icrl={"arm": 3})
+
+
+def test_dag_helpers_give_one_run_per_backbone_and_seed_and_the_baselines_once():
+    cfg = smoke("icrl_bandit")
+    assert icrl_runs(cfg) == ["baselines", "transformer-seed0", "ssm-seed0"]
+    spec = icrl_pretrain_spec(cfg, "ssm", 0)
+    assert spec["dpt"]["backbone"] == "ssm" and spec["dpt"]["steps"] == cfg.icrl.pretrain.steps
+    assert spec["dataset"] == "data/smoke/icrl/icrl_bandit/seed0"
+    assert icrl_evaluate_spec(cfg, "ssm-seed0")["model"].endswith("ssm-seed0/model.pt")
+    assert set(icrl_report_files(cfg).values()) <= set(icrl_targets(cfg))
+
+
+def test_heldout_tasks_never_enter_pretraining_histories(tmp_path):
+    bandit = smoke("icrl_bandit")
+    card = generate_histories(icrl_histories_spec(bandit, 0), tmp_path / "bandit")
+    train = np.asarray(card["tasks"])
+    heldout = np.asarray(heldout_tasks({**to_plain(bandit.icrl)}))
+    np.testing.assert_array_equal(train, bandit_tasks(bandit.icrl.train_tasks, bandit.icrl.arms, 0))
+    assert not any(np.isclose(train, task).all(1).any() for task in heldout)
+    room = smoke("icrl_darkroom")
+    card = generate_histories(icrl_histories_spec(room, 0), tmp_path / "room")
+    goals = {tuple(goal) for goal in card["tasks"]}
+    held = {tuple(goal) for goal in heldout_tasks(to_plain(room.icrl))}
+    assert len(goals) == 80 and held and not goals & held
+    frame, _ = read_histories(tmp_path / "room")
+    assert frame["task"].n_unique() == 80
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_jobs_are_deterministic_for_a_fixed_seed(experiment, tmp_path):
+    cfg = smoke(experiment)
+    first = generate_histories(icrl_histories_spec(cfg, 0), tmp_path / "a")
+    assert generate_histories(icrl_histories_spec(cfg, 0), tmp_path / "b")["sha256"] == first["sha256"]
+    assert generate_histories(icrl_histories_spec(cfg, 1), tmp_path / "c")["sha256"] != first["sha256"]
+    states = 1 if cfg.icrl.family == "bandit" else 100
+    save_dpt(DecisionPretrainedTransformer(states, 5, cfg.icrl.horizon, DPTConfig(dim=8, layers=1)),
+             tmp_path / "model.pt")
+    for run in ("baselines", "transformer-seed0"):
+        spec = {**icrl_evaluate_spec(cfg, run), "model": str(tmp_path / "model.pt")} if run != "baselines" \
+            else icrl_evaluate_spec(cfg, run)
+        one, two = evaluate_icrl(spec, str(tmp_path / "one.parquet")), evaluate_icrl(spec, str(tmp_path / "two.parquet"))
+        assert one.equals(two)
+
+
+def test_a_claim_with_too_few_runs_is_not_decided():
+    assert verdict(0.1, 0.2, 2, "above", "below", "inside") == "too few runs to decide"
+    assert verdict(0.1, 0.2, 3, "above", "below", "inside") == "above"
+    assert verdict(-0.1, 0.2, 3, "above", "below", "inside") == "inside"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
+    result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke", f"experiment={experiment}"),
+                            cwd=tmp_path, capture_output=True, text=True, env=snakemake_env(), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = smoke(experiment)
+    files = icrl_report_files(cfg)
+    assert all((tmp_path / path).is_file() for path in files.values())
+    dpts = [f"dpt_{backbone}" for backbone in cfg.icrl.pretrain.backbones]
+    rows = pl.read_parquet(tmp_path / files["rows"])
+    page = (tmp_path / files["html"]).read_text()
+    if cfg.icrl.family == "bandit":
+        online = set(pl.read_csv(tmp_path / files["online_final_csv"])["method"])
+        assert online == set(dpts) | set(ONLINE_BASELINES)
+        assert set(pl.read_csv(tmp_path / files["offline_final_csv"])["method"]) == set(dpts) | set(OFFLINE_BASELINES)
+        assert set(pl.read_csv(tmp_path / files["improvement_csv"])["baseline"]) == {"thompson"}
+        assert "DPT ≈ Thompson sampling online on held-out tasks" in page
+        # every method on the same tasks and seeds
+        keys = rows.filter(pl.col("setting") == "online").group_by("method").agg(
+            pl.struct("task", "seed").unique().sort().alias("keys"))
+        assert keys["keys"].list.len().n_unique() == 1
+    else:
+        assert set(pl.read_csv(tmp_path / files["returns_final_csv"])["method"]) == set(dpts) | set(DARKROOM_BASELINES)
+    claims = pl.read_csv(tmp_path / files["claims_csv"])
+    assert len(claims) >= len(dpts) and claims["verdict"].null_count() == 0
+    cost = pl.read_csv(tmp_path / files["cost_csv"])
+    assert {"icrl_histories", "icrl_pretrain", "icrl_evaluate"} <= set(cost["rule"])
+    assert "<svg" in page
