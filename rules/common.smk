@@ -2,18 +2,18 @@
 import sys
 
 from wmrl.config import ConfigError, code_hash, compose, to_plain
-from wmrl.pipeline import (BENCHMARKS, CHECKED_ENVS, ICRL_BENCHMARKS, ICRL_EVALUATE, ICRL_EVALUATE_CODE, ICRL_HISTORIES,
-                           ICRL_HISTORIES_CODE, ICRL_PRETRAIN_CODE, ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL,
-                           ICRL_REPORT_CODE, icrl_dataset, icrl_evaluate_inputs, icrl_evaluate_spec, icrl_evaluations,
-                           icrl_histories_dirs, icrl_histories_spec, icrl_models, icrl_pretrain_spec,
-                           icrl_report_files, icrl_report_spec, icrl_targets, DATASET, DATASET_CODE, EVALUATE, EVALUATE_CODE, EVALUATE_LINEAGE, FINETUNE,
-                           FINETUNE_CODE, FINETUNE_FILES, ONLINE_CODE, ONLINE_FILES, ONLINE_MODEL, PEER_CODE,
-                           PEER_FILES, PEER_MODEL, PRETRAIN_CODE, PRETRAIN_HELDOUT, PRETRAIN_MLFLOW, PRETRAIN_MODEL,
-                           SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR, check_envs, dataset_dirs,
-                           dataset_spec, evaluate_inputs, evaluate_runs, evaluate_spec, finetune_inputs,
-                           finetune_spec, methods_pattern, model_record, pretrain_datasets, pretrain_models,
-                           pretrain_spec, report_files, report_inputs, report_spec, score_datasets,
-                           world_model_errors, world_model_spec)
+from wmrl.pipeline import (BENCHMARKS, CHECKED_ENVS, DATASET, DATASET_CODE, EVALUATE, EVALUATE_CODE,
+                           EVALUATE_LINEAGE, FINETUNE, FINETUNE_CODE, FINETUNE_FILES, ICRL_BENCHMARKS, ICRL_EVALUATE,
+                           ICRL_EVALUATE_CODE, ICRL_HISTORIES, ICRL_HISTORIES_CODE, ICRL_PRETRAIN_CODE,
+                           ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_REPORT_CODE, ONLINE_CODE, ONLINE_FILES,
+                           ONLINE_MODEL, PEER_CODE, PEER_FILES, PEER_MODEL, PRETRAIN_CODE, PRETRAIN_HELDOUT,
+                           PRETRAIN_MLFLOW, PRETRAIN_MODEL, SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR, check_envs,
+                           dataset_dirs, dataset_spec, evaluate_inputs, evaluate_runs, evaluate_spec,
+                           finetune_inputs, finetune_spec, icrl_dataset, icrl_evaluate_inputs, icrl_evaluate_spec,
+                           icrl_evaluations, icrl_histories_dirs, icrl_histories_spec, icrl_models,
+                           icrl_pretrain_spec, icrl_report_files, icrl_report_spec, icrl_targets, methods_pattern,
+                           model_record, pretrain_datasets, pretrain_models, pretrain_spec, report_files,
+                           report_inputs, report_spec, score_datasets, world_model_errors, world_model_spec)
 from wmrl.tracking import experiment_name
 
 try:

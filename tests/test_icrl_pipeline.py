@@ -127,3 +127,10 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
     cost = pl.read_csv(tmp_path / files["cost_csv"])
     assert {"icrl_histories", "icrl_pretrain", "icrl_evaluate"} <= set(cost["rule"])
     assert "<svg" in page
+
+
+def test_snakemake_lint_is_clean_for_an_icrl_experiment():
+    result = subprocess.run(snakemake_command("--lint", "--config", "experiment=icrl_bandit", "scale=smoke"),
+                            cwd=ROOT, capture_output=True, text=True, env=snakemake_env(), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
