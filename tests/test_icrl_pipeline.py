@@ -89,8 +89,8 @@ def test_jobs_are_deterministic_for_a_fixed_seed(experiment, tmp_path):
     for run in ("baselines", "transformer-seed0"):
         spec = {**icrl_evaluate_spec(cfg, run), "model": str(tmp_path / "model.pt")} if run != "baselines" \
             else icrl_evaluate_spec(cfg, run)
-        one, two = evaluate_icrl(spec, str(tmp_path / "one.parquet")), evaluate_icrl(spec, str(tmp_path / "two.parquet"))
-        assert one.equals(two)
+        one = evaluate_icrl(spec, str(tmp_path / "one.parquet"))
+        assert one.equals(evaluate_icrl(spec, str(tmp_path / "two.parquet")))
 
 
 def test_a_claim_with_too_few_runs_is_not_decided():

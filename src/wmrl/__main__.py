@@ -47,6 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.report_spec)")
     report.add_argument("--out-dir", required=True, help="where report.html, scores/, figures/, tables/ go")
 
+    histories = commands.add_parser("icrl-histories", help="write one in-context pretraining dataset")
+    histories.add_argument("--spec", required=True, help="the job spec as JSON (wmrl.pipeline.icrl_histories_spec)")
+    histories.add_argument("--out", required=True, help="output directory")
+
+    dpt = commands.add_parser("icrl-pretrain", help="pretrain one DPT model (resumes if interrupted)")
+    dpt.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.icrl_pretrain_spec)")
+    dpt.add_argument("--out-dir", required=True, help="where model.pt and model.mlflow.json go")
+    dpt.add_argument("--threads", type=int, default=1)
+
+    icrl_eval = commands.add_parser("icrl-evaluate", help="play a DPT model or the baselines on held-out tasks")
+    icrl_eval.add_argument("--spec", required=True, help="the job spec as JSON (wmrl.pipeline.icrl_evaluate_spec)")
+    icrl_eval.add_argument("--out", required=True, help="the rows (Parquet)")
+
     tracking = commands.add_parser("prepare-tracking", help="create the MLflow store and an experiment")
     tracking.add_argument("experiment")
 
@@ -115,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
 
         spec = json.loads(args.spec)
         build_report(spec, out_files(args.out_dir, report_layout(len(spec["sizes"]) > 1)))
+    elif args.command == "icrl-histories":
+        from wmrl.icrl.histories import generate_histories
+
+        generate_histories(json.loads(args.spec), args.out)
+    elif args.command == "icrl-pretrain":
+        from wmrl.pipeline import ICRL_PRETRAIN_FILES
+        from wmrl.train.dpt import train_dpt
+
+        train_dpt(json.loads(args.spec), out_files(args.out_dir, ICRL_PRETRAIN_FILES), threads=args.threads)
+    elif args.command == "icrl-evaluate":
+        from wmrl.icrl.evaluate import evaluate_icrl
+
+        evaluate_icrl(json.loads(args.spec), args.out)
     elif args.command == "prepare-tracking":
         from wmrl.tracking import prepare
 

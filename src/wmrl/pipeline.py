@@ -648,7 +648,8 @@ def icrl_evaluate_spec(cfg: DictConfig, run: str) -> dict[str, Any]:
     if run == ICRL_BASELINES:
         return {**job, "method": ICRL_BASELINES}
     backbone, seed = run.split("-seed")
-    return {**job, "method": f"dpt_{backbone}", "model_seed": int(seed), "model": icrl_evaluate_inputs(cfg, run)["model"]}
+    return {**job, "method": f"dpt_{backbone}", "model_seed": int(seed),
+            "model": icrl_evaluate_inputs(cfg, run)["model"]}
 
 
 def icrl_report_files(cfg: DictConfig) -> dict[str, str]:

@@ -200,7 +200,8 @@ def evaluate_icrl(spec: dict[str, Any], out: str, threads: int = 1) -> pl.DataFr
             means = np.asarray(tasks)
             history = offline_histories(means, horizon, seed, icrl["noise_variance"])
             if model is None:
-                online = bandit_baselines_online(means, horizon, seed, icrl["noise_variance"], icrl["evaluate"]["ucb_c"])
+                online = bandit_baselines_online(means, horizon, seed, icrl["noise_variance"],
+                                                 icrl["evaluate"]["ucb_c"])
                 offline = bandit_baselines_offline(means, history, icrl["evaluate"]["ucb_c"])
                 frames += [_frame("online", name, None, values, seed) for name, values in online.items()]
                 frames += [_frame("offline", name, None, values, seed) for name, values in offline.items()]

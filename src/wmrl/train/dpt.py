@@ -184,9 +184,10 @@ def dataset_card(directory: Path | str, card: dict[str, Any]) -> dict[str, Any]:
 
 def train_dpt(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> DPTModule:
     """Train on spec["dataset"] (a history directory) for spec["dpt"]["steps"] gradient steps and
-    write out["model"] (`save_dpt`) and, when asked, out["mlflow"] (`tracking.write_record`). spec["dpt"]: DPTConfig fields and the loop's settings (steps,
-    checkpoint_every, validate_every, grad_clip, trainer, holdout_fraction); the job keys of
-    `loop.fit` (work_dir, run_name, mlflow_experiment, tags) and "seed"."""
+    write out["model"] (`save_dpt`) and, when asked, out["mlflow"] (`tracking.write_record`).
+    spec["dpt"]: DPTConfig fields and the loop's settings (steps, checkpoint_every, validate_every,
+    grad_clip, trainer, holdout_fraction); the job keys of `loop.fit` (work_dir, run_name,
+    mlflow_experiment, tags) and "seed"."""
     torch.set_num_threads(threads)
     settings, seed = spec["dpt"], spec["seed"]
     resume = claim_work_dir(Path(spec["work_dir"]), spec)
