@@ -11,7 +11,7 @@ from wmrl.pipeline import (BENCHMARKS, CHECKED_ENVS, DATASET, DATASET_CODE, EVAL
                            dataset_dirs, dataset_spec, evaluate_inputs, evaluate_runs, evaluate_spec,
                            finetune_inputs, finetune_spec, icrl_dataset, icrl_evaluate_inputs, icrl_evaluate_spec,
                            icrl_evaluations, icrl_histories_dirs, icrl_histories_spec, icrl_models,
-                           icrl_pretrain_spec, icrl_report_files, icrl_report_spec, icrl_targets, methods_pattern,
+                           icrl_pretrain_spec, icrl_report_files, icrl_report_spec, stage_targets, methods_pattern,
                            model_record, pretrain_datasets, pretrain_models, pretrain_spec, report_files,
                            report_inputs, report_spec, score_datasets, world_model_errors, world_model_spec)
 from wmrl.tracking import experiment_name

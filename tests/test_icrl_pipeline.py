@@ -19,7 +19,7 @@ from wmrl.icrl.report import verdict
 from wmrl.icrl.tasks import bandit_tasks
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig
 from wmrl.pipeline import (icrl_evaluate_spec, icrl_histories_spec, icrl_pretrain_spec, icrl_report_files,
-                           icrl_runs, icrl_targets)
+                           icrl_runs, stage_targets)
 from wmrl.train.dpt import save_dpt
 
 EXPERIMENTS = ("icrl_bandit", "icrl_darkroom")
@@ -58,7 +58,7 @@ def test_dag_helpers_give_one_run_per_backbone_and_seed_and_the_baselines_once()
     assert spec["dpt"]["backbone"] == "ssm" and spec["dpt"]["steps"] == cfg.icrl.pretrain.steps
     assert spec["dataset"] == "data/smoke/icrl/icrl_bandit/seed0"
     assert icrl_evaluate_spec(cfg, "ssm-seed0")["model"].endswith("ssm-seed0/model.pt")
-    assert set(icrl_report_files(cfg).values()) <= set(icrl_targets(cfg))
+    assert set(icrl_report_files(cfg).values()) <= set(stage_targets(cfg)["all"])
 
 
 def test_heldout_tasks_never_enter_pretraining_histories(tmp_path):

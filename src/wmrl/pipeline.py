@@ -682,5 +682,13 @@ def icrl_report_spec(cfg: DictConfig) -> dict[str, Any]:
                                    for b in icrl["pretrain"]["backbones"] for s in icrl["pretrain"]["seeds"]]}}
 
 
-def icrl_targets(cfg: DictConfig) -> list[str]:
-    return icrl_histories_dirs(cfg) + icrl_models(cfg) + icrl_evaluations(cfg) + list(icrl_report_files(cfg).values())
+def stage_targets(cfg: DictConfig) -> dict[str, list[str]]:
+    """The files of the Snakefile's target rules: `all`, and the stages up to 1 (`datasets`), 2
+    (`pretrained`) and 4 (`evaluated`), for the world-model DAG or, with `icrl` set, the ICRL one."""
+    if cfg.icrl is not None:
+        datasets, models, evaluations = icrl_histories_dirs(cfg), icrl_models(cfg), icrl_evaluations(cfg)
+        return {"all": datasets + models + evaluations + list(icrl_report_files(cfg).values()),
+                "datasets": datasets, "pretrained": models, "evaluated": evaluations}
+    datasets, models, errors = dataset_dirs(cfg), pretrain_models(cfg), world_model_errors(cfg)
+    return {"all": datasets + models + errors + list(report_files(cfg).values()),
+            "datasets": datasets, "pretrained": models, "evaluated": evaluate_runs(cfg) + errors}
