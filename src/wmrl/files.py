@@ -7,7 +7,7 @@ import io
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class CheckpointError(ValueError):
@@ -25,6 +25,14 @@ def write_bytes(path: Path | str, data: bytes | memoryview, what: str) -> None:
 def write_error(error: OSError, what: str, path: Path | str) -> OSError:
     """`error` of writing `what` to `path`, as one line that names them and says what to do."""
     return OSError(error.errno, f"could not write {what} {path} ({error.strerror}): free disk space and rerun the job")
+
+
+def publish(path: Path | str, write: Callable[[str], Any]) -> None:
+    """`write` the file under a ``.partial`` name beside `path`, then rename it: a file that exists
+    is whole (a killed job leaves only the ``.partial`` one, which the rerun overwrites)."""
+    partial = f"{path}.partial"
+    write(partial)
+    os.replace(partial, path)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path | str) -> None:

@@ -30,7 +30,7 @@ from wmrl.config import DecisionConfig, ModelConfig
 from wmrl.data import read_card
 from wmrl.data.windows import ObsLayout
 from wmrl.envs import env_settings, make_task_env
-from wmrl.files import load_checkpoint
+from wmrl.files import load_checkpoint, publish
 from wmrl.models.decision_transformer import DecisionTransformer
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.planning import beam_search
@@ -312,9 +312,7 @@ def evaluate(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> pl.
             }))
     rows = pl.concat(frames)
     track(spec, rows, out["lineage"])
-    partial = Path(f"{out['rows']}.partial")
-    rows.write_parquet(partial)
-    partial.rename(out["rows"])
+    publish(out["rows"], rows.write_parquet)
     return rows
 
 

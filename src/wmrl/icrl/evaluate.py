@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from wmrl.files import publish
 from wmrl.icrl.baselines import (UCB, EmpiricalMean, Oracle, Thompson, Uniform, empirical_choice, lcb_choice,
                                  play_bandit, play_darkroom)
 from wmrl.icrl.histories import bandit_histories
@@ -220,7 +221,5 @@ def evaluate_icrl(spec: dict[str, Any], out: str, threads: int = 1) -> pl.DataFr
         log.info("evaluated %s on %d held-out tasks, seed %d", method, len(tasks), seed)
     rows = pl.concat(frames)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(f"{out}.partial")
-    rows.write_parquet(partial)
-    partial.replace(out)
+    publish(out, rows.write_parquet)
     return rows

@@ -24,6 +24,7 @@ import jinja2
 import polars as pl
 
 from wmrl.evaluate.statistics import MIN_RUNS
+from wmrl.files import publish
 from wmrl.evaluate.summary import run_scores, summarize
 from wmrl.report import plots
 from wmrl.report.checks import checks
@@ -113,9 +114,7 @@ def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
                                      lstrip_blocks=True)
     environment.filters["num"] = number
     html = environment.get_template(Path(inputs["template"]).name).render(**context)
-    partial = Path(f"{out['html']}.partial")
-    partial.write_text(html)
-    partial.rename(out["html"])
+    publish(out["html"], lambda partial: Path(partial).write_text(html))
     with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, float_precision=3):
         log.info("aggregate normalized scores:\n%s", scores["aggregate"])
     log.info("report: %s (%d episodes, %d runs)", out["html"], len(episodes), len(runs))

@@ -16,7 +16,6 @@ under work/).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from d3rlpy.dataset import MDPDataset
 from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import read_few_shot, split_episodes
+from wmrl.files import publish
 from wmrl.peers.d3rlpy import (best_return, checkpoint, data_settings, parameter_count, plain_logs,
                                to_mdp_dataset, train)
 from wmrl.progress import Progress
@@ -78,10 +78,3 @@ def training_episodes(dataset: Dataset, data: dict[str, Any], holdout_fraction: 
     `dataset`, all but its last `holdout_fraction` of episodes — as a d3rlpy dataset."""
     frame = read_few_shot(dataset, data["transitions"], data["start"])
     return to_mdp_dataset(split_episodes(frame, "train", holdout_fraction, str(dataset.directory)), dataset.card)
-
-
-def publish(path: str, write: Callable[[str], Any]) -> None:
-    """Write a file under a ``.partial`` name, then rename it: a file that exists is whole."""
-    partial = f"{path}.partial"
-    write(partial)
-    Path(partial).rename(path)
