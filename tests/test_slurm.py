@@ -138,7 +138,9 @@ def test_smoke_pipeline_through_the_slurm_profile_writes_what_a_local_run_writes
                "--set-threads", "pretrain=2", "pretrain_single=2", "finetune=1", "train_online=1",
                "train_peer=1", "evaluate=1", "generate_dataset=1"]
     result = run(command, 1500, cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    failed_jobs = [log for log in sorted((tmp_path / "logs").rglob("*.log")) if "Error" in log.read_text(errors="replace")]
+    assert result.returncode == 0, "\n".join(
+        [result.stderr[-3000:]] + [f"--- {log}:\n{log.read_text(errors='replace')[-2500:]}" for log in failed_jobs[:3]])
     assert "sbatch" in result.stderr or "SLURM" in result.stderr, "jobs did not go through SLURM"
     submitted = run(["squeue", "-h", "-t", "all", "-o", "%j"], 10).stdout.split()
     assert len(submitted) >= 20  # every job of the DAG went through SLURM (MinJobAge keeps them listed)

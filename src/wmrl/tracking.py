@@ -207,9 +207,13 @@ def log_dataset_inputs(run_id: str, cards: dict[str, dict[str, Any]], root: Path
 
 
 def _is_unique_violation(error: BaseException) -> bool:
+    """The store's unique key broken by a concurrent insert: raised by SQLAlchemy in a local store,
+    or reported in a tracking server's answer (BAD_REQUEST, the driver's error named in its text:
+    sqlite3/pymysql IntegrityError, psycopg2 UniqueViolation)."""
     from sqlalchemy.exc import IntegrityError
 
-    return isinstance(error.__cause__, IntegrityError)
+    return isinstance(error.__cause__, IntegrityError) or any(
+        name in str(error) for name in ("IntegrityError", "UniqueViolation"))
 
 
 def _pyfunc_model():
