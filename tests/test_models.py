@@ -3,16 +3,15 @@
 import pytest
 import torch
 
-from wmrl.models.backbones import BACKBONES, linear_scan, make_backbone
+from wmrl.models.backbones import BACKBONES, backbone_parameters, chunked_ssd, make_backbone, matched_width
 from wmrl.models.hl_gauss import HLGauss, symexp, symlog
 
 
-@pytest.mark.parametrize("kind, gated", [("transformer", False), ("transformer", True), ("gru", False),
-                                         ("ssm", False)])
-def test_parallel_and_recurrent_paths_agree(kind, gated):
+@pytest.mark.parametrize("kind, length", [(kind, 24) for kind in BACKBONES] + [("ssm", 150)])  # SSM: three chunks
+def test_parallel_and_recurrent_paths_agree(kind, length):
     torch.manual_seed(0)
-    backbone = make_backbone(kind, dim=32, layers=2, heads=4, max_tokens=24, gated=gated, state_size=8).eval()
-    x = torch.randn(3, 24, 32)
+    backbone = make_backbone(kind, dim=32, layers=2, heads=4, max_tokens=length, state_size=8).eval()
+    x = torch.randn(3, length, 32)
     with torch.no_grad():
         parallel = backbone(x)
         state = backbone.init_state(3)
@@ -34,15 +33,17 @@ def test_backbones_are_causal(kind):
         torch.testing.assert_close(backbone(x)[:, :6], backbone(changed)[:, :6])
 
 
-@pytest.mark.parametrize("length", [1, 5, 32, 37, 100])
-def test_linear_scan_matches_the_recurrence(length):
+@pytest.mark.parametrize("length, chunk", [(1, 64), (5, 4), (37, 8), (64, 64), (130, 16)])
+def test_chunked_ssd_matches_the_recurrence(length, chunk):
+    """One chunk, several, and a last chunk that is padded: all equal the step-by-step recurrence."""
     torch.manual_seed(0)
-    a, b = torch.rand(2, length, 5), torch.randn(2, length, 5)
-    h, expected = torch.zeros(2, 5), []
+    x, B, C = torch.randn(2, length, 3, 4), torch.randn(2, length, 5), torch.randn(2, length, 5)
+    log_a = -torch.rand(2, length, 3)
+    h, expected = torch.zeros(2, 3, 4, 5), []
     for t in range(length):
-        h = a[:, t] * h + b[:, t]
-        expected.append(h)
-    torch.testing.assert_close(linear_scan(a, b), torch.stack(expected, 1))
+        h = torch.exp(log_a[:, t])[..., None, None] * h + x[:, t, :, :, None] * B[:, t, None, None, :]
+        expected.append((h @ C[:, t, None, :, None]).squeeze(-1))
+    torch.testing.assert_close(chunked_ssd(x, log_a, B, C, chunk), torch.stack(expected, 1), rtol=1e-4, atol=1e-4)
 
 
 def test_unknown_backbone_and_full_context_fail_clearly():
@@ -84,3 +85,15 @@ def test_hl_gauss_loss_is_minimised_at_the_target():
 def test_symlog_inverts():
     x = torch.tensor([-1000.0, -1.0, 0.0, 0.5, 250.0])
     torch.testing.assert_close(symexp(symlog(x)), x)
+
+
+@pytest.mark.parametrize("dim, layers, heads", [(64, 2, 4), (128, 2, 4), (192, 4, 6), (32, 4, 1)])
+def test_matched_widths_give_every_backbone_the_transformers_parameter_count(dim, layers, heads):
+    """Equal widths would not compare like with like (a GRU layer holds half a transformer block's
+    weights, a GTrXL block twice); at the matched widths every count is within 10%."""
+    target = backbone_parameters("transformer", dim, layers, heads, 33)
+    assert abs(backbone_parameters("gru", dim, layers, heads, 33) / target - 1) > 0.3
+    for kind in BACKBONES:
+        width = matched_width(kind, dim, layers, heads, 33)
+        assert abs(backbone_parameters(kind, width, layers, heads, 33) / target - 1) <= 0.10, (kind, width)
+        make_backbone(kind, width, layers, heads, 33)  # a width the backbone takes

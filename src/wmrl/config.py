@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 POLICIES = ("random", "dqn")
-BACKBONES = ("transformer", "gru", "ssm")
+BACKBONES = ("transformer", "gtrxl", "gru", "ssm")
 INITS = ("pretrained", "scratch", "online", "peer")
 OBJECTIVES = ("joint", "dt")  # what a pretrained/scratch method trains: wmrl.rl.objectives | wmrl.rl.rcsl
 ACTION_HEADS = ("linear", "fourier")
@@ -121,12 +121,11 @@ class DatasetConfig:
 class ModelConfig:
     """The world-action model's architecture (see wmrl.models.world_model)."""
 
-    backbone: str = "transformer"  # transformer | gru | ssm
+    backbone: str = "transformer"  # transformer | gtrxl (gated transformer) | gru | ssm
     dim: int = 128  # token width
     layers: int = 2
     heads: int = 4  # attention heads (transformer)
-    gated: bool = False  # GTrXL gating in the transformer (Parisotto et al. 2019)
-    state_size: int = 16  # SSM state per channel
+    state_size: int = 16  # SSM state per channel of a head
     bins: int = 51  # HL-Gauss bins of the reward, value and Q heads
     support: float = 6.0  # HL-Gauss support [-support, support] in symlog space (|x| up to ~400)
 
@@ -425,7 +424,7 @@ class TaskConfig:
 
 
 ICRL_FAMILIES = ("bandit", "darkroom")
-ICRL_BACKBONES = ("transformer", "ssm", "gru")
+ICRL_BACKBONES = BACKBONES
 
 
 @dataclass
@@ -436,7 +435,6 @@ class IcrlModelConfig:
     dim: int = 32
     layers: int = 4
     heads: int = 1
-    gated: bool = False
     state_size: int = 16
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4

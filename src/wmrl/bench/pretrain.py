@@ -5,7 +5,8 @@ Reference: the best of several square fp32 matmuls (torch.mm), GFLOP/s on the th
 Measured: full training steps of the world-action model (joint loss, backward, AdamW) on
 laptop-shaped windows; the FLOPs of one step are counted by torch's FlopCounterMode (forward,
 backward and the target network's forward), so achieved GFLOP/s = counted FLOPs / step time.
-Goal: achieved/peak >= 0.4 for the transformer at the largest laptop size.
+Goals: achieved/peak >= 0.4 for the transformer at the largest laptop size; the SSM's training
+step within 2x of the transformer's at K = 16 and faster from K = 256 on; its acting step flat in K.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.objectives import joint_loss
 
 GOAL = 0.4
+SSM_GOAL_SHORT = 2.0  # the SSM's training step at K = 16 within 2x of the transformer's
 ROOT = Path(__file__).resolve().parents[3]  # the repository: its config/ defines the sizes
 OBS_SHAPE = (10, 10, 24)  # the default experiment's union of source-game channels
 
@@ -79,6 +81,22 @@ def time_training_step(model_cfg: ModelConfig, batch: int, window: int, steps: i
             "achieved_gflops": counter.get_total_flops() / seconds / 1e9}
 
 
+def time_acting_step(model_cfg: ModelConfig, window: int, batch: int = 8, repeats: int = 20) -> float:
+    """Seconds of one recurrent step (`advance`) of `batch` envs whose context already holds a full
+    window of 2K tokens: the cost of acting at context K (the transformer attends to its cache,
+    the GRU and the SSM update a state of fixed size)."""
+    torch.manual_seed(0)
+    model = WorldActionModel(ModelShape("grid", OBS_SHAPE, 6, 4, window), model_cfg).eval()
+    tokens = torch.randn(batch, 2 * window + 1, model_cfg.dim)
+    with torch.no_grad():
+        _, state = model.start(tokens[:, :-1])
+        model.advance(tokens[:, -1], state)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model.advance(tokens[:, -1], state)
+    return (time.perf_counter() - start) / repeats
+
+
 def main(threads: int, out: str) -> dict:
     torch.set_num_threads(threads)
     cfg = compose({}, ROOT)
@@ -102,18 +120,26 @@ def main(threads: int, out: str) -> dict:
     print(f"transformer at the largest laptop size ({largest}): {headline['of_peak']:.2f} of peak (goal >= {GOAL})")
 
     scaling = []
-    print("step time (ms) vs context K, size small, batch 8:")
-    print(f"{'K':>5} " + " ".join(f"{b:>12}" for b in BACKBONES))
+    print("training step and acting step (ms) vs context K, size small; training batch 8, acting 8 envs:")
+    print(f"{'K':>5} " + " ".join(f"{b + ' train':>18} {b + ' act':>14}" for b in BACKBONES))
     for window in (16, 32, 64, 128, 256, 512):
-        times = {}
+        row = {"window": window}
         for backbone in BACKBONES:
             model_cfg = ModelConfig(**{**base, **pretrain.sizes["small"], "backbone": backbone})
-            times[backbone] = time_training_step(model_cfg, 8, window, steps=3)["step_s"]
-        scaling.append({"window": window, **{f"{b}_step_s": t for b, t in times.items()}})
-        print(f"{window:5} " + " ".join(f"{1000 * times[b]:12.1f}" for b in BACKBONES))
+            row[f"{backbone}_step_s"] = time_training_step(model_cfg, 8, window, steps=3)["step_s"]
+            row[f"{backbone}_act_s"] = time_acting_step(model_cfg, window)
+        scaling.append(row)
+        print(f"{window:5} " + " ".join(f"{1000 * row[f'{b}_step_s']:18.1f} {1000 * row[f'{b}_act_s']:14.2f}"
+                                        for b in BACKBONES))
+    ssm = {r["window"]: r["ssm_step_s"] / r["transformer_step_s"] for r in scaling}
+    print("SSM / transformer training-step time: " + ", ".join(f"K={k}: {v:.2f}" for k, v in ssm.items())
+          + f" (goals: <= {SSM_GOAL_SHORT} at K=16, < 1 at K >= 256)")
+    acting = scaling[-1]["ssm_act_s"] / scaling[0]["ssm_act_s"]
+    print(f"SSM acting step at K=512 / at K=16: {acting:.2f} (flat in K: about 1)")
     figures = {"benchmark": "pretrain_throughput", "reference": "fp32 torch.mm peak", "peak_gflops": peak,
                "threads": threads, "goal_of_peak": GOAL, "machine": platform.processor() or platform.machine(),
-               "throughput": rows, "context_scaling": scaling}
+               "throughput": rows, "context_scaling": scaling,
+               "ssm_over_transformer_step": ssm, "ssm_acting_512_over_16": acting}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(figures, indent=1) + "\n")
     return figures

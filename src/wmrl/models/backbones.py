@@ -6,19 +6,21 @@ features one token at a time from a carried state (`init_state` + `step`, the pa
 acting). Tests check that both paths agree.
 
 * `transformer` — a pre-LayerNorm causal GPT (Radford et al. 2019, as in nanoGPT) with learned
-  absolute positions and a key/value cache for stepping; optionally GTrXL gating (Parisotto et al.
-  2019): each residual connection x + f(x) becomes a GRU-type gate g(x, relu(f(x))) whose bias
-  starts it near the identity, which the paper found to stabilise RL training.
+  absolute positions and a key/value cache for stepping.
+* `gtrxl` — the same with GTrXL gating (Parisotto et al. 2019): each residual connection x + f(x)
+  becomes a GRU-type gate g(x, relu(f(x))) whose bias starts it near the identity, which the paper
+  found to stabilise RL training.
 * `gru` — a stack of GRUs (Cho et al. 2014).
-* `ssm` — a selective diagonal linear state-space layer (the S6 layer of Mamba, Gu & Dao 2023, in
-  plain PyTorch): per channel d and state n,
-      h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,   y_t = C_t . h_t + D u_t,
-  with delta_t, B_t, C_t functions of the input. Training evaluates the linear recurrence with a
-  chunked parallel prefix scan (linear work in T); acting runs it one step at a time.
+* `ssm` — selective state-space layers of Mamba-2 (Dao & Gu 2024) in plain PyTorch, each followed
+  by an MLP like a transformer block: per head, a scalar input-dependent decay a_t and
+      h_t = a_t h_{t-1} + delta_t u_t B_t^T,   y_t = C_t . h_t + D u_t.
+  Training evaluates the recurrence in chunks as masked matrices (`chunked_ssd`: batched matmuls,
+  linear in T); acting updates the fixed-size state one step at a time, at a cost flat in T.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -48,15 +50,38 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
 
-def make_backbone(kind: str, dim: int, layers: int, heads: int, max_tokens: int, gated: bool = False,
-                  state_size: int = 16) -> Backbone:
-    if kind == "transformer":
-        return Transformer(dim, layers, heads, max_tokens, gated)
+def make_backbone(kind: str, dim: int, layers: int, heads: int, max_tokens: int, state_size: int = 16) -> Backbone:
+    """`heads` are the transformer's attention heads; the SSM has one head per SSM_HEAD_DIM channels."""
+    if kind in ("transformer", "gtrxl"):
+        return Transformer(dim, layers, heads, max_tokens, gated=kind == "gtrxl")
     if kind == "gru":
         return GRU(dim, layers)
     if kind == "ssm":
         return SSM(dim, layers, state_size)
     raise ValueError(f"unknown backbone {kind!r}; choose one of {', '.join(BACKBONES)}")
+
+
+def backbone_parameters(kind: str, dim: int, layers: int, heads: int, max_tokens: int, state_size: int = 16) -> int:
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        return sum(p.numel() for p in make_backbone(kind, dim, layers, heads, max_tokens, state_size).parameters())
+
+
+def matched_width(kind: str, dim: int, layers: int, heads: int, max_tokens: int, state_size: int = 16) -> int:
+    """The width at which backbone `kind` (same layers) has the parameter count closest to the plain
+    transformer's of width `dim`: a GRU layer holds 6 d^2 weights, a GTrXL block 24 d^2, a
+    transformer block 12 d^2 and an SSM block 11 d^2, so equal widths would not compare like with
+    like. Widths are multiples of the attention heads (and split evenly into the SSM's heads)."""
+    target = backbone_parameters("transformer", dim, layers, heads, max_tokens, state_size)
+    widths = [w for w in range(heads, 4 * dim + 1, heads) if kind != "ssm" or w % ssm_heads(w) == 0]
+    lo, hi = 0, len(widths) - 1
+    while lo < hi:  # the first width with at least the target's count (counts grow with width)
+        mid = (lo + hi) // 2
+        if backbone_parameters(kind, widths[mid], layers, heads, max_tokens, state_size) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    near = [widths[i] for i in (lo - 1, lo) if 0 <= i < len(widths)]
+    return min(near, key=lambda w: abs(backbone_parameters(kind, w, layers, heads, max_tokens, state_size) - target))
 
 
 class MLP(nn.Module):
@@ -184,71 +209,92 @@ class GRU(Backbone):
 # --------------------------------------------------------------------------- ssm
 
 
-def linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-    """h_t = a_t * h_{t-1} + b_t along dim 1 with h_{-1} = 0, in O(T) work: a prefix scan inside
-    chunks of `chunk` steps (all chunks at once), a prefix scan over the chunks' end states, then
-    each chunk's states corrected by the state it starts from."""
-    length = a.shape[1]
+def chunked_ssd(x: torch.Tensor, log_a: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                chunk: int = 64) -> torch.Tensor:
+    """y_t = C_t . h_t for h_t = a_t h_{t-1} + x_t B_t^T (h_{-1} = 0), per head, without a loop over t.
+
+    x (batch, T, heads, P), log_a (batch, T, heads) <= 0, B and C (batch, T, N) shared by the heads;
+    h_t is (P x N) per head. Within a chunk of Q steps the map from inputs to outputs is a masked
+    matrix, y_t = sum_{s<=t} (C_t . B_s) exp(cum_t - cum_s) x_s with cum the running sum of log_a
+    (Mamba-2's state-space duality), which costs two small matmuls per chunk. Across chunks the
+    state carries: each chunk's end state is sum_s exp(cum_end - cum_s) x_s B_s^T, the states
+    entering the chunks follow from a (chunks x chunks) decay matrix, and each step adds
+    exp(cum_t) C_t . h_start. Work is O(T Q) instead of the O(T log T) of a prefix scan, and all
+    of it is batched matmul."""
+    batch, length, heads, width = x.shape
+    chunk = min(chunk, length)
     pad = -length % chunk
     if pad:
-        a = torch.cat([a, a.new_ones(a.shape[0], pad, *a.shape[2:])], 1)
-        b = torch.cat([b, b.new_zeros(b.shape[0], pad, *b.shape[2:])], 1)
-    chunks = a.shape[1] // chunk
-    a, b = (x.reshape(x.shape[0], chunks, chunk, *x.shape[2:]) for x in (a, b))
-    local, decay = _prefix_scan(a, b, dim=2)  # states from a zero start; products of a within chunks
-    ends, _ = _prefix_scan(decay[:, :, -1], local[:, :, -1], dim=1)  # the state at each chunk's end
-    starts = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], 1)
-    h = local + decay * starts.unsqueeze(2)
-    return h.reshape(h.shape[0], chunks * chunk, *h.shape[3:])[:, :length]
+        x, log_a, B, C = (F.pad(z, (0, 0) * (z.dim() - 2) + (0, pad)) for z in (x, log_a, B, C))
+    chunks = x.shape[1] // chunk
+    x = x.view(batch, chunks, chunk, heads, width)
+    B, C = B.view(batch, chunks, chunk, -1), C.view(batch, chunks, chunk, -1)
+    cum = log_a.view(batch, chunks, chunk, heads).cumsum(2).transpose(2, 3)  # (b, c, h, Q)
+    causal = torch.ones(chunk, chunk, dtype=torch.bool, device=x.device).tril()
+    decay = torch.exp((cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(~causal, float("-inf")))  # (b,c,h,Q,Q)
+    scores = (C @ B.transpose(-1, -2)).unsqueeze(2) * decay  # (b, c, h, Q, Q)
+    x_heads = x.transpose(2, 3)  # (b, c, h, Q, P)
+    y = scores @ x_heads
+    if chunks > 1:
+        to_end = torch.exp(cum[..., -1:] - cum)  # (b, c, h, Q)
+        end_states = (x_heads * to_end.unsqueeze(-1)).transpose(-1, -2) @ B.unsqueeze(2)  # (b, c, h, P, N)
+        totals = cum[..., -1].transpose(1, 2)  # (b, h, c): each chunk's summed log decay
+        spans = totals.cumsum(-1)
+        between = spans.unsqueeze(-1) - totals.unsqueeze(-1) - spans.unsqueeze(-2)  # chunk j's end -> chunk i's start
+        strictly_before = torch.ones(chunks, chunks, dtype=torch.bool, device=x.device).tril(-1)
+        carry = torch.exp(between.masked_fill(~strictly_before, float("-inf")))  # (b, h, c, c)
+        starts = (carry @ end_states.transpose(1, 2).flatten(-2)).view(batch, heads, chunks, width, -1)
+        from_start = C.unsqueeze(2) @ starts.transpose(1, 2).transpose(-1, -2)  # (b, c, h, Q, P)
+        y = y + from_start * torch.exp(cum).unsqueeze(-1)
+    return y.transpose(2, 3).reshape(batch, chunks * chunk, heads, width)[:, :length]
 
 
-def _prefix_scan(a: torch.Tensor, b: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hillis-Steele scan of h_t = a_t h_{t-1} + b_t along `dim`: log2(n) rounds; after the round
-    with offset k, (decay_t, h_t) compose the last 2k steps. Returns (h, cumulative products of a)."""
-    h, decay, offset, n = b, a, 1, b.shape[dim]
-    while offset < n:
-        kept = n - offset
-        h_back, decay_back = h.narrow(dim, 0, kept), decay.narrow(dim, 0, kept)  # step t - offset
-        h = torch.cat([h.narrow(dim, 0, offset),
-                       h.narrow(dim, offset, kept) + decay.narrow(dim, offset, kept) * h_back], dim)
-        decay = torch.cat([decay.narrow(dim, 0, offset), decay.narrow(dim, offset, kept) * decay_back], dim)
-        offset *= 2
-    return h, decay
+SSM_HEAD_DIM = 16  # about this many channels per SSM head (Mamba-2 uses 64 at widths of 768 and more)
+
+
+def ssm_heads(dim: int) -> int:
+    return max(1, dim // SSM_HEAD_DIM)
 
 
 class SelectiveSSM(nn.Module):
-    """One S6 layer: input-dependent step size delta_t and projections B_t, C_t; diagonal A < 0."""
+    """One selective state-space layer of Mamba-2 (Dao & Gu 2024): per head, a scalar decay
+    a_t = exp(delta_t A) with an input-dependent step delta_t and A = -exp(A_log) < 0, input-dependent
+    B_t, C_t shared by the heads, a skip D and a SiLU gate:
+        h_t = a_t h_{t-1} + delta_t u_t B_t^T,   y_t = (C_t . h_t + D u_t) * silu(z_t)."""
 
     def __init__(self, dim: int, state_size: int):
         super().__init__()
-        self.in_proj = nn.Linear(dim, 2 * dim)  # the SSM input u and a SiLU gate
-        self.delta = nn.Linear(dim, dim)
-        self.bc = nn.Linear(dim, 2 * state_size, bias=False)
-        # A = -exp(A_log), initialised to -(1..N) per channel as in S4D-Real / Mamba.
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, state_size + 1).float()).repeat(dim, 1))
-        self.D = nn.Parameter(torch.ones(dim))
+        self.heads, self.state_size = ssm_heads(dim), state_size
+        if dim % self.heads:
+            raise ValueError(f"an SSM of width {dim} has {self.heads} heads (one per ~{SSM_HEAD_DIM} channels), "
+                             f"which do not divide it")
+        self.in_proj = nn.Linear(dim, 2 * dim + 2 * state_size + self.heads)  # u, gate z, B, C, delta
+        # Mamba-2's initialisation: A ~ -U(1, 16) and delta = softplus(.) log-uniform in [1e-3, 1e-1]
+        # per head: heads that forget within a few steps and heads that remember hundreds
+        self.A_log = nn.Parameter(torch.log(torch.empty(self.heads).uniform_(1, 16)))
+        step = torch.exp(torch.empty(self.heads).uniform_(math.log(1e-3), math.log(1e-1)))
+        self.delta_bias = nn.Parameter(step + torch.log(-torch.expm1(-step)))  # softplus^-1(step)
+        self.D = nn.Parameter(torch.ones(self.heads))
         self.out = nn.Linear(dim, dim)
 
     def _terms(self, x):
-        u, gate = self.in_proj(x).chunk(2, -1)
-        delta = F.softplus(self.delta(u))  # (..., D)
-        B, C = self.bc(u).chunk(2, -1)  # (..., N) each
-        decay = torch.exp(delta.unsqueeze(-1) * -torch.exp(self.A_log))  # (..., D, N), in (0, 1)
-        drive = (delta * u).unsqueeze(-1) * B.unsqueeze(-2)  # (..., D, N)
-        return u, gate, decay, drive, C
+        d, n, h = x.shape[-1], self.state_size, self.heads
+        u, gate, B, C, delta = self.in_proj(x).split([d, d, n, n, h], -1)
+        delta = F.softplus(delta + self.delta_bias)  # (..., heads)
+        u = u.unflatten(-1, (h, -1))  # (..., heads, P)
+        return u, gate, B, C, delta, delta * -torch.exp(self.A_log)
 
-    def _output(self, h, u, gate, C):
-        y = (h * C.unsqueeze(-2)).sum(-1) + self.D * u
-        return self.out(y * F.silu(gate))
+    def _output(self, y, u, gate):
+        return self.out(((y + self.D.unsqueeze(-1) * u).flatten(-2)) * F.silu(gate))
 
     def forward(self, x):
-        u, gate, decay, drive, C = self._terms(x)
-        return self._output(linear_scan(decay, drive), u, gate, C)
+        u, gate, B, C, delta, log_a = self._terms(x)
+        return self._output(chunked_ssd(u * delta.unsqueeze(-1), log_a, B, C), u, gate)
 
     def step(self, x, h):
-        u, gate, decay, drive, C = self._terms(x)
-        h = decay * h + drive
-        return self._output(h, u, gate, C), h
+        u, gate, B, C, delta, log_a = self._terms(x)  # x (batch, D); h (batch, heads, P, N)
+        h = torch.exp(log_a)[..., None, None] * h + (u * delta.unsqueeze(-1)).unsqueeze(-1) * B[:, None, None]
+        return self._output((h @ C[:, None, :, None]).squeeze(-1), u, gate), h
 
 
 class SSM(Backbone):
@@ -267,7 +313,9 @@ class SSM(Backbone):
         return x
 
     def init_state(self, batch, device="cpu"):
-        return [torch.zeros(batch, self.dim, self.state_size, device=device) for _ in self.layers]
+        heads = ssm_heads(self.dim)
+        shape = (batch, heads, self.dim // heads, self.state_size)
+        return [torch.zeros(shape, device=device) for _ in self.layers]
 
     def step(self, x, state):
         new_state = []

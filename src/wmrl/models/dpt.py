@@ -55,11 +55,10 @@ class DPTConfig:
     GPT-2 style, width 32, 4 layers, 1 head, no dropout; AdamW with weight decay 1e-4, batch 64,
     learning rate 1e-4 for bandits, 1e-3 range for Dark Room). Loss math in the module doc."""
 
-    backbone: str = "transformer"  # transformer | ssm | gru
+    backbone: str = "transformer"  # transformer | gtrxl | ssm | gru
     dim: int = 32  # token width
     layers: int = 4
     heads: int = 1  # attention heads (transformer)
-    gated: bool = False  # GTrXL gating (transformer)
     state_size: int = 16  # SSM state per channel
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4
@@ -76,7 +75,7 @@ class DecisionPretrainedTransformer(nn.Module):
         self.query_embedding = nn.Linear(states, config.dim)
         self.transition_embedding = nn.Linear(2 * states + actions + 1, config.dim)
         self.backbone = make_backbone(config.backbone, config.dim, config.layers, config.heads, horizon + 1,
-                                      config.gated, config.state_size)
+                                      config.state_size)
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, actions)
 

@@ -160,7 +160,7 @@ class WorldActionModel(nn.Module):
         self.task_embedding = nn.Embedding(shape.tasks, dim)
         self.action_embedding = nn.Embedding(shape.actions, dim)
         self.backbone = make_backbone(spec.backbone, dim, spec.layers, spec.heads, 2 * shape.window + 1,
-                                      spec.gated, spec.state_size)
+                                      spec.state_size)
         self.norm = nn.LayerNorm(dim)
         self.hl = HLGauss(-spec.support, spec.support, spec.bins)
         # heads read at action tokens: the environment's answer to (s_t, a_t)
