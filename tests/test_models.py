@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from wmrl.models.backbones import BACKBONES, backbone_parameters, chunked_ssd, make_backbone, matched_width
-from wmrl.models.hl_gauss import HLGauss, symexp, symlog
+from wmrl.models.scalar_heads import HLGauss, TwoHot, make_scalar_head, symexp, symlog
 
 
 @pytest.mark.parametrize("kind, length", [(kind, 24) for kind in BACKBONES] + [("ssm", 150)])  # SSM: three chunks
@@ -97,3 +97,23 @@ def test_matched_widths_give_every_backbone_the_transformers_parameter_count(dim
         width = matched_width(kind, dim, layers, heads, 33)
         assert abs(backbone_parameters(kind, width, layers, heads, 33) / target - 1) <= 0.10, (kind, width)
         make_backbone(kind, width, layers, heads, 33)  # a width the backbone takes
+
+
+def test_two_hot_targets_split_the_mass_between_the_two_nearest_centres():
+    head = TwoHot(-1.0, 1.0, bins=5)  # centres -0.8, -0.4, 0, 0.4, 0.8
+    target = head.target(torch.tensor([0.1, -0.8, 5.0]))
+    torch.testing.assert_close(target[0], torch.tensor([0, 0, 0.75, 0.25, 0]))
+    torch.testing.assert_close(target[1], torch.tensor([1.0, 0, 0, 0, 0]))
+    torch.testing.assert_close(target[2], torch.tensor([0, 0, 0, 0, 1.0]))  # clamped to the last centre
+    y = torch.linspace(-0.8, 0.8, 33)
+    torch.testing.assert_close(head.decode(head.target(y).clamp(min=1e-12).log()), y, atol=1e-5, rtol=0)
+
+
+def test_the_regression_head_decodes_its_output_and_unknown_value_losses_fail_clearly():
+    head = make_scalar_head("mse", support=6.0, bins=51)
+    assert head.outputs == 1
+    out = torch.tensor([[0.5], [-2.0]])
+    torch.testing.assert_close(head.decode(out), torch.tensor([0.5, -2.0]))
+    torch.testing.assert_close(head.loss(out, torch.tensor([1.5, -2.0])), torch.tensor([0.5, 0.0]))
+    with pytest.raises(ValueError, match="unknown value loss 'huber'"):
+        make_scalar_head("huber", 6.0, 51)

@@ -9,14 +9,15 @@ import torch
 from wmrl.data import open_dataset
 from wmrl.data.windows import WindowSampler, load_steps, obs_layout
 from wmrl.models.world_model import ModelShape, WorldActionModel
-from wmrl.config import LossConfig, ModelConfig
+from wmrl.config import BACKBONES, VALUE_LOSSES, LossConfig, ModelConfig
 from wmrl.rl.objectives import joint_loss
 
 
-def tiny_model(backbone="transformer", window=8, obs_shape=(10, 10, 4)):
+def tiny_model(backbone="transformer", window=8, obs_shape=(10, 10, 4), value_loss="hl_gauss"):
     torch.manual_seed(0)
     shape = ModelShape("grid", obs_shape, actions=6, tasks=2, window=window)
-    return WorldActionModel(shape, ModelConfig(backbone=backbone, dim=32, layers=1, heads=2, bins=21))
+    return WorldActionModel(shape, ModelConfig(backbone=backbone, dim=32, layers=1, heads=2, bins=21,
+                                               value_loss=value_loss))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def batch_of(sampler, size, seed):
     return {k: torch.as_tensor(v) for k, v in sampler.sample(size, np.random.default_rng(seed)).items()}
 
 
-@pytest.mark.parametrize("backbone", ["transformer", "gru", "ssm"])
+@pytest.mark.parametrize("backbone", BACKBONES)
 def test_joint_loss_decreases_on_a_tiny_fixture(sampler, backbone):
     model = tiny_model(backbone)
     target = copy.deepcopy(model).requires_grad_(False)
@@ -47,6 +48,35 @@ def test_joint_loss_decreases_on_a_tiny_fixture(sampler, backbone):
     for part in ("next_obs", "reward", "termination"):
         assert after[part] < 0.7 * before[part], (part, before[part], after[part])
     assert all(torch.isfinite(v) for v in after.values())
+
+
+@pytest.mark.parametrize("value_loss", VALUE_LOSSES)
+def test_every_value_loss_learns_the_reward_and_decodes_it(sampler, value_loss):
+    """Reward, value and Q heads share the head kind; trained on rewards, each decodes closer to them
+    (the regression head's single output included)."""
+    model = tiny_model(value_loss=value_loss)
+    target = copy.deepcopy(model).requires_grad_(False)
+    weights = LossConfig(next_obs=0, termination=0, cql_alpha=0)
+    fixed = batch_of(sampler, 64, seed=123)
+
+    def reward_error():
+        with torch.no_grad():
+            out = model(fixed["obs"], fixed["actions"], fixed["task"])
+        mask = fixed["mask"]
+        return (model.decode_scalar(out["reward"]) - fixed["reward"]).abs()[mask].mean()
+
+    outputs = {"hl_gauss": 21, "two_hot": 21, "mse": 1}[value_loss]
+    out = model(fixed["obs"], fixed["actions"], fixed["task"])
+    assert out["reward"].shape[-1] == out["value"].shape[-1] == out["q"].shape[-1] == outputs
+    before = reward_error()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(60):
+        loss, parts = joint_loss(model, target, batch_of(sampler, 32, seed=step), weights)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert reward_error() < 0.5 * before, (before, reward_error())
+    assert all(torch.isfinite(v) for v in parts.values()) and {"td", "value", "reward"} <= set(parts)
 
 
 def test_td_to_backbone_switch_keeps_value_gradients_out_of_the_backbone(sampler):

@@ -33,6 +33,7 @@ BACKBONES = ("transformer", "gtrxl", "gru", "ssm")
 INITS = ("pretrained", "scratch", "online", "peer")
 OBJECTIVES = ("joint", "dt")  # what a pretrained/scratch method trains: wmrl.rl.objectives | wmrl.rl.rcsl
 ACTION_HEADS = ("linear", "fourier")
+VALUE_LOSSES = ("hl_gauss", "two_hot", "mse")  # wmrl.models.scalar_heads
 TARGET_RETURNS = ("best", "absolute")
 ACTION_CHOICES = ("greedy", "sampled")
 CHANNEL_LAYOUTS = ("union", "pad")  # how grid channels of different games share model inputs
@@ -126,8 +127,11 @@ class ModelConfig:
     layers: int = 2
     heads: int = 4  # attention heads (transformer)
     state_size: int = 16  # SSM state per channel of a head
-    bins: int = 51  # HL-Gauss bins of the reward, value and Q heads
-    support: float = 6.0  # HL-Gauss support [-support, support] in symlog space (|x| up to ~400)
+    # how the reward, value and Q heads learn their scalars (wmrl.models.scalar_heads): hl_gauss |
+    # two_hot (classification over `bins` bins of the symlog support) | mse (regression on symlog targets)
+    value_loss: str = "hl_gauss"
+    bins: int = 51  # histogram bins of the reward, value and Q heads
+    support: float = 6.0  # histogram support [-support, support] in symlog space (|x| up to ~400)
 
 
 @dataclass
@@ -197,6 +201,9 @@ class PretrainConfig:
     # gradient steps (the multi-game model's per-game share), evaluated on its game (method singlegame)
     single_game: bool = False
     backbones: list[str] = field(default_factory=lambda: ["transformer"])
+    # each backbone at the width where it has the plain transformer's backbone parameter count at
+    # that size (wmrl.models.backbones.matched_width), instead of the size's own width
+    match_parameters: bool = False
     seeds: list[int] = field(default_factory=lambda: [0])
     sizes: dict[str, SizeConfig] = field(default_factory=lambda: {
         "small": SizeConfig(dim=64, layers=2, heads=4),
@@ -258,6 +265,8 @@ class MethodConfig:
     loss: dict[str, Any] = field(default_factory=dict)  # objective joint: overrides of `pretrain.loss`
     decision: DecisionConfig = field(default_factory=DecisionConfig)  # objective dt
     learning_rate: Optional[float] = None  # pretrained | scratch: overrides `finetune.learning_rate`
+    # init scratch: overrides of `pretrain.model` (e.g. value_loss: mse); a pretrained model keeps its own
+    model: dict[str, Any] = field(default_factory=dict)
     peer: Optional[str] = None  # init peer: the d3rlpy algorithm, discrete_cql | discrete_bc | discrete_dt
     settings: dict[str, Any] = field(default_factory=dict)  # init peer: overrides of its d3rlpy config
 
@@ -684,6 +693,7 @@ def _check_semantics(cfg: DictConfig) -> None:
         if backbone not in BACKBONES:
             raise ConfigError(f"config error: 'pretrain.backbones' names {backbone!r}; "
                               f"allowed: {', '.join(BACKBONES)}")
+    _check_model(pretrain.model, "pretrain.model")
     if pretrain.channel_layout not in CHANNEL_LAYOUTS:
         raise ConfigError(f"config error: 'pretrain.channel_layout' must be one of {', '.join(CHANNEL_LAYOUTS)}, "
                           f"got {pretrain.channel_layout!r}")
@@ -703,6 +713,12 @@ def _check_semantics(cfg: DictConfig) -> None:
                               f"got {method.init!r}")
         _merge(OmegaConf.structured(LossConfig), method.loss, f"finetune.methods.{name}.loss",
                prefix=f"finetune.methods.{name}.loss")
+        if method.model and method.init != "scratch":
+            raise ConfigError(f"config error: 'finetune.methods.{name}.model' applies to init scratch only (a "
+                              f"pretrained model keeps the architecture it was pretrained with), not to init {method.init}")
+        where = f"finetune.methods.{name}.model"
+        model = OmegaConf.merge(OmegaConf.structured(ModelConfig), pretrain.model)  # a root: keys name themselves
+        _check_model(_merge(model, method.model, where, prefix=where), where)
         if method.learning_rate is not None and method.init not in ("pretrained", "scratch"):
             raise ConfigError(f"config error: 'finetune.methods.{name}.learning_rate' applies to init pretrained "
                               f"or scratch, not to init {method.init}")
@@ -755,6 +771,12 @@ def _check_semantics(cfg: DictConfig) -> None:
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")
+
+
+def _check_model(model: DictConfig, where: str) -> None:
+    if model.value_loss not in VALUE_LOSSES:
+        raise ConfigError(f"config error: '{where}.value_loss' must be one of {', '.join(VALUE_LOSSES)}, "
+                          f"got {model.value_loss!r}")
 
 
 def _check_icrl(cfg: DictConfig) -> None:

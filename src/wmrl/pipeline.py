@@ -220,8 +220,16 @@ def suite(cfg: DictConfig) -> dict[str, dict[str, Any]]:
 
 
 def model_spec(cfg: DictConfig, size: str, backbone: str) -> dict[str, Any]:
+    """The architecture of the model `{size}-{backbone}`; with `pretrain.match_parameters`, at the
+    width where the backbone has the plain transformer's parameter count at that size."""
     p = to_plain(cfg.pretrain)
-    return {**p["model"], **p["sizes"][size], "backbone": backbone}
+    spec = {**p["model"], **p["sizes"][size], "backbone": backbone}
+    if p["match_parameters"]:
+        from wmrl.models.backbones import matched_width  # torch: only for experiments that match
+
+        spec["dim"] = matched_width(backbone, spec["dim"], spec["layers"], spec["heads"], 2 * p["window"] + 1,
+                                    spec["state_size"])
+    return spec
 
 
 def _tracked(cfg: DictConfig, rule: str, pattern: str, wildcards: dict[str, Any]) -> dict[str, Any]:
@@ -326,7 +334,8 @@ def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
         "seed": int(seed), "task": task, "method": method, "init": chosen["init"],
         "heldout_tasks": list(cfg.heldout_tasks), "suite": suite(cfg), "data": f["data"],
         "channel_layout": cfg.pretrain.channel_layout, "positions": cfg.pretrain.window,
-        "model": model_spec(cfg, size, backbone), "loss": {**to_plain(cfg.pretrain.loss), **chosen["loss"]},
+        "model": {**model_spec(cfg, size, backbone), **chosen["model"]},
+        "loss": {**to_plain(cfg.pretrain.loss), **chosen["loss"]},
         "decision": chosen["decision"] if chosen["objective"] == "dt" else None,
         "finetune": settings, "inputs": finetune_inputs(cfg, task, method, model), **job,
     }
@@ -538,7 +547,8 @@ def method_recipe(cfg: DictConfig, name: str) -> str:
     if method.objective == "joint":
         loss = {**to_plain(cfg.pretrain.loss), **to_plain(method.loss)}
         parts = [f"{key} {loss[key]:g}" for key in ("next_obs", "reward", "termination", "td", "cql_alpha")]
-        return f"{method.init} · joint: " + ", ".join(parts)
+        value_loss = method.model.get("value_loss", cfg.pretrain.model.value_loss)
+        return f"{method.init} · joint: " + ", ".join(parts) + f" · {value_loss} heads"
     d = method.decision
     head = f"fourier head (N={d.frequencies})" if d.action_head == "fourier" else "linear head"
     recipe = [method.init, "dt", head] + [f"{key} {d[key]:g}" for key in ("next_obs", "reward") if d[key]]

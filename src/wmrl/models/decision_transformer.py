@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from wmrl.config import DecisionConfig, ModelConfig
-from wmrl.models.hl_gauss import symlog
+from wmrl.models.scalar_heads import symlog
 from wmrl.models.world_model import ModelShape, WorldActionModel
 
 NEW_PARTS = ("return_embedding", "action_head")  # what pretraining cannot provide

@@ -36,7 +36,7 @@ from torch import nn
 
 from wmrl.config import ModelConfig
 from wmrl.models.backbones import make_backbone
-from wmrl.models.hl_gauss import HLGauss, symexp
+from wmrl.models.scalar_heads import make_scalar_head, symexp
 
 
 @dataclass(frozen=True)
@@ -162,16 +162,17 @@ class WorldActionModel(nn.Module):
         self.backbone = make_backbone(spec.backbone, dim, spec.layers, spec.heads, 2 * shape.window + 1,
                                       spec.state_size)
         self.norm = nn.LayerNorm(dim)
-        self.hl = HLGauss(-spec.support, spec.support, spec.bins)
+        self.scalar = make_scalar_head(spec.value_loss, spec.support, spec.bins)
+        outputs = self.scalar.outputs  # per scalar: bins of a histogram, or 1
         # heads read at action tokens: the environment's answer to (s_t, a_t)
         decoders = {"grid": lambda shape, dim: GridDecoder(shape, dim, self.shape.actions),
                     "image": lambda shape, dim: ResidualDecoder(shape, dim, 255.0), "vector": ResidualDecoder}
         self.next_obs_head = decoders[shape.obs_kind](shape.obs_shape, dim)
-        self.reward_head = nn.Linear(dim, spec.bins)
+        self.reward_head = nn.Linear(dim, outputs)
         self.termination_head = nn.Linear(dim, 1)
         # heads read at observation tokens: values of s_t
-        self.q_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, shape.actions * spec.bins))
-        self.value_head = nn.Linear(dim, spec.bins)
+        self.q_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, shape.actions * outputs))
+        self.value_head = nn.Linear(dim, outputs)
         counts = shape.task_actions or (shape.actions,) * shape.tasks
         valid = torch.arange(shape.actions) < torch.tensor(counts).unsqueeze(1)
         self.register_buffer("valid_actions", valid, persistent=False)  # (tasks, actions)
@@ -210,20 +211,21 @@ class WorldActionModel(nn.Module):
         (…, *obs_shape) is s_t, the observation the action (…,) was taken in."""
         return {
             "next_obs": self.next_obs_head(features, obs, action),  # (…, prod(obs_shape)) logits or values
-            "reward": self.reward_head(features),  # (…, bins)
+            "reward": self.reward_head(features),  # (…, outputs)
             "termination": self.termination_head(features).squeeze(-1),  # (…,)
         }
 
     def value_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Heads read at observation tokens (…, dim): Q(s_t, .) and V(s_t) histograms."""
         return {
-            "q": self.q_head(features).unflatten(-1, (self.shape.actions, self.spec.bins)),  # (…, A, bins)
-            "value": self.value_head(features),  # (…, bins)
+            "q": self.q_head(features).unflatten(-1, (self.shape.actions, self.scalar.outputs)),  # (…, A, outputs)
+            "value": self.value_head(features),  # (…, outputs)
         }
 
     def decode_scalar(self, logits: torch.Tensor) -> torch.Tensor:
-        """The scalar a reward, value or Q head predicts (the histogram's mean, symlog undone)."""
-        return symexp(self.hl.decode(logits))
+        """The scalar a reward, value or Q head predicts (the histogram's mean or the regressed value,
+        symlog undone)."""
+        return symexp(self.scalar.decode(logits))
 
     def q_values(self, q_logits: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """Scalar Q-values (B, …, A) of Q logits (B, …, A, bins); actions task `task` (B,) does not

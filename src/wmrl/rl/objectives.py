@@ -21,7 +21,9 @@ reward and termination flag:
 L = w_obs L_obs + w_rew L_rew + w_term L_term + w_td (L_td + L_v) + alpha L_cql, each a mean over
 real transitions. Actions a task does not have (tasks with fewer actions than the model's
 widest task) take no part in the argmax or the logsumexp. With `td_to_backbone = False` the value
-heads read detached features, so the backbone learns from the world-model losses alone.
+heads read detached features, so the backbone learns from the world-model losses alone. With
+`model.value_loss` two_hot or mse, every CE(HL-Gauss(y), .) above is that head's loss instead
+(wmrl.models.scalar_heads).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from wmrl.config import LossConfig
-from wmrl.models.hl_gauss import symlog
+from wmrl.models.scalar_heads import symlog
 from wmrl.models.world_model import WorldActionModel, next_obs_loss
 
 
@@ -47,15 +49,15 @@ def joint_loss(model: WorldActionModel, target: WorldActionModel, batch: dict[st
     def masked_mean(per_step: torch.Tensor) -> torch.Tensor:
         return (per_step * mask).sum() / mask.sum().clamp(min=1.0)
 
-    hl, parts, loss = model.hl, {}, torch.zeros(())
+    scalar, parts, loss = model.scalar, {}, torch.zeros(())
     if any(world.values()):
         parts["next_obs"] = masked_mean(next_obs_loss(out["next_obs"], obs[:, 1:], model.shape.obs_kind))
-        parts["reward"] = masked_mean(hl.loss(out["reward"], symlog(reward)))
+        parts["reward"] = masked_mean(scalar.loss(out["reward"], symlog(reward)))
         parts["termination"] = masked_mean(F.binary_cross_entropy_with_logits(out["termination"], terminated,
                                                                               reduction="none"))
         loss = loss + sum(weight * parts[name] for name, weight in world.items())
     taken = actions.unsqueeze(-1)
-    q_logits = out["q"][:, :-1]  # (B, K, A, bins): Q(s_t, .) for t < K
+    q_logits = out["q"][:, :-1]  # (B, K, A, outputs): Q(s_t, .) for t < K
     if weights.td:
         with torch.no_grad():
             bootstrap = target(obs, actions, task, answers=False)
@@ -64,9 +66,9 @@ def joint_loss(model: WorldActionModel, target: WorldActionModel, batch: dict[st
             v_next = target.decode_scalar(bootstrap["value"][:, 1:])
             q_target = reward + weights.gamma * (1.0 - terminated) * q_next
             v_target = reward + weights.gamma * (1.0 - terminated) * v_next
-        taken_logits = q_logits.gather(2, taken.unsqueeze(-1).expand(-1, -1, 1, hl.bins)).squeeze(2)
-        parts["td"] = masked_mean(hl.loss(taken_logits, symlog(q_target)))
-        parts["value"] = masked_mean(hl.loss(out["value"][:, :-1], symlog(v_target)))
+        taken_logits = q_logits.gather(2, taken.unsqueeze(-1).expand(-1, -1, 1, scalar.outputs)).squeeze(2)
+        parts["td"] = masked_mean(scalar.loss(taken_logits, symlog(q_target)))
+        parts["value"] = masked_mean(scalar.loss(out["value"][:, :-1], symlog(v_target)))
         loss = loss + weights.td * (parts["td"] + parts["value"])
     if weights.cql_alpha:
         q_all = model.q_values(q_logits, task)  # actions the task does not have are -inf: out of the logsumexp

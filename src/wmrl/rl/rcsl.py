@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from wmrl.config import DecisionConfig
 from wmrl.models.decision_transformer import DecisionTransformer, FourierHead
-from wmrl.models.hl_gauss import symlog
+from wmrl.models.scalar_heads import symlog
 from wmrl.models.world_model import next_obs_loss
 
 
@@ -42,7 +42,7 @@ def decision_loss(model: DecisionTransformer, batch: dict[str, torch.Tensor], we
         parts["next_obs"] = masked_mean(next_obs_loss(out["next_obs"], obs[:, 1:], model.shape.obs_kind))
         loss = loss + weights.next_obs * parts["next_obs"]
     if weights.reward:
-        parts["reward"] = masked_mean(model.hl.loss(out["reward"], symlog(batch["reward"])))
+        parts["reward"] = masked_mean(model.scalar.loss(out["reward"], symlog(batch["reward"])))
         loss = loss + weights.reward * parts["reward"]
     if isinstance(model.action_head, FourierHead) and weights.fourier_regularizer:
         parts["fourier"] = masked_mean(model.action_head.smoothness(out["features"]))
