@@ -380,6 +380,7 @@ class ClaimConfig:
     claim: str = "???"
     method: str = "???"
     baseline: str = "???"
+    model: Optional[str] = None  # e.g. "small-transformer": both at that model (default: each one's best)
 
 
 @dataclass
@@ -517,7 +518,9 @@ class Config:
 
 
 def compose(overrides: dict[str, Any] | None = None, root: Path | str = ".") -> DictConfig:
-    """Compose and validate the configuration; `overrides` is Snakemake's ``config`` dict. A scale
+    """Compose and validate the configuration; `overrides` is Snakemake's ``config`` dict. Layers,
+    each over the last: the schema's defaults, config/config.yaml, the experiment (and those it
+    extends), the scale, the experiment's own `scales.<scale>` section, the user's overrides. A scale
     file may name the experiment it runs unless the user names one (`paper`: jowa_atari)."""
     root = Path(root)
     overrides = dict(overrides or {})
@@ -531,10 +534,14 @@ def compose(overrides: dict[str, Any] | None = None, root: Path | str = ".") -> 
     default_experiment = scale.pop("experiment", None)
     if default_experiment is not None and "experiment" not in overrides:
         cfg = _merge(cfg, {"experiment": default_experiment}, f"config/scales/{cfg.scale}.yaml")
+    per_scale = []  # an experiment's own settings at some scales (`scales: {laptop: {...}}`), over the scale file
     for name, layer in _experiment_layers(root, cfg.experiment):
+        per_scale.append((name, (layer.pop("scales", None) or {}).get(cfg.scale, {})))
         cfg = _merge(cfg, layer, f"config/experiments/{name}.yaml")
     icrl_sizes = scale.pop("icrl", None) or {}  # {family: sizes}: only for an experiment that sets `icrl`
     cfg = _merge(cfg, scale, f"config/scales/{cfg.scale}.yaml")
+    for name, layer in per_scale:
+        cfg = _merge(cfg, layer, f"config/experiments/{name}.yaml (scales.{cfg.scale})")
     if cfg.icrl is not None:
         unknown = [family for family in icrl_sizes if family not in ICRL_FAMILIES]
         if unknown:
@@ -749,11 +756,15 @@ def _check_semantics(cfg: DictConfig) -> None:
         if compare[key] not in finetune.methods_run:
             raise ConfigError(f"config error: 'report.compare.{key}' names {compare[key]!r}, which is not run; "
                               f"finetune.methods_run: {list(finetune.methods_run)}")
+    models = [f"{size}-{backbone}" for size in pretrain.sizes_run for backbone in pretrain.backbones]
     for index, claim in enumerate(cfg.report.claims):
         for key in ("method", "baseline"):
             if claim[key] not in finetune.methods_run:
                 raise ConfigError(f"config error: 'report.claims[{index}].{key}' names {claim[key]!r}, which is not "
                                   f"run; finetune.methods_run: {list(finetune.methods_run)}")
+        if claim.model is not None and claim.model not in models:
+            raise ConfigError(f"config error: 'report.claims[{index}].model' names {claim.model!r}, which is not "
+                              f"trained; models: {models}")
     for name in cfg.report.variants:
         if name not in finetune.methods_run:
             raise ConfigError(f"config error: 'report.variants' names {name!r}, which is not run; "

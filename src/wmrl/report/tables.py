@@ -191,18 +191,20 @@ def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, chosen: dict[st
 def claims_table(aggregate: pl.DataFrame, improvement: pl.DataFrame, claims: list[dict[str, str]],
                  setting: dict[str, str]) -> pl.DataFrame:
     """One row per claim (`report.claims`), judged like the headline in its setting: both methods'
-    IQM and CI, P(method > baseline) and CI, the verdict ("not evaluated" where a method has no rows)."""
+    IQM and CI, P(method > baseline) and CI, the verdict ("not evaluated" where a method has no rows);
+    a claim with a `model` compares both methods at that model, otherwise each at its best."""
     rows = []
     for claim in claims:
-        answer = compare(aggregate, improvement, claim["method"], claim["baseline"], setting)
+        at_model = aggregate.filter(model=claim["model"]) if claim.get("model") else aggregate
+        answer = compare(at_model, improvement, claim["method"], claim["baseline"], setting)
         row = {"claim": claim["claim"], "method": claim["method"], "baseline": claim["baseline"],
-               "verdict": answer["verdict"] or "not evaluated"}
+               "model": claim.get("model") or "best of each", "verdict": answer["verdict"] or "not evaluated"}
         if answer["verdict"] is not None:
             for arm in ("method", "baseline"):
                 row |= {f"{arm}_{key}": answer[arm][key] for key in ("iqm", "iqm_low", "iqm_high")}
             row |= {key: answer["improvement"][key] for key in ("probability", "probability_low", "probability_high")}
         rows.append(row)
     numbers = [f"{arm}_{key}" for arm in ("method", "baseline") for key in ("iqm", "iqm_low", "iqm_high")]
-    schema = {"claim": pl.String, "method": pl.String, "baseline": pl.String, "verdict": pl.String,
+    schema = {"claim": pl.String, "method": pl.String, "baseline": pl.String, "model": pl.String, "verdict": pl.String,
               **{name: pl.Float64 for name in numbers + ["probability", "probability_low", "probability_high"]}}
     return pl.DataFrame(rows, schema=schema)
