@@ -28,7 +28,8 @@ rule world_model_error:
         model=PRETRAIN_MODEL,
         datasets=lambda wc: [d for dirs in pretrain_datasets(CFG).values() for d in dirs],
     output:
-        WORLD_MODEL_ERROR,
+        errors=WORLD_MODEL_ERROR,
+        probe=MEMORY_PROBE,
     params:
         spec=lambda wc: world_model_spec(CFG, wc.size, wc.backbone, int(wc.seed)),
         code=code_hash(*EVALUATE_CODE),
@@ -41,3 +42,20 @@ rule world_model_error:
         "../workflow/envs/wmrl.yaml"
     script:
         "../workflow/scripts/world_model_error.py"
+
+
+rule context_costs:
+    output:
+        CONTEXT_COSTS,
+    params:
+        spec=lambda wc: context_costs_spec(CFG),
+        code=code_hash("models", "bench/pretrain", "rl/objectives"),
+    log:
+        "logs/context_costs/{scale}/{experiment}.log",
+    benchmark:
+        BENCHMARKS["context_costs"]
+    threads: 2  # timed alone: with --cores 2 no other job runs beside it
+    conda:
+        "../workflow/envs/wmrl.yaml"
+    script:
+        "../workflow/scripts/context_costs.py"

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         from wmrl.report.build import build_report
 
         spec = json.loads(args.spec)
-        build_report(spec, out_files(args.out_dir, report_layout(len(spec["sizes"]) > 1)))
+        layout = report_layout(len(spec["sizes"]), len(spec["backbones"]), bool(spec["probe_delays"]))
+        build_report(spec, out_files(args.out_dir, layout))
     elif args.command == "icrl-histories":
         from wmrl.icrl.histories import generate_histories
 

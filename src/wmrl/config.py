@@ -359,6 +359,11 @@ class EvaluateConfig:
     source_tasks: bool = True  # also evaluate the pretrained model, not fine-tuned, on its source tasks
     world_model_horizon: int = 8  # open-loop prediction error for 1..horizon steps ahead
     world_model_windows: int = 64  # held-out windows per task for that error
+    # memory probe (wmrl.evaluate.memory): recall of the episode's first observation from the features d
+    # steps later, for each d here (at most pretrain.window); tasks with one-hot observations only
+    memory_probe_delays: list[int] = field(default_factory=list)
+    # an experiment of several backbones times their training and acting steps at these contexts K
+    context_windows: list[int] = field(default_factory=lambda: [16, 64, 256])
 
 
 @dataclass
@@ -779,6 +784,13 @@ def _check_semantics(cfg: DictConfig) -> None:
                           f"got {cfg.evaluate.decision_actions!r}")
     if compare.checkpoint not in ("last", "best"):
         raise ConfigError(f"config error: 'report.compare.checkpoint' must be last or best, got {compare.checkpoint!r}")
+    for name, reach in (("world_model_horizon", cfg.evaluate.world_model_horizon),
+                        ("memory_probe_delays", max(cfg.evaluate.memory_probe_delays, default=0))):
+        if reach > pretrain.window:
+            raise ConfigError(f"config error: 'evaluate.{name}' reaches {reach} steps, beyond 'pretrain.window' "
+                              f"({pretrain.window}), the pretrained model's positions")
+    if min(list(cfg.evaluate.memory_probe_delays) + list(cfg.evaluate.context_windows) + [1]) < 1:
+        raise ConfigError("config error: 'evaluate.memory_probe_delays' and 'evaluate.context_windows' must be >= 1")
     if cfg.evaluate.planning.horizon >= finetune.window:
         raise ConfigError(f"config error: 'evaluate.planning.horizon' must be below 'finetune.window' "
                           f"({finetune.window}): the plan extends the model's context")

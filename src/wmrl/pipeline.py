@@ -61,6 +61,8 @@ def evaluate_lineage(rows: str) -> str:
 EVALUATE_LINEAGE = evaluate_lineage(EVALUATE)
 MULTIGAME, SINGLEGAME = "multigame", "singlegame"
 WORLD_MODEL_ERROR = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.parquet"
+MEMORY_PROBE = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.probe.parquet"
+CONTEXT_COSTS = "results/{scale}/{experiment}/evaluate/context_costs.parquet"  # several backbones: cost vs K
 EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour", "peers")
 
 # Stage 5: the report — the scores (Parquet), figures (SVG), tables (CSV) and one HTML page.
@@ -82,6 +84,7 @@ BENCHMARKS = {
     "train_peer": "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
     "evaluate": "benchmarks/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
     "world_model_error": "benchmarks/world_model_error/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv",
+    "context_costs": "benchmarks/context_costs/{scale}/{experiment}.tsv",
 }
 
 
@@ -355,11 +358,23 @@ def evaluate_runs(cfg: DictConfig) -> list[str]:
     return runs
 
 
-def world_model_errors(cfg: DictConfig) -> list[str]:
+def world_model_errors(cfg: DictConfig, pattern: str = WORLD_MODEL_ERROR) -> list[str]:
+    """The world-model evaluation's files (the errors, or with MEMORY_PROBE the probe's) of every pretrained model."""
     p = cfg.pretrain
-    return [WORLD_MODEL_ERROR.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone,
-                                     seed=seed)
+    return [pattern.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone, seed=seed)
             for size in p.sizes_run for backbone in p.backbones for seed in p.seeds]
+
+
+def face_off(cfg: DictConfig) -> bool:
+    """Whether the experiment compares backbones (the report's Backbones section, the cost job)."""
+    return len(cfg.pretrain.backbones) > 1
+
+
+def context_costs_spec(cfg: DictConfig) -> dict[str, Any]:
+    """Each backbone at the first size the experiment trains, timed at every `evaluate.context_windows` K."""
+    return {"models": {backbone: model_spec(cfg, cfg.pretrain.sizes_run[0], backbone)
+                       for backbone in cfg.pretrain.backbones},
+            "windows": list(cfg.evaluate.context_windows), "threads": 2}
 
 
 def evaluate_inputs(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, str]:
@@ -426,7 +441,8 @@ def world_model_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> di
     model = PRETRAIN_MODEL.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone, seed=seed)
     return {"model": model, "tasks": list(cfg.source_tasks), "datasets": pretrain_datasets(cfg),
             "holdout_fraction": cfg.pretrain.holdout_fraction, "horizon": e.world_model_horizon,
-            "windows": e.world_model_windows, "seed": int(seed), "size": size, "backbone": backbone}
+            "windows": e.world_model_windows, "probe_delays": list(e.memory_probe_delays), "seed": int(seed),
+            "size": size, "backbone": backbone}
 
 
 def methods_pattern(cfg: DictConfig, rule: str) -> str:
@@ -438,17 +454,22 @@ def methods_pattern(cfg: DictConfig, rule: str) -> str:
 # --------------------------------------------------------------------------- stage 5
 
 
-def report_layout(several_sizes: bool) -> dict[str, str]:
+def report_layout(sizes: int, backbones: int = 1, probe: bool = False) -> dict[str, str]:
     """The report job's outputs by name, relative to its directory: html, the scores, each figure
-    (the scaling plot only when several model sizes run), each table's CSV."""
-    figures = FIGURES + ("scaling",) * several_sizes
+    (the scaling plot only when several model sizes run; the Backbones section's when several
+    backbones do, the memory probe's when it runs), each table's CSV."""
+    several = ("backbone_errors", "context_costs") + ("memory_probe",) * probe if backbones > 1 else ()
+    figures = FIGURES + ("scaling",) * (sizes > 1) + several
+    tables = TABLES + ("backbone_claims",) * (backbones > 1) + several
     return {"html": "report.html", **SCORES_FILES, **{name: f"figures/{name}.svg" for name in figures},
-            **{f"{name}_csv": f"tables/{name}.csv" for name in TABLES}}
+            **{f"{name}_csv": f"tables/{name}.csv" for name in tables}}
 
 
 def report_files(cfg: DictConfig) -> dict[str, str]:
     directory = REPORT.format(scale=cfg.scale, experiment=cfg.experiment)
-    return {name: f"{directory}/{file}" for name, file in report_layout(len(cfg.pretrain.sizes_run) > 1).items()}
+    layout = report_layout(len(cfg.pretrain.sizes_run), len(cfg.pretrain.backbones),
+                           bool(cfg.evaluate.memory_probe_delays))
+    return {name: f"{directory}/{file}" for name, file in layout.items()}
 
 
 def _wildcards(pattern: str, path: str) -> dict[str, str]:
@@ -473,6 +494,7 @@ def benchmark_files(cfg: DictConfig) -> dict[str, list[str]]:
            for rule in TRAINING_FILES},
         "evaluate": [_wildcards(EVALUATE, e) for e in evaluate_runs(cfg)],
         "world_model_error": models,
+        "context_costs": [{}] if face_off(cfg) else [],
     }
     base = {"scale": cfg.scale, "experiment": cfg.experiment}
     return {rule: [BENCHMARKS[rule].format(**{**base, **job}) for job in wildcards]
@@ -508,6 +530,8 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
     return {
         "experiment": cfg.experiment, "scale": cfg.scale, **to_plain(cfg.report),
         "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
+        "backbones": list(p.backbones), "probe_delays": list(cfg.evaluate.memory_probe_delays),
+        "match_parameters": p.match_parameters,
         "transitions": f.data.transitions, "not_run": not_run, "methods": method_labels(cfg),
         "decision": {"actions": cfg.evaluate.decision_actions,  # how return-conditioned methods are evaluated
                      "target_return": {task: to_plain(cfg.tasks[task].target_return or cfg.evaluate.target_return)
@@ -518,6 +542,9 @@ def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
         "benchmarks": benchmark_files(cfg),
         "inputs": {"evaluations": evaluate_runs(cfg), "lineage": [evaluate_lineage(e) for e in evaluate_runs(cfg)],
                    "curves": curves, "world_model": world_model_errors(cfg), "datasets": roles,
+                   "memory_probe": world_model_errors(cfg, MEMORY_PROBE) if face_off(cfg) else [],
+                   "context_costs": [CONTEXT_COSTS.format(scale=cfg.scale, experiment=cfg.experiment)]
+                   if face_off(cfg) else [],
                    "template": f"{root}/{REPORT_TEMPLATE}"},
     }
 

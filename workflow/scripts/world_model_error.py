@@ -4,4 +4,4 @@ from wmrl.evaluate.world_model import world_model_error
 from wmrl.logs import job_logging
 
 with job_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected by Snakemake)
-    world_model_error(snakemake.params.spec, snakemake.output[0])  # noqa: F821
+    world_model_error(snakemake.params.spec, snakemake.output.errors, snakemake.output.probe)  # noqa: F821

@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from wmrl.config import BACKBONES, LossConfig, ModelConfig, compose
+from wmrl.files import publish
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.objectives import joint_loss
 
@@ -143,3 +145,23 @@ def main(threads: int, out: str) -> dict:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(figures, indent=1) + "\n")
     return figures
+
+
+def context_costs(spec: dict, out: str) -> pl.DataFrame:
+    """An experiment's training and acting step time against the context K, for each of its
+    backbones at the widths it trains them (spec: {"models": {backbone: model spec}, "windows": [K],
+    "threads"}), on the bench's synthetic 10 x 10 x 24 grid windows (batch 8; acting: 8 envs)."""
+    torch.set_num_threads(spec["threads"])
+    rows = []
+    for backbone, model in spec["models"].items():
+        model_cfg = ModelConfig(**model)
+        for window in spec["windows"]:
+            timed = time_training_step(model_cfg, 8, window, steps=3)
+            rows.append({"backbone": backbone, "dim": model_cfg.dim, "parameters": timed["parameters"],
+                         "window": window, "train_step_s": timed["step_s"],
+                         "act_step_s": time_acting_step(model_cfg, window)})
+            print(f"{backbone:12} K={window:4}: training step {1000 * timed['step_s']:8.1f} ms, "
+                  f"acting step {1000 * rows[-1]['act_step_s']:6.2f} ms")
+    table = pl.DataFrame(rows)
+    publish(out, table.write_parquet)
+    return table

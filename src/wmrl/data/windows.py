@@ -241,8 +241,26 @@ class WindowSampler:
 
     def sample(self, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         which = rng.integers(len(self.tasks), size=batch)
+        out = self._empty(batch)
+        for position, steps in enumerate(self.tasks):
+            members = np.flatnonzero(which == position)
+            if len(members):
+                start = steps.starts[rng.integers(len(steps.starts), size=len(members))]
+                self._fill(out, members, steps, start)
+        return out
+
+    def episode_starts(self, position: int) -> dict[str, np.ndarray]:
+        """One window from the first step of every episode of task `position` (in episode order)."""
+        steps = self.tasks[position]
+        first = steps.starts[(steps.starts == 0) | (steps.episode_end[np.maximum(steps.starts - 1, 0)]
+                                                     == steps.starts - 1)]
+        out = self._empty(len(first))
+        self._fill(out, np.arange(len(first)), steps, first)
+        return out
+
+    def _empty(self, batch: int) -> dict[str, np.ndarray]:
         k = self.window
-        out = {
+        return {
             "obs": np.zeros((batch, k + 1, *self.layout.shape), dtype=np.float32),
             "actions": np.zeros((batch, k), dtype=np.int64),
             "reward": np.zeros((batch, k), dtype=np.float32),
@@ -251,12 +269,6 @@ class WindowSampler:
             "mask": np.zeros((batch, k), dtype=bool),
             "task": np.zeros(batch, dtype=np.int64),
         }
-        for position, steps in enumerate(self.tasks):
-            members = np.flatnonzero(which == position)
-            if len(members):
-                start = steps.starts[rng.integers(len(steps.starts), size=len(members))]
-                self._fill(out, members, steps, start)
-        return out
 
     def _fill(self, out: dict[str, np.ndarray], members: np.ndarray, steps: TaskSteps, start: np.ndarray) -> None:
         k = self.window

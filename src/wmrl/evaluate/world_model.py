@@ -18,8 +18,13 @@ import torch
 
 from wmrl.data import open_dataset
 from wmrl.data.windows import WindowSampler, load_steps
+from wmrl.evaluate.memory import memory_probe
 from wmrl.evaluate.rollout import load_model, task_view
 from wmrl.models.world_model import WorldActionModel
+
+
+PROBE_SCHEMA = {"size": pl.String, "backbone": pl.String, "seed": pl.Int64, "task": pl.String, "delay": pl.Int64,
+                "accuracy": pl.Float64, "chance": pl.Float64, "episodes": pl.Int64}
 
 
 @torch.no_grad()
@@ -51,11 +56,14 @@ def observation_error(guess: torch.Tensor, real: torch.Tensor, obs_mask: torch.T
     return (wrong * obs_mask).flatten(1).sum(1) / obs_mask.sum()
 
 
-def world_model_error(spec: dict[str, Any], out: str) -> pl.DataFrame:
-    """Open-loop error vs horizon of the pretrained model on each source task's held-out episodes."""
+def world_model_error(spec: dict[str, Any], out: str, probe_out: str) -> pl.DataFrame:
+    """Open-loop error vs horizon of the pretrained model on each source task's held-out episodes
+    (`out`), and the memory probe's accuracy at `spec["probe_delays"]` (`probe_out`; no rows when
+    there are none: wmrl.evaluate.memory)."""
     torch.set_num_threads(1)
     model, checkpoint = load_model(spec["model"])
-    rows = []
+    rows, probe_rows = [], []
+    labels = {"size": spec["size"], "backbone": spec["backbone"], "seed": spec["seed"]}
     for task in spec["tasks"]:
         datasets = [open_dataset(d) for d in spec["datasets"][task]]
         steps = load_steps(datasets, task, checkpoint["tasks"].index(task), "heldout", spec["holdout_fraction"])
@@ -66,9 +74,13 @@ def world_model_error(spec: dict[str, Any], out: str) -> pl.DataFrame:
         model_error, still_error, counts = open_loop_errors(model, batch, obs_mask)
         for k in range(spec["horizon"]):
             for predictor, errors in (("model", model_error), ("nothing changes", still_error)):
-                rows.append({"size": spec["size"], "backbone": spec["backbone"], "seed": spec["seed"], "task": task,
-                             "horizon": k + 1, "predictor": predictor,
+                rows.append({**labels, "task": task, "horizon": k + 1, "predictor": predictor,
                              "error": errors[k] / max(counts[k], 1.0), "windows": int(counts[k])})
+        if spec["probe_delays"]:
+            episodes = WindowSampler([steps], layout, max(spec["probe_delays"]))
+            probe_rows += [{**labels, "task": task, **row} for row in
+                           memory_probe(model, episodes, 0, obs_mask, spec["probe_delays"], spec["seed"])]
     table = pl.DataFrame(rows)
     table.write_parquet(out)
+    pl.DataFrame(probe_rows, schema=PROBE_SCHEMA).write_parquet(probe_out)
     return table

@@ -26,7 +26,7 @@ import polars as pl
 from wmrl.evaluate.statistics import MIN_RUNS
 from wmrl.files import publish
 from wmrl.evaluate.summary import run_scores, summarize
-from wmrl.report import plots
+from wmrl.report import backbones, plots
 from wmrl.report.checks import checks
 from wmrl.report.tables import (busy_seconds, claims_table, cost_table, datasets_table, headline, job_costs,
                                 lineage_table, training_speed, with_kinds)
@@ -89,6 +89,12 @@ def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
     if "scaling" in out:
         parameters = dict(lineage.select("model", "parameters").drop_nulls().unique().rows())
         figures["scaling"] = plots.scaling_plot(scores["aggregate"], parameters)
+    if "backbone_errors" in out:
+        probe = pl.concat([pl.read_parquet(f) for f in inputs["memory_probe"]], how="vertical")
+        section_tables, section_figures = backbones.section(errors, probe, pl.read_parquet(inputs["context_costs"][0]),
+                                                            interval)
+        tables |= section_tables
+        figures |= section_figures
     for name, figure in figures.items():
         plots.save(figure, out[name])
 

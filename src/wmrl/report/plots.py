@@ -43,7 +43,7 @@ def _reference_lines(axis, vertical: bool = True) -> None:
     draw(1, color="grey", lw=0.8, ls=":")
 
 
-def _panels(count: int, width: float, height: float):
+def panels(count: int, width: float, height: float):
     figure, axes = plt.subplots(1, count, figsize=(width * count, height), squeeze=False)
     return figure, list(axes[0])
 
@@ -153,7 +153,7 @@ def world_model_plot(errors: pl.DataFrame) -> Figure:
     """Open-loop k-step prediction error against k, one panel per source task, one line per
     model (size-backbone, mean over seeds) and the "nothing changes" predictor dashed."""
     tasks = errors["task"].unique(maintain_order=True).to_list()
-    figure, axes = _panels(len(tasks), 3.0, 2.6)
+    figure, axes = panels(len(tasks), 3.0, 2.6)
     mean_error = (errors.with_columns(model=pl.col("size") + "-" + pl.col("backbone"))
                   .group_by("task", "model", "predictor", "horizon", maintain_order=True).agg(pl.col("error").mean()))
     models = mean_error.filter(predictor="model")["model"].unique(maintain_order=True).to_list()
@@ -175,7 +175,7 @@ def world_model_plot(errors: pl.DataFrame) -> Figure:
 def scaling_plot(aggregate: pl.DataFrame, parameters: dict[str, int]) -> Figure:
     """IQM normalized score against model size (parameters, log scale), one line per method and
     backbone, last (or final) checkpoint without planning."""
-    figure, axes = _panels(1, 4.8, 3.2)
+    figure, axes = panels(1, 4.8, 3.2)
     axis = axes[0]
     frame = aggregate.filter(pl.col("model").is_in(list(parameters)), pl.col("checkpoint").is_in(["last", "final"]),
                              planning="none")
