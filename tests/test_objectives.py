@@ -31,19 +31,25 @@ def batch_of(sampler, size, seed):
     return {k: torch.as_tensor(v) for k, v in sampler.sample(size, np.random.default_rng(seed)).items()}
 
 
+def train(model, target, sampler, weights, steps):
+    """`steps` AdamW steps (lr 3e-3) on batches of 32 windows; the last step's loss parts."""
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(steps):
+        loss, parts = joint_loss(model, target, batch_of(sampler, 32, seed=step), weights)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return parts
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_joint_loss_decreases_on_a_tiny_fixture(sampler, backbone):
     model = tiny_model(backbone)
     target = copy.deepcopy(model).requires_grad_(False)
     weights = LossConfig()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
     fixed = batch_of(sampler, 64, seed=123)
     before = joint_loss(model, target, fixed, weights)[1]
-    for step in range(60):
-        loss, _ = joint_loss(model, target, batch_of(sampler, 32, seed=step), weights)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    train(model, target, sampler, weights, 60)
     after = joint_loss(model, target, fixed, weights)[1]
     for part in ("next_obs", "reward", "termination"):
         assert after[part] < 0.7 * before[part], (part, before[part], after[part])
@@ -69,12 +75,7 @@ def test_every_value_loss_learns_the_reward_and_decodes_it(sampler, value_loss):
     out = model(fixed["obs"], fixed["actions"], fixed["task"])
     assert out["reward"].shape[-1] == out["value"].shape[-1] == out["q"].shape[-1] == outputs
     before = reward_error()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for step in range(60):
-        loss, parts = joint_loss(model, target, batch_of(sampler, 32, seed=step), weights)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    parts = train(model, target, sampler, weights, 60)
     assert reward_error() < 0.5 * before, (before, reward_error())
     assert all(torch.isfinite(v) for v in parts.values()) and {"td", "value", "reward"} <= set(parts)
 
@@ -143,13 +144,7 @@ def test_the_world_model_learns_what_copying_the_frame_misses(sampler):
     from wmrl.evaluate.world_model import open_loop_errors
 
     model = tiny_model()
-    weights = LossConfig(td=0, cql_alpha=0)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for step in range(150):
-        loss, _ = joint_loss(model, model, batch_of(sampler, 32, seed=step), weights)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    train(model, model, sampler, LossConfig(td=0, cql_alpha=0), 150)
     model_error, still_error, counts = open_loop_errors(model.eval(), batch_of(sampler, 64, seed=999),
                                                         torch.ones(10, 10, 4))
     assert model_error[0] < 0.8 * still_error[0], (model_error / counts, still_error / counts)
