@@ -72,10 +72,10 @@ def world_model_error(spec: dict[str, Any], out: str, probe_out: str) -> pl.Data
         batch = {k: torch.from_numpy(v) for k, v in
                  sampler.sample(spec["windows"], np.random.default_rng([spec["seed"], 7])).items()}
         model_error, still_error, counts = open_loop_errors(model, batch, obs_mask)
-        for k in range(spec["horizon"]):
+        for k in np.flatnonzero(counts):  # horizons no held-out window reaches (episodes shorter) have no row
             for predictor, errors in (("model", model_error), ("nothing changes", still_error)):
-                rows.append({**labels, "task": task, "horizon": k + 1, "predictor": predictor,
-                             "error": errors[k] / max(counts[k], 1.0), "windows": int(counts[k])})
+                rows.append({**labels, "task": task, "horizon": int(k) + 1, "predictor": predictor,
+                             "error": errors[k] / counts[k], "windows": int(counts[k])})
         if spec["probe_delays"]:
             episodes = WindowSampler([steps], layout, max(spec["probe_delays"]))
             probe_rows += [{**labels, "task": task, **row} for row in
