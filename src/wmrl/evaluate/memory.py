@@ -56,7 +56,7 @@ def probe_accuracy(features: torch.Tensor, classes: torch.Tensor, train: torch.T
 def memory_probe(model: WorldActionModel, sampler: WindowSampler, position: int, obs_mask: torch.Tensor,
                  delays: list[int], seed: int) -> list[dict[str, float]]:
     """Probe accuracy at each delay on the episodes of task `position` of `sampler` (windows of at
-    least max(delays) steps), with the chance level and the number of episodes each side."""
+    least max(delays) steps), with the chance level and the number of episodes it was scored on."""
     if max(delays) > sampler.window:
         raise ValueError(f"memory probe delays reach {max(delays)} steps, beyond the model's window of {sampler.window}")
     batch = {k: torch.from_numpy(v) for k, v in sampler.episode_starts(position).items()}
@@ -72,7 +72,7 @@ def memory_probe(model: WorldActionModel, sampler: WindowSampler, position: int,
     for delay, at_delay in zip(delays, features, strict=True):
         alive = lengths >= delay
         fit, scored = int((train & alive).sum()), int((~train & alive).sum())
-        accuracy = probe_accuracy(at_delay[alive], classes[alive], train[alive], count, seed=seed) \
-            if fit and scored else float("nan")
+        accuracy = (probe_accuracy(at_delay[alive], classes[alive], train[alive], count, seed=seed)
+                    if fit and scored else float("nan"))
         rows.append({"delay": delay, "accuracy": accuracy, "chance": 1.0 / count, "episodes": scored})
     return rows
