@@ -8,7 +8,7 @@ import subprocess
 import polars as pl
 
 from wmrl.config import compose
-from wmrl.pipeline import report_files
+from wmrl.pipeline import report_files, world_model_errors
 
 from conftest import ROOT, snakemake_command, snakemake_env
 
@@ -84,7 +84,7 @@ def test_a_paper_shaped_run_on_two_atari_games(tmp_path):
                                                        "d3rlpy_bc"}
     assert set(runs.filter(task="space_invaders")["method"]) == {"multigame", "singlegame"}
     assert "beam w2 h2" in set(runs["planning"])
-    errors = pl.read_parquet(next((tmp_path / "results/paper/jowa_atari/evaluate/world_model").glob("*.parquet")))
+    errors = pl.read_parquet(tmp_path / world_model_errors(cfg)[0])
     assert errors["error"].is_finite().all() and set(errors["task"]) == {"space_invaders"}
     assert "human (DQN Nature table)" in set(episodes["score_source"])
 
