@@ -121,22 +121,15 @@ def main(threads: int, out: str) -> dict:
     headline = next(r for r in rows if r["backbone"] == "transformer" and r["size"] == largest)
     print(f"transformer at the largest laptop size ({largest}): {headline['of_peak']:.2f} of peak (goal >= {GOAL})")
 
-    scaling = []
     print("training step and acting step (ms) vs context K, size small; training batch 8, acting 8 envs:")
-    print(f"{'K':>5} " + " ".join(f"{b + ' train':>18} {b + ' act':>14}" for b in BACKBONES))
-    for window in (16, 32, 64, 128, 256, 512):
-        row = {"window": window}
-        for backbone in BACKBONES:
-            model_cfg = ModelConfig(**{**base, **pretrain.sizes["small"], "backbone": backbone})
-            row[f"{backbone}_step_s"] = time_training_step(model_cfg, 8, window, steps=3)["step_s"]
-            row[f"{backbone}_act_s"] = time_acting_step(model_cfg, window)
-        scaling.append(row)
-        print(f"{window:5} " + " ".join(f"{1000 * row[f'{b}_step_s']:18.1f} {1000 * row[f'{b}_act_s']:14.2f}"
-                                        for b in BACKBONES))
-    ssm = {r["window"]: r["ssm_step_s"] / r["transformer_step_s"] for r in scaling}
+    small = {b: ModelConfig(**{**base, **pretrain.sizes["small"], "backbone": b}) for b in BACKBONES}
+    windows = (16, 32, 64, 128, 256, 512)
+    scaling = context_timings(small, windows).to_dicts()
+    at = {(r["backbone"], r["window"]): r for r in scaling}
+    ssm = {k: at["ssm", k]["train_step_s"] / at["transformer", k]["train_step_s"] for k in windows}
     print("SSM / transformer training-step time: " + ", ".join(f"K={k}: {v:.2f}" for k, v in ssm.items())
           + f" (goals: <= {SSM_GOAL_SHORT} at K=16, < 1 at K >= 256)")
-    acting = scaling[-1]["ssm_act_s"] / scaling[0]["ssm_act_s"]
+    acting = at["ssm", 512]["act_step_s"] / at["ssm", 16]["act_step_s"]
     print(f"SSM acting step at K=512 / at K=16: {acting:.2f} (flat in K: about 1)")
     figures = {"benchmark": "pretrain_throughput", "reference": "fp32 torch.mm peak", "peak_gflops": peak,
                "threads": threads, "goal_of_peak": GOAL, "machine": platform.processor() or platform.machine(),
@@ -147,21 +140,25 @@ def main(threads: int, out: str) -> dict:
     return figures
 
 
+def context_timings(models: dict[str, ModelConfig], windows) -> pl.DataFrame:
+    """Training step (batch 8) and acting step (8 envs) seconds of each named model at each
+    context K, on the synthetic 10 x 10 x 24 grid windows; one row per (model, K), printed as measured."""
+    rows = []
+    for name, model_cfg in models.items():
+        for window in windows:
+            timed = time_training_step(model_cfg, 8, window, steps=3)
+            rows.append({"backbone": name, "dim": model_cfg.dim, "parameters": timed["parameters"], "window": window,
+                         "train_step_s": timed["step_s"], "act_step_s": time_acting_step(model_cfg, window)})
+            print(f"{name:12} K={window:4}: training step {1000 * timed['step_s']:8.1f} ms, "
+                  f"acting step {1000 * rows[-1]['act_step_s']:6.2f} ms")
+    return pl.DataFrame(rows)
+
+
 def context_costs(spec: dict, out: str) -> pl.DataFrame:
     """An experiment's training and acting step time against the context K, for each of its
     backbones at the widths it trains them (spec: {"models": {backbone: model spec}, "windows": [K],
-    "threads"}), on the bench's synthetic 10 x 10 x 24 grid windows (batch 8; acting: 8 envs)."""
+    "threads"})."""
     torch.set_num_threads(spec["threads"])
-    rows = []
-    for backbone, model in spec["models"].items():
-        model_cfg = ModelConfig(**model)
-        for window in spec["windows"]:
-            timed = time_training_step(model_cfg, 8, window, steps=3)
-            rows.append({"backbone": backbone, "dim": model_cfg.dim, "parameters": timed["parameters"],
-                         "window": window, "train_step_s": timed["step_s"],
-                         "act_step_s": time_acting_step(model_cfg, window)})
-            print(f"{backbone:12} K={window:4}: training step {1000 * timed['step_s']:8.1f} ms, "
-                  f"acting step {1000 * rows[-1]['act_step_s']:6.2f} ms")
-    table = pl.DataFrame(rows)
+    table = context_timings({b: ModelConfig(**model) for b, model in spec["models"].items()}, spec["windows"])
     publish(out, table.write_parquet)
     return table
