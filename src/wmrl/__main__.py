@@ -13,52 +13,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wmrl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    gen = commands.add_parser("generate-dataset", help="generate one offline dataset")
-    gen.add_argument("--spec", required=True, help="the dataset spec as JSON (see wmrl.pipeline.dataset_spec)")
-    gen.add_argument("--out", required=True, help="output directory")
+    def job(name: str, help: str, spec: str, out: str, out_help: str, threads: int | None = None) -> None:
+        """A subcommand that runs one pipeline job from its spec (the JSON a rule passes as params)."""
+        command = commands.add_parser(name, help=help)
+        command.add_argument("--spec", required=True, help=f"the job spec as JSON (see wmrl.pipeline.{spec})")
+        command.add_argument(out, required=True, help=out_help)
+        if threads is not None:
+            command.add_argument("--threads", type=int, default=threads)
 
-    train = commands.add_parser("pretrain", help="pretrain one world-action model (resumes if interrupted)")
-    train.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.pretrain_spec)")
-    train.add_argument("--out-dir", required=True, help="where model.pt, model.mlflow.json, heldout.parquet go")
-    train.add_argument("--threads", type=int, default=2)
-
-    tune = commands.add_parser("finetune", help="fine-tune one model on a held-out task (resumes if interrupted)")
-    tune.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.finetune_spec)")
-    tune.add_argument("--out-dir", required=True, help="where last.pt, best.pt, curve.parquet, ... go")
-    tune.add_argument("--threads", type=int, default=1)
-
-    online = commands.add_parser("train-online", help="train the online DQN baseline on a held-out task")
-    online.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.finetune_spec)")
-    online.add_argument("--out-dir", required=True, help="where last.pt, curve.parquet, model.mlflow.json go")
-
-    peer = commands.add_parser("train-peer", help="train a d3rlpy peer on a held-out task's few-shot data")
-    peer.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.finetune_spec)")
-    peer.add_argument("--out-dir", required=True, help="where last.pt, curve.parquet, model.mlflow.json go")
-
-    play = commands.add_parser("evaluate", help="play evaluation episodes of one trained model")
-    play.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.evaluate_spec)")
-    play.add_argument("--out", required=True, help="the episode rows (X.parquet); lineage goes to X.lineage.json")
-
-    error = commands.add_parser("world-model-error", help="open-loop prediction error of a pretrained model")
-    error.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.world_model_spec)")
-    error.add_argument("--out", required=True, help="error by task and horizon (Parquet)")
-
-    report = commands.add_parser("report", help="the experiment's scores, figures, tables and HTML report")
-    report.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.report_spec)")
-    report.add_argument("--out-dir", required=True, help="where report.html, scores/, figures/, tables/ go")
-
-    histories = commands.add_parser("icrl-histories", help="write one in-context pretraining dataset")
-    histories.add_argument("--spec", required=True, help="the job spec as JSON (wmrl.pipeline.icrl_histories_spec)")
-    histories.add_argument("--out", required=True, help="output directory")
-
-    dpt = commands.add_parser("icrl-pretrain", help="pretrain one DPT model (resumes if interrupted)")
-    dpt.add_argument("--spec", required=True, help="the job spec as JSON (see wmrl.pipeline.icrl_pretrain_spec)")
-    dpt.add_argument("--out-dir", required=True, help="where model.pt and model.mlflow.json go")
-    dpt.add_argument("--threads", type=int, default=1)
-
-    icrl_eval = commands.add_parser("icrl-evaluate", help="play a DPT model or the baselines on held-out tasks")
-    icrl_eval.add_argument("--spec", required=True, help="the job spec as JSON (wmrl.pipeline.icrl_evaluate_spec)")
-    icrl_eval.add_argument("--out", required=True, help="the rows (Parquet)")
+    job("generate-dataset", "generate one offline dataset", "dataset_spec", "--out", "output directory")
+    job("pretrain", "pretrain one world-action model (resumes if interrupted)", "pretrain_spec", "--out-dir",
+        "where model.pt, model.mlflow.json, heldout.parquet go", threads=2)
+    job("finetune", "fine-tune one model on a held-out task (resumes if interrupted)", "finetune_spec", "--out-dir",
+        "where last.pt, best.pt, curve.parquet, ... go", threads=1)
+    job("train-online", "train the online DQN baseline on a held-out task", "finetune_spec", "--out-dir",
+        "where last.pt, curve.parquet, model.mlflow.json go")
+    job("train-peer", "train a d3rlpy peer on a held-out task's few-shot data", "finetune_spec", "--out-dir",
+        "where last.pt, curve.parquet, model.mlflow.json go")
+    job("evaluate", "play evaluation episodes of one trained model", "evaluate_spec", "--out",
+        "the episode rows (X.parquet); lineage goes to X.lineage.json")
+    job("world-model-error", "open-loop prediction error of a pretrained model", "world_model_spec", "--out",
+        "error by task and horizon (X.parquet); the memory probe's rows go to X.probe.parquet")
+    job("report", "the experiment's scores, figures, tables and HTML report", "report_spec", "--out-dir",
+        "where report.html, scores/, figures/, tables/ go")
+    job("icrl-histories", "write one in-context pretraining dataset", "icrl_histories_spec", "--out",
+        "output directory")
+    job("icrl-pretrain", "pretrain one DPT model (resumes if interrupted)", "icrl_pretrain_spec", "--out-dir",
+        "where model.pt and model.mlflow.json go", threads=1)
+    job("icrl-evaluate", "play a DPT model or the baselines on held-out tasks", "icrl_evaluate_spec", "--out",
+        "the rows (Parquet)")
 
     tracking = commands.add_parser("prepare-tracking", help="create the MLflow store and an experiment")
     tracking.add_argument("experiment")
@@ -120,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(json.loads(args.spec), {"rows": args.out, "lineage": evaluate_lineage(args.out)})
     elif args.command == "world-model-error":
         from wmrl.evaluate.world_model import world_model_error
+        from wmrl.pipeline import memory_probe_file
 
-        world_model_error(json.loads(args.spec), args.out)
+        world_model_error(json.loads(args.spec), args.out, memory_probe_file(args.out))
     elif args.command == "report":
         from wmrl.pipeline import report_layout
         from wmrl.report.build import build_report

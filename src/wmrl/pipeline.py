@@ -53,6 +53,11 @@ METHOD_KINDS = {"pretrained": "ours", "scratch": "ours", "online": "online", "pe
 EVALUATE = "results/{scale}/{experiment}/evaluate/{task}/{method}/{model}-seed{seed}.parquet"
 
 
+def memory_probe_file(errors: str) -> str:
+    """The memory probe's rows beside a world-model error file (or pattern): X.parquet -> X.probe.parquet."""
+    return errors.removesuffix(".parquet") + ".probe.parquet"
+
+
 def evaluate_lineage(rows: str) -> str:
     """The lineage file written beside an evaluation's rows (X.parquet -> X.lineage.json)."""
     return rows.removesuffix(".parquet") + ".lineage.json"
@@ -61,7 +66,7 @@ def evaluate_lineage(rows: str) -> str:
 EVALUATE_LINEAGE = evaluate_lineage(EVALUATE)
 MULTIGAME, SINGLEGAME = "multigame", "singlegame"
 WORLD_MODEL_ERROR = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.parquet"
-MEMORY_PROBE = "results/{scale}/{experiment}/evaluate/world_model/{size}-{backbone}-seed{seed}.probe.parquet"
+MEMORY_PROBE = memory_probe_file(WORLD_MODEL_ERROR)
 CONTEXT_COSTS = "results/{scale}/{experiment}/evaluate/context_costs.parquet"  # several backbones: cost vs K
 EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour", "peers")
 
