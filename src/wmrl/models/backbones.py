@@ -20,6 +20,7 @@ acting). Tests check that both paths agree.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -66,6 +67,7 @@ def backbone_parameters(kind: str, dim: int, layers: int, heads: int, max_tokens
         return sum(p.numel() for p in make_backbone(kind, dim, layers, heads, max_tokens, state_size).parameters())
 
 
+@functools.cache  # the DAG asks once per job of an experiment; the answer depends on these integers alone
 def matched_width(kind: str, dim: int, layers: int, heads: int, max_tokens: int, state_size: int = 16) -> int:
     """The width at which backbone `kind` (same layers) has the parameter count closest to the plain
     transformer's of width `dim`: a GRU layer holds 6 d^2 weights, a GTrXL block 24 d^2, a
