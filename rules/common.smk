@@ -1,20 +1,22 @@
-# Shared by every rule: the composed, validated config and the package's DAG helpers.
+# Shared by every rule: the composed, validated config and the package's DAG helpers (wmrl.dag).
 import sys
 
-from wmrl.config import ConfigError, code_hash, compose, to_plain
-from wmrl.pipeline import (BENCHMARKS, CHECKED_ENVS, DATASET, DATASET_CODE, EVALUATE, EVALUATE_CODE,
-                           EVALUATE_LINEAGE, FINETUNE, FINETUNE_CODE, FINETUNE_FILES, ICRL_BENCHMARKS, ICRL_EVALUATE,
-                           ICRL_EVALUATE_CODE, ICRL_HISTORIES, ICRL_HISTORIES_CODE, ICRL_PRETRAIN_CODE,
-                           ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_REPORT_CODE, ONLINE_CODE, ONLINE_FILES,
-                           ONLINE_MODEL, PEER_CODE, PEER_FILES, PEER_MODEL, PRETRAIN_CODE, PRETRAIN_HELDOUT,
-                           PRETRAIN_MLFLOW, PRETRAIN_MODEL, SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR, MEMORY_PROBE,
-                           CONTEXT_COSTS, context_costs_spec, check_envs,
-                           dataset_dirs, dataset_spec, evaluate_inputs, evaluate_runs, evaluate_spec,
-                           finetune_inputs, finetune_spec, icrl_dataset, icrl_evaluate_inputs, icrl_evaluate_spec,
-                           icrl_evaluations, icrl_histories_dirs, icrl_histories_spec, icrl_models,
-                           icrl_pretrain_spec, icrl_report_files, icrl_report_spec, stage_targets, methods_pattern,
-                           model_record, pretrain_datasets, pretrain_models, pretrain_spec, report_files,
-                           report_inputs, report_spec, score_datasets, world_model_errors, world_model_spec)
+from wmrl.config import ConfigError, compose
+from wmrl.dag import icrl
+from wmrl.dag.code import (CONTEXT_COSTS_CODE, DATASET_CODE, EVALUATE_CODE, ICRL_EVALUATE_CODE, ICRL_HISTORIES_CODE,
+                           ICRL_PRETRAIN_CODE, ICRL_REPORT_CODE, PRETRAIN_CODE, REPORT_CODE)
+from wmrl.dag.experiment import pretrain_datasets, score_datasets
+from wmrl.dag.paths import (BENCHMARKS, CHECKED_ENVS, CONTEXT_COSTS, DATASET, EVALUATE, EVALUATE_LINEAGE, FINETUNE,
+                            FINETUNE_BENCHMARK, ICRL_BENCHMARKS, ICRL_EVALUATE, ICRL_HISTORIES, ICRL_PRETRAIN_MLFLOW,
+                            ICRL_PRETRAIN_MODEL, MEMORY_PROBE, PRETRAIN_HELDOUT, PRETRAIN_MLFLOW, PRETRAIN_MODEL,
+                            SINGLE_PRETRAIN_FILES, WORLD_MODEL_ERROR)
+from wmrl.dag.preflight import check_envs
+from wmrl.dag.reporting import report_inputs, report_spec
+from wmrl.dag.specs import (context_costs_spec, dataset_spec, evaluate_inputs, evaluate_spec, finetune_inputs,
+                            finetune_spec, model_record, pretrain_spec, world_model_spec)
+from wmrl.dag.targets import methods_pattern, report_files, stage_targets
+from wmrl.methods import RULES
+from wmrl.provenance import code_hash
 from wmrl.tracking import experiment_name
 
 try:

@@ -49,7 +49,7 @@ rule context_costs:
         CONTEXT_COSTS,
     params:
         spec=lambda wc: context_costs_spec(CFG),
-        code=code_hash("models", "bench/pretrain", "rl/objectives"),
+        code=code_hash(*CONTEXT_COSTS_CODE),
     log:
         "logs/context_costs/{scale}/{experiment}.log",
     benchmark:

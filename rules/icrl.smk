@@ -1,4 +1,4 @@
-# In-context RL (issue 13; an experiment that sets `icrl`): history datasets -> DPT pretraining
+# In-context RL (an experiment that sets `icrl`; wmrl.dag.icrl): history datasets -> DPT pretraining
 # (backbone x seed) -> evaluation on held-out tasks (each model; the baselines once) -> report.
 
 
@@ -6,7 +6,7 @@ rule icrl_histories:
     output:
         directory(ICRL_HISTORIES),
     params:
-        spec=lambda wc: icrl_histories_spec(CFG, int(wc.seed)),
+        spec=lambda wc: icrl.histories_spec(CFG, int(wc.seed)),
         code=code_hash(*ICRL_HISTORIES_CODE),
     log:
         "logs/icrl_histories/{scale}/{experiment}/seed{seed}.log",
@@ -21,12 +21,12 @@ rule icrl_histories:
 
 rule icrl_pretrain:
     input:
-        dataset=lambda wc: icrl_dataset(CFG, int(wc.seed)),
+        dataset=lambda wc: icrl.dataset(CFG, int(wc.seed)),
     output:
         model=ICRL_PRETRAIN_MODEL,
         mlflow=ICRL_PRETRAIN_MLFLOW,
     params:
-        spec=lambda wc: icrl_pretrain_spec(CFG, wc.backbone, int(wc.seed)),
+        spec=lambda wc: icrl.pretrain_spec(CFG, wc.backbone, int(wc.seed)),
         code=code_hash(*ICRL_PRETRAIN_CODE),
     log:
         "logs/icrl_pretrain/{scale}/{experiment}/{backbone}-seed{seed}.log",
@@ -42,11 +42,11 @@ rule icrl_pretrain:
 
 rule icrl_evaluate:
     input:
-        unpack(lambda wc: icrl_evaluate_inputs(CFG, wc.run)),
+        unpack(lambda wc: icrl.evaluate_inputs(CFG, wc.run)),
     output:
         ICRL_EVALUATE,
     params:
-        spec=lambda wc: icrl_evaluate_spec(CFG, wc.run),
+        spec=lambda wc: icrl.evaluate_spec(CFG, wc.run),
         code=code_hash(*ICRL_EVALUATE_CODE),
     wildcard_constraints:
         run=r"baselines|[a-z]+-seed\d+",
@@ -61,21 +61,21 @@ rule icrl_evaluate:
         "../workflow/scripts/icrl_evaluate.py"
 
 
-ICRL_REPORT_SPEC = icrl_report_spec(CFG)
+ICRL_REPORT_SPEC = icrl.report_spec(CFG)
 
 
 rule icrl_report:
     input:
         **ICRL_REPORT_SPEC["inputs"],
     output:
-        **icrl_report_files(CFG),
+        **icrl.report_files(CFG),
     params:
         spec=ICRL_REPORT_SPEC,
         code=code_hash(*ICRL_REPORT_CODE),
     log:
         f"logs/icrl_report/{CFG.scale}/{CFG.experiment}.log",
     benchmark:
-        f"benchmarks/icrl_report/{CFG.scale}/{CFG.experiment}.tsv"
+        ICRL_BENCHMARKS["icrl_report"].format(scale=CFG.scale, experiment=CFG.experiment)
     threads: 1
     conda:
         "../workflow/envs/wmrl.yaml"

@@ -12,11 +12,11 @@ rule report:
         **captioned(report_files(CFG)),
     params:
         spec=REPORT_SPEC,
-        code=code_hash("report", "evaluate/summary", "evaluate/statistics"),
+        code=code_hash(*REPORT_CODE),
     log:
         f"logs/report/{CFG.scale}/{CFG.experiment}.log",
     benchmark:
-        f"benchmarks/report/{CFG.scale}/{CFG.experiment}.tsv"
+        BENCHMARKS["report"].format(scale=CFG.scale, experiment=CFG.experiment)
     threads: 1
     conda:
         "../workflow/envs/wmrl.yaml"

@@ -63,7 +63,7 @@ def finetune_methods(cfg, methods: list[str], dataset: Path, tmp: Path, steps: i
     """Fine-tune `methods` of `cfg` on breakout's fixture `dataset` for `steps` steps, in order, each
     writing its outputs under `tmp`; a method that starts from pretrained weights takes the file
     `pretrained(outputs so far)` names (any model of the suite's shape serves)."""
-    from wmrl.pipeline import finetune_spec
+    from wmrl.dag.specs import finetune_spec
     from wmrl.train.finetune import finetune
 
     outputs = {}
@@ -159,7 +159,7 @@ def tiny_job(tmp_path, monkeypatch):
     (spec, its `python -m wmrl pretrain` command, environment, working directory)."""
     from wmrl.config import compose
     from wmrl.data.generate import generate_dataset
-    from wmrl.pipeline import pretrain_spec
+    from wmrl.dag.specs import pretrain_spec
 
     datasets = {}
     for game in ("breakout", "asterix"):

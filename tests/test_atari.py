@@ -8,7 +8,7 @@ import subprocess
 import polars as pl
 
 from wmrl.config import compose
-from wmrl.pipeline import report_files, world_model_errors
+from wmrl.dag.targets import report_files, world_model_errors
 
 from conftest import ROOT, snakemake_command, snakemake_env
 

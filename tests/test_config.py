@@ -2,8 +2,10 @@
 
 import pytest
 
-from wmrl.config import ConfigError, code_hash, compose, task_dataset, to_plain
-from wmrl.pipeline import dataset_dirs, dataset_spec
+from wmrl.config import ConfigError, compose, task_dataset, to_plain
+from wmrl.provenance import code_hash
+from wmrl.dag.experiment import dataset_dirs
+from wmrl.dag.specs import dataset_spec
 
 from conftest import ROOT
 
@@ -63,7 +65,9 @@ def test_fewshot_data_must_exist_for_the_heldout_task():
     ({"source_tasks": ["pong"]}, "'source_tasks' names tasks not in 'tasks': ['pong']"),
     ({"report": {"variants": ["nope"]}}, "'report.variants' names 'nope', which is not run"),
     ({"finetune": {"methods": {"d3rlpy_bc": {"learning_rate": 0.1}}}},
-     "'finetune.methods.d3rlpy_bc.learning_rate' applies to init pretrained or scratch, not to init peer"),
+     "unknown key 'finetune.methods.d3rlpy_bc.learning_rate'; allowed keys under 'finetune.methods.d3rlpy_bc': kind,"),
+    ({"finetune": {"methods": {"mine": {"init": "scratch"}}}},
+     "'finetune.methods.mine.kind' must be one of joint, decision, online, peer, got None"),
     ({"dataset": {"policies": ["ppo"]}}, "policies ['ppo'] unknown; allowed: random, dqn"),
     ({"pretrain": {"model": {"value_loss": "huber"}}},
      "'pretrain.model.value_loss' must be one of hl_gauss, two_hot, mse, got 'huber'"),

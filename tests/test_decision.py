@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from wmrl.config import ConfigError, DecisionConfig, LoraConfig, ModelConfig, compose
+from wmrl.config import ConfigError, compose
+from wmrl.models.config import DecisionConfig, LoraConfig, ModelConfig
 from wmrl.data.windows import few_shot, read_few_shot, returns_to_go, task_steps
 from wmrl.models.decision_transformer import DecisionTransformer, FourierHead
 from wmrl.models.world_model import ModelShape, WorldActionModel
-from wmrl.pipeline import evaluate_spec
+from wmrl.dag.specs import evaluate_spec
 from wmrl.rl.rcsl import decision_loss
 
 from conftest import ROOT, finetune_methods, job_directory
@@ -222,7 +223,7 @@ def test_evaluating_a_decision_method_is_deterministic_for_either_action_choice(
 
     cfg, outputs, tmp = decision_runs
     spec = evaluate_spec(cfg, "breakout", "dt_pretrained_lora_heads", "small-transformer", 0)
-    assert spec["kind"] == "decision" and spec["planning"] is None
+    assert spec["agent"] == "wmrl.evaluate.rollout:DecisionAgent" and spec["planning"] is None
     assert spec["target_return"] == {"mode": "best", "value": 1.0} and spec["actions"] == "greedy"
     spec["inputs"]["checkpoints"] = {name: outputs["dt_pretrained_lora_heads"][name] for name in ("last", "best")}
     spec["inputs"]["record"] = outputs["dt_pretrained_lora_heads"]["mlflow"]
@@ -234,12 +235,13 @@ def test_evaluating_a_decision_method_is_deterministic_for_either_action_choice(
 
 
 @pytest.mark.parametrize("method, expected", [
-    ({"init": "peer", "peer": "discrete_dt", "objective": "dt"}, "objective' dt fine-tunes our model"),
-    ({"init": "scratch", "objective": "dt", "loss": {"td": 0.0}}, "weights the joint objective"),
-    ({"init": "scratch", "objective": "dt", "decision": {"action_head": "mixture"}}, "must be one of linear, fourier"),
-    ({"init": "scratch", "objective": "dtt"}, "objective' must be one of joint, dt"),
-    ({"init": "scratch", "decision": {"next_obs": 1.0}}, "applies to objective dt, not joint"),
-    ({"init": "scratch", "objective": "dt", "decision": {"lora": {"rank": 0}}}, "lora.rank' must be at least 1"),
+    ({"kind": "decision", "init": "peer"}, "'finetune.methods.mine.init' must be one of pretrained, scratch"),
+    ({"kind": "decision", "loss": {"td": 0.0}}, "unknown key 'finetune.methods.mine.loss'; allowed keys under "
+                                                "'finetune.methods.mine': kind, init, decision"),
+    ({"kind": "decision", "decision": {"action_head": "mixture"}}, "must be one of linear, fourier"),
+    ({"kind": "dt"}, "'finetune.methods.mine.kind' must be one of joint, decision, online, peer, got 'dt'"),
+    ({"kind": "joint", "decision": {"next_obs": 1.0}}, "unknown key 'finetune.methods.mine.decision'"),
+    ({"kind": "decision", "decision": {"lora": {"rank": 0}}}, "lora.rank' must be at least 1"),
 ])
 def test_a_bad_decision_method_names_its_key(method, expected):
     with pytest.raises(ConfigError, match=expected):

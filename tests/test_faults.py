@@ -83,7 +83,7 @@ def test_a_full_disk_while_writing_a_checkpoint_names_it_and_leaves_no_part_of_i
 @pytest.fixture
 def model_checkpoint(tmp_path):
     """A small world-action model's checkpoint, as pretraining writes model.pt."""
-    from wmrl.config import ModelConfig
+    from wmrl.models.config import ModelConfig
     from wmrl.files import save_checkpoint
     from wmrl.models.world_model import ModelShape, WorldActionModel
 

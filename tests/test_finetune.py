@@ -11,7 +11,7 @@ import torch
 
 from wmrl.config import compose
 from wmrl.data.windows import few_shot, split_episodes
-from wmrl.pipeline import evaluate_spec, finetune_spec
+from wmrl.dag.specs import evaluate_spec, finetune_spec
 
 from conftest import ROOT, finetune_methods, job_directory
 

@@ -18,8 +18,8 @@ from wmrl.icrl.histories import generate_histories, read_histories
 from wmrl.icrl.report import verdict
 from wmrl.icrl.tasks import bandit_tasks
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig
-from wmrl.pipeline import (icrl_evaluate_spec, icrl_histories_spec, icrl_pretrain_spec, icrl_report_files,
-                           icrl_runs, stage_targets)
+from wmrl.dag import icrl
+from wmrl.dag.targets import stage_targets
 from wmrl.train.dpt import save_dpt
 
 EXPERIMENTS = ("icrl_bandit", "icrl_darkroom")
@@ -53,23 +53,23 @@ def test_icrl_section_errors_name_every_problem_at_once():
 
 def test_dag_helpers_give_one_run_per_backbone_and_seed_and_the_baselines_once():
     cfg = smoke("icrl_bandit")
-    assert icrl_runs(cfg) == ["baselines", "transformer-seed0", "ssm-seed0"]
-    spec = icrl_pretrain_spec(cfg, "ssm", 0)
+    assert icrl.runs(cfg) == ["baselines", "transformer-seed0", "ssm-seed0"]
+    spec = icrl.pretrain_spec(cfg, "ssm", 0)
     assert spec["dpt"]["backbone"] == "ssm" and spec["dpt"]["steps"] == cfg.icrl.pretrain.steps
     assert spec["dataset"] == "data/smoke/icrl/icrl_bandit/seed0"
-    assert icrl_evaluate_spec(cfg, "ssm-seed0")["model"].endswith("ssm-seed0/model.pt")
-    assert set(icrl_report_files(cfg).values()) <= set(stage_targets(cfg)["all"])
+    assert icrl.evaluate_spec(cfg, "ssm-seed0")["model"].endswith("ssm-seed0/model.pt")
+    assert set(icrl.report_files(cfg).values()) <= set(stage_targets(cfg)["all"])
 
 
 def test_heldout_tasks_never_enter_pretraining_histories(tmp_path):
     bandit = smoke("icrl_bandit")
-    card = generate_histories(icrl_histories_spec(bandit, 0), tmp_path / "bandit")
+    card = generate_histories(icrl.histories_spec(bandit, 0), tmp_path / "bandit")
     train = np.asarray(card["tasks"])
     heldout = np.asarray(heldout_tasks({**to_plain(bandit.icrl)}))
     np.testing.assert_array_equal(train, bandit_tasks(bandit.icrl.train_tasks, bandit.icrl.arms, 0))
     assert not any(np.isclose(train, task).all(1).any() for task in heldout)
     room = smoke("icrl_darkroom")
-    card = generate_histories(icrl_histories_spec(room, 0), tmp_path / "room")
+    card = generate_histories(icrl.histories_spec(room, 0), tmp_path / "room")
     goals = {tuple(goal) for goal in card["tasks"]}
     held = {tuple(goal) for goal in heldout_tasks(to_plain(room.icrl))}
     assert len(goals) == 80 and held and not goals & held
@@ -80,15 +80,15 @@ def test_heldout_tasks_never_enter_pretraining_histories(tmp_path):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_jobs_are_deterministic_for_a_fixed_seed(experiment, tmp_path):
     cfg = smoke(experiment)
-    first = generate_histories(icrl_histories_spec(cfg, 0), tmp_path / "a")
-    assert generate_histories(icrl_histories_spec(cfg, 0), tmp_path / "b")["sha256"] == first["sha256"]
-    assert generate_histories(icrl_histories_spec(cfg, 1), tmp_path / "c")["sha256"] != first["sha256"]
+    first = generate_histories(icrl.histories_spec(cfg, 0), tmp_path / "a")
+    assert generate_histories(icrl.histories_spec(cfg, 0), tmp_path / "b")["sha256"] == first["sha256"]
+    assert generate_histories(icrl.histories_spec(cfg, 1), tmp_path / "c")["sha256"] != first["sha256"]
     states = 1 if cfg.icrl.family == "bandit" else 100
     save_dpt(DecisionPretrainedTransformer(states, 5, cfg.icrl.horizon, DPTConfig(dim=8, layers=1)),
              tmp_path / "model.pt")
     for run in ("baselines", "transformer-seed0"):
-        spec = {**icrl_evaluate_spec(cfg, run), "model": str(tmp_path / "model.pt")} if run != "baselines" \
-            else icrl_evaluate_spec(cfg, run)
+        spec = {**icrl.evaluate_spec(cfg, run), "model": str(tmp_path / "model.pt")} if run != "baselines" \
+            else icrl.evaluate_spec(cfg, run)
         one = evaluate_icrl(spec, str(tmp_path / "one.parquet"))
         assert one.equals(evaluate_icrl(spec, str(tmp_path / "two.parquet")))
 
@@ -105,7 +105,7 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, env=snakemake_env(), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     cfg = smoke(experiment)
-    files = icrl_report_files(cfg)
+    files = icrl.report_files(cfg)
     assert all((tmp_path / path).is_file() for path in files.values())
     dpts = [f"dpt_{backbone}" for backbone in cfg.icrl.pretrain.backbones]
     rows = pl.read_parquet(tmp_path / files["rows"])

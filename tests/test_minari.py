@@ -16,8 +16,8 @@ from wmrl.data import DatasetError, open_dataset
 from wmrl.data.generate import dataset_card, generate_dataset
 from wmrl.data.minari import export_minari, load_source
 from wmrl.data.writer import DatasetWriter
-from wmrl.pipeline import dataset_spec
-from wmrl.tracking import dataset_digest
+from wmrl.dag.specs import dataset_spec
+from wmrl.provenance import dataset_digest
 
 ENVS = {"breakout": "minatar:breakout", "cartpole": "CartPole-v1"}  # a bool grid, a float vector
 

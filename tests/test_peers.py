@@ -11,11 +11,14 @@ import polars as pl
 import pytest
 import torch
 
-from wmrl.config import PEER_ALGORITHMS, ConfigError, compose
+from wmrl.config import ConfigError, compose
+from wmrl.peers.algorithms import PEER_ALGORITHMS
 from wmrl.data.dataset import encode_obs
 from wmrl.data.windows import few_shot, task_steps
 from wmrl.peers import d3rlpy as peer
-from wmrl.pipeline import PEER_FILES, PEER_MODEL, evaluate_spec, finetune_spec, methods_pattern
+from wmrl.methods.peer import PEER
+from wmrl.dag.specs import evaluate_spec, finetune_spec
+from wmrl.dag.targets import methods_pattern
 
 from conftest import ROOT, job_directory, prepare_tracking
 
@@ -165,13 +168,13 @@ def peer_job(random_dataset, tmp_path_factory):
     cfg = compose({"scale": "smoke"}, ROOT)
     outputs = {}
     for run in ("a", "b"):
-        spec = finetune_spec(cfg, "breakout", "d3rlpy_cql", PEER_MODEL, 0)
+        spec = finetune_spec(cfg, "breakout", "d3rlpy_cql", PEER.model, 0)
         prepare_tracking(spec["mlflow_experiment"])
         spec["inputs"]["dataset"] = str(random_dataset)
         spec["finetune"] |= {"steps": 20, "validate_every": 10}
         spec["work_dir"] = f"work/{run}"
         (tmp / run).mkdir()
-        outputs[run] = {name: f"{run}/{file}" for name, file in PEER_FILES.items()}
+        outputs[run] = {name: f"{run}/{file}" for name, file in PEER.files.items()}
         train_peer(spec, outputs[run])
     yield cfg, outputs, tmp
     monkeypatch.undo()
@@ -194,7 +197,7 @@ def test_the_peer_job_writes_weights_only_a_curve_and_a_timed_record(peer_job):
     assert list(record["datasets"].values())[0]
     # nothing else is written: no d3rlpy_logs/, no model files of d3rlpy's own, no leftover .partial
     assert sorted(os.listdir(tmp)) == ["a", "b", "mlruns.db", "work"]
-    assert sorted(os.listdir(tmp / "a")) == sorted(PEER_FILES.values())
+    assert sorted(os.listdir(tmp / "a")) == sorted(PEER.files.values())
 
 
 def test_the_same_seed_gives_the_same_weights_bytes(peer_job):
@@ -207,8 +210,8 @@ def test_evaluation_plays_the_peer_at_its_last_checkpoint(peer_job):
     from wmrl.evaluate.rollout import evaluate
 
     cfg, outputs, tmp = peer_job
-    spec = evaluate_spec(cfg, "breakout", "d3rlpy_cql", PEER_MODEL, 0)
-    assert spec["kind"] == "peer" and spec["planning"] is None and list(spec["inputs"]["checkpoints"]) == ["last"]
+    spec = evaluate_spec(cfg, "breakout", "d3rlpy_cql", PEER.model, 0)
+    assert spec["agent"] == "wmrl.evaluate.rollout:PeerAgent" and spec["planning"] is None and list(spec["inputs"]["checkpoints"]) == ["last"]
     spec["inputs"]["checkpoints"] = {"last": str(tmp / outputs["a"]["last"])}
     spec["inputs"]["record"] = str(tmp / outputs["a"]["mlflow"])
     spec |= {"episodes": 3, "max_episode_steps": 60}
@@ -221,32 +224,32 @@ def test_evaluation_plays_the_peer_at_its_last_checkpoint(peer_job):
 
 def test_peers_train_on_the_few_shot_data_alone_in_their_own_rule():
     cfg = compose({"scale": "smoke"}, ROOT)
-    spec = finetune_spec(cfg, "breakout", "d3rlpy_bc", PEER_MODEL, 1)
+    spec = finetune_spec(cfg, "breakout", "d3rlpy_bc", PEER.model, 1)
     assert spec["inputs"] == {"dataset": "data/smoke/minatar/breakout/dqn/seed0"}
     assert spec["tags"]["rule"] == "train_peer"
     assert spec["finetune"] == {key: cfg.finetune[key] for key in ("steps", "validate_every", "holdout_fraction")}
     assert spec["data"] == dict(cfg.finetune.data)
     changed = compose({"scale": "smoke", "finetune": {"learning_rate": 1.0, "batch_size": 8}}, ROOT)
-    assert finetune_spec(changed, "breakout", "d3rlpy_bc", PEER_MODEL, 1) == spec  # our settings are not theirs
+    assert finetune_spec(changed, "breakout", "d3rlpy_bc", PEER.model, 1) == spec  # our settings are not theirs
     patterns = [set(methods_pattern(cfg, rule).split("|")) for rule in ("finetune", "train_online", "train_peer")]
     decision = {"dt_scratch", "dt_pretrained", "dt_pretrained_lora", "dt_pretrained_lora_heads", "dt_pretrained_modt",
                 "dt_pretrained_fourier"}
     assert patterns == [{"pretrained", "scratch", "bc", "pretrained_jowa", "pretrained_q_only"} | decision,
                         {"dqn_online"}, {"d3rlpy_cql", "d3rlpy_bc", "d3rlpy_dt"}]
-    dt = finetune_spec(cfg, "breakout", "d3rlpy_dt", PEER_MODEL, 1)
+    dt = finetune_spec(cfg, "breakout", "d3rlpy_dt", PEER.model, 1)
     assert dt["finetune"]["window"] == cfg.finetune.window  # a DT peer reads windows as long as ours
 
 
 @pytest.mark.parametrize("method, expected", [
-    ({"init": "peer", "peer": "discrete_sac"}, "'finetune.methods.m.peer' must be one of discrete_cql, discrete_bc"),
-    ({"init": "peer", "peer": "discrete_cql", "settings": {"lr": 0.1}},
-     "unknown key 'finetune.methods.m.settings.lr'; allowed keys for peer discrete_cql: learning_rate,"),
-    ({"init": "peer", "peer": "discrete_bc", "settings": {"batch_size": 0.5}},
+    ({"kind": "peer", "algorithm": "discrete_sac"},
+     "'finetune.methods.m.algorithm' must be one of discrete_cql, discrete_bc"),
+    ({"kind": "peer", "algorithm": "discrete_cql", "settings": {"lr": 0.1}},
+     "unknown key 'finetune.methods.m.settings.lr'; allowed keys for discrete_cql: learning_rate,"),
+    ({"kind": "peer", "algorithm": "discrete_bc", "settings": {"batch_size": 0.5}},
      "'finetune.methods.m.settings.batch_size' must be int, got 0.5 (float)"),
-    ({"init": "scratch", "settings": {"alpha": 1.0}}, "'finetune.methods.m.peer' and 'finetune.methods.m.settings' "
-                                                      "apply to init peer only"),
-    ({"init": "peer", "peer": "discrete_bc", "loss": {"td": 0.0}},
-     "'finetune.methods.m.loss' does not apply to a peer"),
+    ({"kind": "joint", "settings": {"alpha": 1.0}}, "unknown key 'finetune.methods.m.settings'"),
+    ({"kind": "peer", "algorithm": "discrete_bc", "loss": {"td": 0.0}},
+     "unknown key 'finetune.methods.m.loss'; allowed keys under 'finetune.methods.m': kind, algorithm, settings"),
 ])
 def test_a_bad_peer_method_names_its_key(method, expected):
     with pytest.raises(ConfigError) as error:

@@ -94,7 +94,8 @@ def test_a_gymnasium_heldout_task_runs_every_stage(workdir):
 
 def test_single_game_models_are_a_config_switch(tmp_path):
     from wmrl.config import compose
-    from wmrl.pipeline import evaluate_runs, pretrain_spec
+    from wmrl.dag.specs import pretrain_spec
+    from wmrl.dag.targets import evaluate_runs
 
     cfg = compose({"scale": "smoke", "pretrain": {"single_game": True}}, ROOT)
     spec = pretrain_spec(cfg, "small", "transformer", 0, game="freeway")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from wmrl.config import ModelConfig
+from wmrl.models.config import ModelConfig
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.planning import beam_search
 

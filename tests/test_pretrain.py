@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from wmrl.config import compose
-from wmrl.pipeline import pretrain_datasets, pretrain_spec
+from wmrl.dag.experiment import pretrain_datasets
+from wmrl.dag.specs import pretrain_spec
 
 from conftest import PYTHON, ROOT, step_of
 

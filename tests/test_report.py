@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from wmrl.config import compose
-from wmrl.pipeline import report_files
+from wmrl.dag.targets import report_files
 from wmrl.report.checks import _few_runs as few_runs
 from wmrl.report.checks import checks
 from wmrl.report.tables import busy_seconds, dataset_md5, headline, job_costs, training_speed, with_kinds

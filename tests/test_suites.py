@@ -8,7 +8,9 @@ import pytest
 
 from conftest import ROOT, snakemake_command, snakemake_env
 from wmrl.config import compose
-from wmrl.pipeline import CHECKED_ENVS, dataset_dirs, report_files
+from wmrl.dag.experiment import dataset_dirs
+from wmrl.dag.paths import CHECKED_ENVS
+from wmrl.dag.targets import report_files
 
 SUITES = {
     # experiment: (a task, its observation kind and shape in the card, a channel its grid must name)

@@ -11,7 +11,9 @@ import torch
 
 from wmrl.config import compose
 from wmrl.data import open_dataset
-from wmrl.pipeline import MULTIGAME, dataset_dirs, pretrain_models, report_files, world_model_errors
+from wmrl.dag.experiment import dataset_dirs
+from wmrl.dag.paths import MULTIGAME
+from wmrl.dag.targets import pretrain_models, report_files, world_model_errors
 
 from conftest import PYTHON, ROOT, snakemake_command, snakemake_env
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from wmrl import logs
+from wmrl.methods import KINDS, RULES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,31 +17,29 @@ def main(argv: list[str] | None = None) -> int:
     def job(name: str, help: str, spec: str, out: str, out_help: str, threads: int | None = None) -> None:
         """A subcommand that runs one pipeline job from its spec (the JSON a rule passes as params)."""
         command = commands.add_parser(name, help=help)
-        command.add_argument("--spec", required=True, help=f"the job spec as JSON (see wmrl.pipeline.{spec})")
+        command.add_argument("--spec", required=True, help=f"the job spec as JSON (see wmrl.dag.{spec})")
         command.add_argument(out, required=True, help=out_help)
         if threads is not None:
             command.add_argument("--threads", type=int, default=threads)
 
-    job("generate-dataset", "generate one offline dataset", "dataset_spec", "--out", "output directory")
-    job("pretrain", "pretrain one world-action model (resumes if interrupted)", "pretrain_spec", "--out-dir",
+    job("generate-dataset", "generate one offline dataset", "specs.dataset_spec", "--out", "output directory")
+    job("pretrain", "pretrain one world-action model (resumes if interrupted)", "specs.pretrain_spec", "--out-dir",
         "where model.pt, model.mlflow.json, heldout.parquet go", threads=2)
-    job("finetune", "fine-tune one model on a held-out task (resumes if interrupted)", "finetune_spec", "--out-dir",
-        "where last.pt, best.pt, curve.parquet, ... go", threads=1)
-    job("train-online", "train the online DQN baseline on a held-out task", "finetune_spec", "--out-dir",
-        "where last.pt, curve.parquet, model.mlflow.json go")
-    job("train-peer", "train a d3rlpy peer on a held-out task's few-shot data", "finetune_spec", "--out-dir",
-        "where last.pt, curve.parquet, model.mlflow.json go")
-    job("evaluate", "play evaluation episodes of one trained model", "evaluate_spec", "--out",
+    for rule, kind in RULES.items():  # one subcommand per training rule, named like it: finetune, train-online, ...
+        kinds = ", ".join(name for name, other in KINDS.items() if other.rule == rule)
+        job(rule.replace("_", "-"), f"train one fine-tuning run of a method of kind {kinds} (wmrl.methods)",
+            "specs.finetune_spec", "--out-dir", f"where {', '.join(kind.files.values())} go", threads=1)
+    job("evaluate", "play evaluation episodes of one trained model", "specs.evaluate_spec", "--out",
         "the episode rows (X.parquet); lineage goes to X.lineage.json")
-    job("world-model-error", "open-loop prediction error of a pretrained model", "world_model_spec", "--out",
+    job("world-model-error", "open-loop prediction error of a pretrained model", "specs.world_model_spec", "--out",
         "error by task and horizon (X.parquet); the memory probe's rows go to X.probe.parquet")
-    job("report", "the experiment's scores, figures, tables and HTML report", "report_spec", "--out-dir",
+    job("report", "the experiment's scores, figures, tables and HTML report", "reporting.report_spec", "--out-dir",
         "where report.html, scores/, figures/, tables/ go")
-    job("icrl-histories", "write one in-context pretraining dataset", "icrl_histories_spec", "--out",
+    job("icrl-histories", "write one in-context pretraining dataset", "icrl.histories_spec", "--out",
         "output directory")
-    job("icrl-pretrain", "pretrain one DPT model (resumes if interrupted)", "icrl_pretrain_spec", "--out-dir",
+    job("icrl-pretrain", "pretrain one DPT model (resumes if interrupted)", "icrl.pretrain_spec", "--out-dir",
         "where model.pt and model.mlflow.json go", threads=1)
-    job("icrl-evaluate", "play a DPT model or the baselines on held-out tasks", "icrl_evaluate_spec", "--out",
+    job("icrl-evaluate", "play a DPT model or the baselines on held-out tasks", "icrl.evaluate_spec", "--out",
         "the rows (Parquet)")
 
     tracking = commands.add_parser("prepare-tracking", help="create the MLflow store and an experiment")
@@ -77,37 +76,25 @@ def main(argv: list[str] | None = None) -> int:
 
         generate_dataset(json.loads(args.spec), args.out)
     elif args.command == "pretrain":
-        from wmrl.pipeline import PRETRAIN_FILES
+        from wmrl.dag.paths import PRETRAIN_FILES
         from wmrl.train.pretrain import pretrain
 
         pretrain(json.loads(args.spec), out_files(args.out_dir, PRETRAIN_FILES), threads=args.threads)
-    elif args.command == "finetune":
-        from wmrl.pipeline import FINETUNE_FILES
-        from wmrl.train.finetune import finetune
-
-        finetune(json.loads(args.spec), out_files(args.out_dir, FINETUNE_FILES), threads=args.threads)
-    elif args.command == "train-online":
-        from wmrl.pipeline import ONLINE_FILES
-        from wmrl.train.online import train_online
-
-        train_online(json.loads(args.spec), out_files(args.out_dir, ONLINE_FILES))
-    elif args.command == "train-peer":
-        from wmrl.pipeline import PEER_FILES
-        from wmrl.train.peer import train_peer
-
-        train_peer(json.loads(args.spec), out_files(args.out_dir, PEER_FILES))
+    elif args.command.replace("-", "_") in RULES:
+        kind = RULES[args.command.replace("-", "_")]
+        kind.train(json.loads(args.spec), out_files(args.out_dir, kind.files), threads=args.threads)
     elif args.command == "evaluate":
         from wmrl.evaluate.rollout import evaluate
-        from wmrl.pipeline import evaluate_lineage
+        from wmrl.dag.paths import evaluate_lineage
 
         evaluate(json.loads(args.spec), {"rows": args.out, "lineage": evaluate_lineage(args.out)})
     elif args.command == "world-model-error":
         from wmrl.evaluate.world_model import world_model_error
-        from wmrl.pipeline import memory_probe_file
+        from wmrl.dag.paths import memory_probe_file
 
         world_model_error(json.loads(args.spec), args.out, memory_probe_file(args.out))
     elif args.command == "report":
-        from wmrl.pipeline import report_layout
+        from wmrl.dag.paths import report_layout
         from wmrl.report.build import build_report
 
         spec = json.loads(args.spec)
@@ -118,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
         generate_histories(json.loads(args.spec), args.out)
     elif args.command == "icrl-pretrain":
-        from wmrl.pipeline import ICRL_PRETRAIN_FILES
+        from wmrl.dag.paths import ICRL_PRETRAIN_FILES
         from wmrl.train.dpt import train_dpt
 
         train_dpt(json.loads(args.spec), out_files(args.out_dir, ICRL_PRETRAIN_FILES), threads=args.threads)

@@ -18,16 +18,15 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from wmrl.files import save_checkpoint
+from wmrl.provenance import config_hash, dataset_digest, git_sha
 
 log = logging.getLogger("wmrl")
 
@@ -85,16 +84,6 @@ def prepare(experiments: list[str], root: Path | str = ".") -> str:
     return uri
 
 
-def git_sha(source: Path | str = Path(__file__).parent) -> str:
-    """The commit of the code that runs (the package's own checkout, wherever the pipeline's
-    working directory is), ``-dirty`` when tracked files differ from it, "unknown" outside git."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, check=False).stdout.strip()
-
-    sha = git("rev-parse", "HEAD") or "unknown"
-    return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no") else sha
-
-
 def run_tags(spec: dict[str, Any]) -> dict[str, str]:
     """A job's MLflow tags: its rule and wildcards (spec["tags"]), the hash of its whole spec, the git SHA."""
     return {**spec["tags"], "config_hash": config_hash(spec), "git_sha": git_sha()}
@@ -130,15 +119,6 @@ def write_record(path: Path | str, run_id: str, spec: dict[str, Any], model_uri:
               **({"training": training} if training is not None else {})}
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
     return record
-
-
-def config_hash(section: Any) -> str:
-    return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def dataset_digest(card: dict[str, Any]) -> str:
-    """A dataset's content digest: the hash of its shards' sha256 list."""
-    return hashlib.sha256("".join(shard["sha256"] for shard in card["shards"]).encode()).hexdigest()[:16]
 
 
 def run_id_file(work_dir: Path) -> Path:

@@ -3,7 +3,7 @@ without running anything: what a user waits for before every cluster run.
 
 Measured: ``snakemake -n --config scale=paper`` in an empty directory, wall seconds and jobs,
 twice: the first listing also builds every task's environment to check it (20 Atari emulators),
-the second reads the checked specs back (`wmrl.pipeline.check_envs`), as every later run does.
+the second reads the checked specs back (`wmrl.dag.preflight.check_envs`), as every later run does.
 Reference, in the same run: the same command for the `smoke` DAG (a few dozen jobs), which is
 mostly the start-up of Python, Snakemake and the package; the paper DAG's time beyond it, per
 job, is the cost of the DAG helpers and Snakemake's bookkeeping. Goal: the listing in <= 15 s.

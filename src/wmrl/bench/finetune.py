@@ -30,7 +30,8 @@ from wmrl.config import compose
 from wmrl.data import open_dataset
 from wmrl.envs import env_settings
 from wmrl.evaluate.rollout import make_agent, play, reference_scores
-from wmrl.pipeline import evaluate_spec, finetune_spec, method_models
+from wmrl.dag.specs import evaluate_spec, finetune_spec
+from wmrl.dag.targets import method_models, training_rule
 from wmrl.train.finetune import setup
 from wmrl.train.peer import training_episodes
 
@@ -128,7 +129,7 @@ def main(methods: list[str], reference_method: str, reference_steps: int, seeds:
         for seed in seeds:
             spec = finetune_spec(cfg, task, method, model, seed)
             evaluation = evaluate_spec(cfg, task, method, model, seed)
-            if cfg.finetune.methods[method].init == "peer":
+            if training_rule(cfg, method) == "train_peer":
                 n = reference_steps if method == reference_method else steps
                 runs.append(peer(spec, evaluation, n, n // 10, episodes))
             else:

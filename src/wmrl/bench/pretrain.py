@@ -22,7 +22,9 @@ import polars as pl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wmrl.config import BACKBONES, LossConfig, ModelConfig, compose
+from wmrl.config import compose
+from wmrl.models.config import BACKBONES, ModelConfig
+from wmrl.rl.config import LossConfig
 from wmrl.files import publish
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.objectives import joint_loss

@@ -1,6 +1,6 @@
 """Stage 1: generate one offline dataset (one task, one behaviour policy, one seed).
 
-The job's whole input is a `spec` (a plain dict, built by `wmrl.pipeline.dataset_spec`), so a
+The job's whole input is a `spec` (a plain dict, built by `wmrl.dag.specs.dataset_spec`), so a
 dataset is regenerated exactly when its own settings or the data/env code change. The dataset
 is written into ``<out>.partial`` and renamed to ``<out>`` only once its card is written: a killed
 job never leaves a directory that looks complete, and rerunning starts clean.
@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from wmrl.config import code_hash
+from wmrl.provenance import code_hash
 from wmrl.data.behaviour import evaluate_policy, run_dqn, run_random
 from wmrl.data.dataset import CARD, FORMAT, obs_bytes
 from wmrl.data.writer import DatasetWriter
 from wmrl.envs import action_spec, make_task_env, obs_spec
-from wmrl.pipeline import DATASET_CODE
+from wmrl.dag.code import DATASET_CODE
 from wmrl.progress import Progress
 
 log = logging.getLogger("wmrl")

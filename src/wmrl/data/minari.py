@@ -58,7 +58,7 @@ from wmrl.data.dataset import CARD, DatasetError, decode_obs, open_dataset
 from wmrl.data.generate import dataset_card
 from wmrl.data.writer import DatasetWriter
 from wmrl.envs import action_spec, make_task_env, obs_spec
-from wmrl.tracking import dataset_digest
+from wmrl.provenance import dataset_digest
 
 SOURCE_PREFIX = "minari:"
 # Minari warns of every optional field left empty (author, code link, eval env, env spec); the card
@@ -142,7 +142,7 @@ def episode_buffers(frame: pl.DataFrame, card: dict[str, Any]) -> Iterator[Episo
 
 def import_minari(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
     """Import the Minari dataset spec["source"] (``minari:<id>``) as the dataset of the dataset job
-    `spec` (wmrl.pipeline.dataset_spec) into directory `out`, through ``<out>.partial`` as
+    `spec` (wmrl.dag.specs.dataset_spec) into directory `out`, through ``<out>.partial`` as
     `generate_dataset` does; return its card. Its policy and seed only name the dataset: every
     (policy, seed) of a task with a source holds the same import."""
     out = Path(out)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from wmrl.config import CHANNEL_LAYOUTS
+from wmrl.models.config import CHANNEL_LAYOUTS
 from wmrl.data.dataset import Dataset, decode_obs
 
 

@@ -7,7 +7,7 @@ with Gymnasium's own ``module:EnvId`` syntax, which imports the module that regi
 are applied in order, then its observations are brought into model form
 (`wmrl.envs.observations`: Dict, Tuple and Discrete spaces, MiniGrid's symbolic view).
 ``obs_spec`` and ``action_spec`` describe an env in the terms the dataset cards and the models use;
-``describe_env`` builds one task's env and reads both (`wmrl.pipeline.check_envs` does it for
+``describe_env`` builds one task's env and reads both (`wmrl.dag.preflight.check_envs` does it for
 every task before any job starts).
 """
 
@@ -65,7 +65,7 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None, max_episo
 
 
 def env_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A task's env settings out of a job spec that holds them (`ENV_KEYS`: wmrl.pipeline.task_env)."""
+    """A task's env settings out of a job spec that holds them (`ENV_KEYS`: wmrl.dag.experiment.task_env)."""
     return {key: spec[key] for key in ENV_KEYS if key in spec}
 
 

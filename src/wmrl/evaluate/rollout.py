@@ -15,6 +15,7 @@ carries the evaluated model's record (training run, git SHA, config hash, datase
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ import polars as pl
 import torch
 
 from wmrl import tracking
-from wmrl.config import DecisionConfig, ModelConfig
+from wmrl.models.config import DecisionConfig, ModelConfig
 from wmrl.data import read_card
 from wmrl.data.windows import ObsLayout
 from wmrl.envs import env_settings, make_task_env
@@ -70,6 +71,11 @@ class ModelAgent:
     A model trained on windows of K = `context` steps learnt Q at the observations o_0 .. o_{K-1}
     of a window (o_K is only the last step's outcome), so the current observation keeps at most
     K - 1 steps before it, and K - h when a plan of horizon h reads Q h - 1 imagined steps further."""
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], path: str, planning: dict[str, int] | None, env: dict[str, Any]):
+        """The agent an evaluation spec asks for (see make_agent)."""
+        return cls(path, spec["task"], spec["context"], planning, spec["gamma"])
 
     def __init__(self, path: str | Path, task: str, context: int, planning: dict[str, int] | None, gamma: float):
         self.model, self.checkpoint = load_model(path)
@@ -126,6 +132,10 @@ class DecisionAgent(ModelAgent):
     falls by every reward it receives (R_{t+1} = R_t - r_t), and the policy at the current
     observation, given the K - 1 steps before it, picks the action: its argmax, or a sample."""
 
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], path: str, planning: dict[str, int] | None, env: dict[str, Any]):
+        return cls(path, spec["task"], spec["context"], spec["target_return"], spec["actions"] == "sampled")
+
     def __init__(self, path: str | Path, task: str, context: int, target: dict[str, Any], sampled: bool):
         super().__init__(path, task, context, None, 0.0)
         self.target = target_return(target, self.checkpoint["best_return"])
@@ -166,6 +176,10 @@ class MarkovAgent:
 class OnlineAgent(MarkovAgent):
     """Acts greedily with an online DQN agent's Q-network (a `wmrl.train.online` checkpoint)."""
 
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], path: str, planning: dict[str, int] | None, env: dict[str, Any]):
+        return cls(path, env)
+
     def __init__(self, path: str | Path, env_settings: dict[str, Any]):
         from wmrl.data.behaviour import dqn_agent
 
@@ -188,6 +202,10 @@ class PeerAgent(MarkovAgent):
     """Acts greedily (d3rlpy's `predict`) with a d3rlpy peer rebuilt from its weights-only
     ``last.pt`` (a `wmrl.train.peer` checkpoint); d3rlpy is imported only here."""
 
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], path: str, planning: dict[str, int] | None, env: dict[str, Any]):
+        return cls(path)
+
     def __init__(self, path: str | Path):
         from wmrl.peers import d3rlpy as peer
 
@@ -203,6 +221,10 @@ class PeerDecisionAgent(PeerAgent):
     """Acts with a d3rlpy Decision Transformer: one stateful wrapper per episode (d3rlpy's own
     bookkeeping of the return-to-go, target minus the rewards received), greedy or sampled by
     d3rlpy's softmax sampler (numpy's global generator, seeded here)."""
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], path: str, planning: dict[str, int] | None, env: dict[str, Any]):
+        return cls(path, spec["target_return"], spec["actions"] == "sampled", spec["seed"])
 
     def __init__(self, path: str | Path, target: dict[str, Any], sampled: bool, seed: int):
         super().__init__(path)
@@ -228,16 +250,10 @@ class PeerDecisionAgent(PeerAgent):
 
 
 def make_agent(spec: dict[str, Any], path: str, planning: dict[str, int] | None, env_settings: dict[str, Any]):
-    """The agent that plays checkpoint `path` of an evaluation of kind spec["kind"]."""
-    sampled = spec.get("actions") == "sampled"
-    if spec["kind"] == "online":
-        return OnlineAgent(path, env_settings)
-    if spec["kind"] == "peer":
-        return PeerDecisionAgent(path, spec["target_return"], sampled, spec["seed"]) if "target_return" in spec \
-            else PeerAgent(path)
-    if spec["kind"] == "decision":
-        return DecisionAgent(path, spec["task"], spec["context"], spec["target_return"], sampled)
-    return ModelAgent(path, spec["task"], spec["context"], planning, spec["gamma"])
+    """The agent class spec["agent"] names ("module:Class", the method kind's choice: wmrl.methods)
+    playing checkpoint `path`."""
+    module, name = spec["agent"].split(":")
+    return getattr(importlib.import_module(module), name).from_spec(spec, path, planning, env_settings)
 
 
 def play(agent, env_settings: dict[str, Any], episodes: int, env_seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmrl.config import BACKBONES
+from wmrl.models.config import BACKBONES
 
 
 

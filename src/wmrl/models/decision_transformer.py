@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from wmrl.config import DecisionConfig, ModelConfig
+from wmrl.models.config import DecisionConfig, ModelConfig
 from wmrl.models.scalar_heads import symlog
 from wmrl.models.world_model import ModelShape, WorldActionModel
 

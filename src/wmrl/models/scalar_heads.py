@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wmrl.config import VALUE_LOSSES
+from wmrl.models.config import VALUE_LOSSES
 
 
 class Histogram(nn.Module):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmrl.config import ModelConfig
+from wmrl.models.config import ModelConfig
 from wmrl.models.backbones import make_backbone
 from wmrl.models.scalar_heads import make_scalar_head, symexp
 

@@ -18,7 +18,7 @@ as channel-first uint8 into d3rlpy's default pixel encoder (Nature DQN) behind i
 ``PixelObservationScaler`` (x / 255), frames under 36 pixels a side into two 3x3 convolutions
 (as our `ImageEncoder`); vectors into its default vector encoder.
 
-**Algorithms** (config.PEER_ALGORITHMS; `settings` override their d3rlpy configs), as d3rlpy's
+**Algorithms** (wmrl.peers.algorithms; `settings` override their d3rlpy configs), as d3rlpy's
 source computes them:
 
 * ``discrete_cql`` — DiscreteCQL (Kumar et al. 2020): L = Huber(Q(s, a) - y) + alpha (logsumexp_a'
@@ -53,7 +53,7 @@ from d3rlpy.logging import LoggerAdapterFactory, NoopAdapter
 from d3rlpy.models.encoders import PixelEncoderFactory
 from d3rlpy.preprocessing import PixelObservationScaler
 
-from wmrl.config import PEER_ALGORITHMS
+from wmrl.peers.algorithms import PEER_ALGORITHMS
 from wmrl.data.windows import task_steps
 
 MINATAR_ENCODER = {"filters": [[16, 3, 1]], "feature_size": 128}  # Conv2d(C, 16, 3) + ReLU + Linear(., 128) + ReLU
@@ -101,7 +101,7 @@ def to_mdp_dataset(frame: pl.DataFrame, card: dict[str, Any]) -> MDPDataset:
 def data_settings(algorithm: str, episodes: MDPDataset, window: int) -> dict[str, int]:
     """Settings the data fixes: a Decision Transformer reads `window` steps (ours do too) and
     embeds time steps up to the longest training episode."""
-    if algorithm != "discrete_dt":
+    if not PEER_ALGORITHMS[algorithm].return_conditioned:
         return {}
     return {"context_size": window, "max_timestep": max(episode.size() for episode in episodes.episodes) + 1}
 
@@ -125,7 +125,7 @@ def encoder_settings(kind: str, shape: tuple[int, ...]) -> dict[str, Any]:
 
 
 def make_algo(algorithm: str, settings: dict[str, Any], kind: str, shape: tuple[int, ...]):
-    """An unbuilt d3rlpy algorithm on the CPU: `algorithm` (config.PEER_ALGORITHMS) with `settings`
+    """An unbuilt d3rlpy algorithm on the CPU: `algorithm` (wmrl.peers.algorithms) with `settings`
     over its defaults and the encoder for observations of `kind` and `shape`."""
     config = getattr(d3rlpy.algos, f"{PEER_ALGORITHMS[algorithm].d3rlpy_class}Config")
     return config(**settings, **encoder_settings(kind, shape)).create(device="cpu:0")

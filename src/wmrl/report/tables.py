@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from wmrl.evaluate.statistics import MIN_RUNS
-from wmrl.pipeline import MULTIGAME, SINGLEGAME
+from wmrl.dag.paths import MULTIGAME, SINGLEGAME
 
 # Snakemake's benchmark TSV columns kept here: wall seconds, peak resident memory (MB), CPU seconds.
 BENCHMARK_COLUMNS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s"}

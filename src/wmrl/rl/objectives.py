@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from wmrl.config import LossConfig
+from wmrl.rl.config import LossConfig
 from wmrl.models.scalar_heads import symlog
 from wmrl.models.world_model import WorldActionModel, next_obs_loss
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from wmrl.config import DecisionConfig
+from wmrl.models.config import DecisionConfig
 from wmrl.models.decision_transformer import DecisionTransformer, FourierHead
 from wmrl.models.scalar_heads import symlog
 from wmrl.models.world_model import next_obs_loss

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from wmrl.config import DecisionConfig, LossConfig, ModelConfig
+from wmrl.models.config import DecisionConfig, ModelConfig
+from wmrl.rl.config import LossConfig
 from wmrl.data.windows import ObsLayout, ReplayChunks, TaskSteps, WindowSampler
 from wmrl.models.decision_transformer import DecisionTransformer
 from wmrl.models.world_model import ModelShape, WorldActionModel

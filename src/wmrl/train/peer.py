@@ -2,7 +2,7 @@
 training episodes — exactly the rows `finetune` trains on: `read_few_shot`, then the slice's
 episodes but its last `holdout_fraction` — for `finetune.steps` gradient steps.
 
-Outputs (pipeline.PEER_FILES), each written under a ``.partial`` name and renamed, the record
+Outputs (wmrl.methods.peer: PeerKind.files), each written under a ``.partial`` name and renamed, the record
 last: ``last.pt`` (weights only: `wmrl.peers.d3rlpy.checkpoint`), ``curve.parquet`` (d3rlpy's mean
 training losses over each epoch of `finetune.validate_every` steps, by gradient step) and
 ``model.mlflow.json`` (lineage, parameter count, and `training`: the gradient steps and the wall

@@ -1,0 +1,113 @@
+"""The in-context RL section (`icrl`): DPT pretrained on many tasks' histories, evaluated on
+held-out tasks. An experiment that sets it runs the ICRL DAG (wmrl.dag.icrl) instead of the
+world-model one. (Not in wmrl.icrl: importing that package registers Gymnasium environments, and
+the Snakefile builds its DAG without gymnasium.)"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+
+from wmrl.models.config import BACKBONES
+from wmrl.train.config import TrainerConfig, check_trainer
+from wmrl.typed import ConfigError
+
+ICRL_FAMILIES = ("bandit", "darkroom")
+
+
+@dataclass
+class IcrlModelConfig:
+    """The Decision-Pretrained Transformer's width and optimizer (`wmrl.models.dpt.DPTConfig`; DPT's
+    sizes by default); the backbone comes from `icrl.pretrain.backbones`."""
+
+    dim: int = 32
+    layers: int = 4
+    heads: int = 1
+    state_size: int = 16
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+
+
+@dataclass
+class IcrlPretrainConfig:
+    """Supervised pretraining of DPT (one job per backbone x seed), through `wmrl.train.loop.fit`."""
+
+    backbones: list[str] = field(default_factory=lambda: ["transformer"])  # transformer | ssm (S4-ICRL) | gru
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int = 2_000
+    validate_every: int = 500
+    checkpoint_every: int = 500
+    grad_clip: float = 1.0
+    holdout_fraction: float = 0.05  # the last training tasks' histories: validation only
+    model: IcrlModelConfig = field(default_factory=IcrlModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class IcrlEvaluateConfig:
+    """Evaluation on held-out tasks: every method on the same tasks and seeds (`wmrl.icrl.evaluate`)."""
+
+    tasks: int = 100  # held-out tasks played (Dark Room: at most `icrl.heldout_goals`)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # evaluation seeds per task
+    episodes: int = 40  # Dark Room: in-context episodes per held-out goal
+    ucb_c: float = 1.0  # UCB's and LCB's bonus coefficient
+
+
+@dataclass
+class IcrlConfig:
+    """In-context RL: DPT pretrained on many tasks' histories, evaluated on held-out tasks
+    against the bandit baselines and the oracle. An experiment that sets this section runs the ICRL
+    DAG (histories -> pretrain -> evaluate -> report) instead of the world-model one."""
+
+    family: str = "bandit"  # bandit | darkroom
+    arms: int = 5  # bandit: K
+    horizon: int = 500  # bandit: pulls per task (= DPT's context H); Dark Room: steps per episode and context
+    noise_variance: float = 0.3  # bandit: reward variance (DPT's code uses 0.3 as the standard deviation)
+    train_tasks: int = 100_000  # bandit: training tasks (arm means drawn with task_seed)
+    heldout_seed: int = 1_000_003  # bandit: held-out tasks' means are drawn with this seed instead
+    task_seed: int = 0  # bandit: the training tasks' seed; Dark Room: the goal split's seed
+    heldout_goals: int = 20  # Dark Room: goals held out of the 100 (DPT: 80 train / 20 held out)
+    histories_per_task: int = 1  # pretraining histories per training task
+    data_seeds: list[int] = field(default_factory=lambda: [0])  # one history dataset per seed
+    pretrain: IcrlPretrainConfig = field(default_factory=IcrlPretrainConfig)
+    evaluate: IcrlEvaluateConfig = field(default_factory=IcrlEvaluateConfig)
+
+
+def check_icrl(cfg: DictConfig) -> None:
+    """The ICRL section: one ConfigError naming every problem found."""
+    icrl, problems = cfg.icrl, []
+    if icrl.family not in ICRL_FAMILIES:
+        problems.append(f"'icrl.family' must be one of {', '.join(ICRL_FAMILIES)}, got {icrl.family!r}")
+    bad = [b for b in icrl.pretrain.backbones if b not in BACKBONES]
+    if bad or not icrl.pretrain.backbones:
+        problems.append(f"'icrl.pretrain.backbones' must name some of {', '.join(BACKBONES)}, got "
+                        f"{list(icrl.pretrain.backbones)}")
+    for key, value, least in (("arms", icrl.arms, 2), ("horizon", icrl.horizon, 1),
+                              ("train_tasks", icrl.train_tasks, 1), ("histories_per_task", icrl.histories_per_task, 1),
+                              ("pretrain.steps", icrl.pretrain.steps, 1), ("evaluate.tasks", icrl.evaluate.tasks, 1),
+                              ("evaluate.episodes", icrl.evaluate.episodes, 1),
+                              ("pretrain.model.batch_size", icrl.pretrain.model.batch_size, 1)):
+        if value < least:
+            problems.append(f"'icrl.{key}' must be at least {least}, got {value}")
+    if icrl.noise_variance <= 0:
+        problems.append(f"'icrl.noise_variance' must be positive, got {icrl.noise_variance}")
+    if icrl.family == "bandit" and icrl.heldout_seed == icrl.task_seed:
+        problems.append("'icrl.heldout_seed' must differ from 'icrl.task_seed': held-out bandits would be the "
+                        "training ones")
+    if icrl.family == "darkroom":
+        if not 1 <= icrl.heldout_goals < 100:
+            problems.append(f"'icrl.heldout_goals' must be in 1..99 (of the 100 goals), got {icrl.heldout_goals}")
+        elif icrl.evaluate.tasks > icrl.heldout_goals:
+            problems.append(f"'icrl.evaluate.tasks' ({icrl.evaluate.tasks}) exceeds the {icrl.heldout_goals} "
+                            f"held-out goals")
+    if not icrl.evaluate.seeds or not icrl.pretrain.seeds or not icrl.data_seeds:
+        problems.append("'icrl.evaluate.seeds', 'icrl.pretrain.seeds' and 'icrl.data_seeds' must not be empty")
+    if not 0.0 <= icrl.pretrain.holdout_fraction < 1.0:
+        problems.append(f"'icrl.pretrain.holdout_fraction' must be in [0, 1), got {icrl.pretrain.holdout_fraction}")
+    if problems:
+        raise ConfigError(f"config error in experiment {cfg.experiment!r}: " + "; ".join(problems))
+    check_trainer(OmegaConf.create({"trainer": icrl.pretrain.trainer,
+                                     "batch_size": icrl.pretrain.model.batch_size}), "icrl.pretrain")
+

@@ -1,0 +1,294 @@
+"""The pipeline's typed schema: one dataclass per section, composed by wmrl.config.compose.
+
+The components' own settings live beside their code and are composed in here: the model's
+(wmrl.models.config), the joint loss's (wmrl.rl.config), each method kind's (wmrl.methods), the
+in-context RL section's (wmrl.config.icrl).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig
+
+from wmrl.config.icrl import IcrlConfig
+from wmrl.models.config import ModelConfig
+from wmrl.rl.config import LossConfig
+from wmrl.train.config import TrainerConfig
+
+POLICIES = ("random", "dqn")
+TARGET_RETURNS = ("best", "absolute")
+ACTION_CHOICES = ("greedy", "sampled")
+
+
+@dataclass
+class RandomPolicyConfig:
+    """Uniform random behaviour policy."""
+
+    steps: int = 10_000  # environment steps (= transitions) to record
+
+
+@dataclass
+class DQNPolicyConfig:
+    """Online DQN behaviour agent (stable-baselines3); every transition it experiences is recorded.
+
+    Defaults follow the MinAtar paper's DQN (Young & Tian 2019): Adam 2.5e-4, replay 100k, batch 32, target update every 1k
+    steps, epsilon 1.0 -> 0.1 over the first 50k steps, one update every 4 steps.
+    """
+
+    steps: int = 100_000  # environment steps of online learning = transitions recorded
+    learning_rate: float = 2.5e-4
+    buffer_size: int = 100_000
+    batch_size: int = 32
+    learning_starts: int = 5_000
+    train_freq: int = 4  # environment steps per gradient step
+    target_update_interval: int = 1_000
+    gamma: float = 0.99
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.1
+    exploration_steps: int = 50_000  # epsilon decays linearly over these first steps
+    conv_channels: int = 16  # grid observations: Conv2d(C, conv_channels, 3) trunk
+    hidden: int = 128  # width of the hidden layer after the trunk
+    eval_episodes: int = 20  # episodes of the final policy for the behaviour reference score
+    eval_epsilon: float = 0.0  # epsilon of that evaluation (0: greedy)
+
+
+@dataclass
+class DatasetConfig:
+    """Offline behaviour datasets, one per (task, policy, seed); see docs/architecture.md, "Data contracts"."""
+
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    shard_rows: int = 100_000  # target rows per Parquet shard (episodes are never split)
+    random: RandomPolicyConfig = field(default_factory=RandomPolicyConfig)
+    dqn: DQNPolicyConfig = field(default_factory=DQNPolicyConfig)
+    # "minari:<id>": the data is that local Minari dataset (MINARI_DATASETS_PATH), imported, not
+    # generated; each (policy, seed) dataset of the task is then the same import (the policy and seed
+    # settings only name it; `policies: [dqn]` imports it once) and the task must set score.random
+    # and score.reference, which no behaviour policy of ours can give
+    source: Optional[str] = None
+
+
+@dataclass
+class SizeConfig:
+    """One model size of the scaling curve: overrides of `pretrain.model`."""
+
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+
+
+@dataclass
+class PretrainConfig:
+    """Stage 2: multi-task world-action model pretraining on the source tasks' datasets."""
+
+    policies: list[str] = field(default_factory=lambda: ["dqn"])  # behaviour datasets used
+    channel_layout: str = "union"  # union: channels shared by name across games; pad: zero-pad
+    window: int = 16  # K steps per training window (2K + 1 tokens)
+    batch_size: int = 32
+    steps: int = 2_000  # gradient steps
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    target_update: int = 250  # gradient steps between copies into the target network
+    holdout_fraction: float = 0.05  # last episodes of each dataset, never trained on
+    heldout_windows: int = 256  # held-out windows per task for the metrics file
+    # null: hold each task's training episodes in memory; N: stream them from Parquet, about N rows
+    # of whole episodes per task at a time, a new chunk every `stream_refresh` gradient steps
+    stream_rows: Optional[int] = None
+    stream_refresh: int = 1_000
+    validate_every: int = 500  # gradient steps between held-out validations (logged to MLflow)
+    checkpoint_every: int = 250  # gradient steps between resumable checkpoints under work/
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sizes_run: list[str] = field(default_factory=lambda: ["medium"])  # which `sizes` to train
+    # also pretrain one model per source game on that game's data alone, for steps / (source games)
+    # gradient steps (the multi-game model's per-game share), evaluated on its game (method singlegame)
+    single_game: bool = False
+    backbones: list[str] = field(default_factory=lambda: ["transformer"])
+    # each backbone at the width where it has the plain transformer's backbone parameter count at
+    # that size (wmrl.models.backbones.matched_width), instead of the size's own width
+    match_parameters: bool = False
+    seeds: list[int] = field(default_factory=lambda: [0])
+    sizes: dict[str, SizeConfig] = field(default_factory=lambda: {
+        "small": SizeConfig(dim=64, layers=2, heads=4),
+        "medium": SizeConfig(dim=128, layers=2, heads=4),
+        "large": SizeConfig(dim=192, layers=4, heads=6),
+    })
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass
+class FewShotConfig:
+    """The fine-tuning data: one contiguous slice of a held-out task's behaviour data (whole
+    episodes from its start, the last one cut at exactly `transitions`)."""
+
+    policy: str = "dqn"  # which behaviour dataset the slice is taken from
+    seed: int = 0  # ... and which of its seeds
+    transitions: int = 5_000
+    start: float = 1.0  # where in the replay it begins: 0 = its first steps, 1 = as late as it fits
+
+
+@dataclass
+class FinetuneConfig:
+    """Stage 3: RL fine-tuning on each held-out task, every method on the same few-shot data and
+    the same number of gradient steps."""
+
+    data: FewShotConfig = field(default_factory=FewShotConfig)
+    steps: int = 1_000  # gradient steps
+    window: int = 8  # K steps per window (at most pretrain.window: the model's positions)
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # 1e-4 left bc at 0.22 normalized on laptop breakout after 500 steps
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    target_update: int = 100
+    holdout_fraction: float = 0.1  # last episodes of the slice: the validation set of the best checkpoint
+    heldout_windows: int = 256  # validation windows drawn from them
+    validate_every: int = 100  # gradient steps between validations (the fine-tuning curve)
+    checkpoint_every: int = 100
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods_run: list[str] = field(default_factory=lambda: ["pretrained", "scratch", "bc", "dqn_online", "d3rlpy_cql",
+                                                            "d3rlpy_bc"])
+    # every method by name (config/methods.yaml holds the catalogue; an experiment adds its own): its
+    # `kind` (wmrl.methods.KINDS) and that kind's settings, checked when the layers are composed
+    methods: dict[str, Any] = field(default_factory=dict)
+    online: DQNPolicyConfig = field(default_factory=lambda: DQNPolicyConfig(
+        learning_starts=500, buffer_size=5_000, target_update_interval=250, exploration_steps=2_500,
+        train_freq=1, eval_episodes=0))
+
+
+@dataclass
+class PlanningConfig:
+    """Beam search through the world model at evaluation (JOWA, Cheng et al. 2024, section 3.3)."""
+
+    width: int = 2  # beams kept per depth
+    horizon: int = 2  # depths expanded; 1 is the greedy policy
+
+
+@dataclass
+class TargetReturnConfig:
+    """The return a return-conditioned agent is asked for: `value` x the best episode return of its
+    training episodes ("best"), or `value` itself ("absolute")."""
+
+    mode: str = "best"  # best | absolute
+    value: float = 1.0
+
+
+@dataclass
+class EvaluateConfig:
+    """Stage 4: real-environment episodes of every trained model."""
+
+    episodes: int = 20  # per trained model (seed), run side by side
+    max_episode_steps: Optional[int] = None  # cut evaluation episodes here (null: the task's own limit)
+    env_seed: int = 1_000_000  # episode i of seed s uses env seed env_seed + 1000 s + i (never a data seed)
+    planning: PlanningConfig = field(default_factory=PlanningConfig)
+    target_return: TargetReturnConfig = field(default_factory=TargetReturnConfig)  # per task: tasks.<t>.target_return
+    decision_actions: str = "greedy"  # return-conditioned agents: greedy (argmax) | sampled (from the policy)
+    source_tasks: bool = True  # also evaluate the pretrained model, not fine-tuned, on its source tasks
+    world_model_horizon: int = 8  # open-loop prediction error for 1..horizon steps ahead
+    world_model_windows: int = 64  # held-out windows per task for that error
+    # memory probe (wmrl.evaluate.memory): recall of the episode's first observation from the features d
+    # steps later, for each d here (at most pretrain.window); tasks with one-hot observations only
+    memory_probe_delays: list[int] = field(default_factory=list)
+    # an experiment of several backbones times their training and acting steps at these contexts K
+    context_windows: list[int] = field(default_factory=lambda: [16, 64, 256])
+
+
+@dataclass
+class CompareConfig:
+    """The comparison the report's headline answers: `method` against `baseline` (names in
+    finetune.methods_run), both read at the same checkpoint and planning setting."""
+
+    method: str = "pretrained"
+    baseline: str = "scratch"
+    checkpoint: str = "last"  # last | best
+    planning: str = "none"  # "none", or the evaluation rows' label, e.g. "beam w2 h2"
+
+
+@dataclass
+class ClaimConfig:
+    """A claim the report tests, stated before the run: `method` beats `baseline` (read like the
+    headline: same checkpoint and planning setting, the same verdict rule)."""
+
+    claim: str = "???"
+    method: str = "???"
+    baseline: str = "???"
+    model: Optional[str] = None  # e.g. "small-transformer": both at that model (default: each one's best)
+
+
+@dataclass
+class ReportConfig:
+    """Stage 5: aggregates over runs (stratified bootstrap CIs) and the report's headline."""
+
+    bootstrap_repetitions: int = 2_000
+    confidence: float = 0.95
+    question: str = "Does pretraining help fine-tuning on held-out tasks?"  # the headline answers it
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    # methods run as remedies to try (named before the run): the honesty section lists what each
+    # gave beside `compare.method`; the headline never changes to one of them
+    variants: list[str] = field(default_factory=list)
+    claims: list[ClaimConfig] = field(default_factory=list)  # further comparisons, each with its verdict
+
+
+@dataclass
+class ScoreConfig:
+    """Normalized score = (return - random) / (reference - random). A value left null is taken from
+    this experiment's datasets: the random policy's mean episode return, the DQN behaviour
+    agent's final greedy score (its card's reference_score)."""
+
+    random: Optional[float] = None
+    reference: Optional[float] = None
+    source: str = "behaviour agent"  # where the numbers come from, printed in the report
+
+
+@dataclass
+class WrapperConfig:
+    """A Gymnasium wrapper applied to a task's env: its class by import path and its kwargs."""
+
+    path: str = "???"  # "module:Class" or "module.Class", e.g. "gymnasium.wrappers:TimeAwareObservation"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskConfig:
+    """One task: an environment and, optionally, per-task dataset overrides."""
+
+    env: str = "???"  # "minatar:<game>", "atari:<Game>", a Gymnasium id ("CartPole-v1") or
+    # "<module>:<EnvId>", which imports the module that registers it ("minigrid:MiniGrid-Empty-5x5-v0")
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env constructor
+    max_episode_steps: Optional[int] = None  # truncate episodes after this many steps
+    wrappers: list[WrapperConfig] = field(default_factory=list)  # applied in order, after the time limit
+    obs_keys: list[str] = field(default_factory=list)  # the parts of a Dict/Tuple observation the models see
+    # (empty: every part with a model form; see wmrl.envs.observations)
+    dataset: dict[str, Any] = field(default_factory=dict)  # overrides of the `dataset` section (compose
+    # replaces them with the whole section as it applies to this task: see task_dataset)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    target_return: Optional[TargetReturnConfig] = None  # null: evaluate.target_return
+
+
+@dataclass
+class Config:
+    """The whole configuration of one pipeline run."""
+
+    scale: str = "laptop"  # config/scales/<scale>.yaml
+    experiment: str = "minatar_transfer"  # config/experiments/<experiment>.yaml
+    suite: str = "???"  # name of the task suite; datasets live under data/<scale>/<suite>/
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    source_tasks: list[str] = field(default_factory=list)  # pretraining tasks
+    heldout_tasks: list[str] = field(default_factory=list)  # never in pretraining data
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    icrl: Optional[IcrlConfig] = None  # set: the experiment is in-context RL (see IcrlConfig)
+
+
+def task_dataset(cfg: DictConfig, task: str) -> DictConfig:
+    """The `dataset` section as it applies to `task`: the global one with the task's overrides
+    (resolved by `compose`)."""
+    return cfg.tasks[task].dataset

@@ -1,0 +1,84 @@
+"""The report job's params: its inputs, the question it answers, the bootstrap settings, how it
+names each method (from the method's kind), and what the experiment defines but does not run.
+(Not `report`: the Snakefile's namespace has Snakemake's own report().)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from wmrl.config import to_plain
+from wmrl.dag.experiment import (compares_backbones, dataset_dirs, fewshot_dataset, pretrain_datasets, run_tasks,
+                                 score_datasets)
+from wmrl.dag.paths import CONTEXT_COSTS, FINETUNE, MULTIGAME, REPORT_TEMPLATE, SINGLEGAME, evaluate_lineage
+from wmrl.dag.targets import benchmark_files, evaluate_runs, finetune_runs, memory_probes, world_model_errors
+from wmrl.methods import kind_of
+from wmrl.provenance import config_hash
+
+
+def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
+    """Everything the report job needs. `root`: the workflow's directory, which holds the HTML template."""
+    f, p = cfg.finetune, cfg.pretrain
+    methods = {name: f.methods[name] for name in f.methods_run}
+    roles = {d: "generated, not read downstream" for d in dataset_dirs(cfg)}
+    for task in run_tasks(cfg):
+        roles |= {d: "score reference" for d in score_datasets(cfg, task).values()}
+    roles |= {d: "pretraining (source)" for dirs in pretrain_datasets(cfg).values() for d in dirs}
+    roles |= {fewshot_dataset(cfg, task): "few-shot (held-out)" for task in cfg.heldout_tasks}
+    curves = [{"file": f"{FINETUNE.format(**run)}/{kind_of(methods[run['method']]).files['curve']}", **run,
+               "online": kind_of(methods[run["method"]]).online, "steps": f.data.transitions}
+              for run in finetune_runs(cfg)]
+    not_run = [f"method {name} (defined in finetune.methods, not in methods_run)" for name in f.methods
+               if name not in f.methods_run]
+    not_run += [f"model size {size} (defined in pretrain.sizes, not in sizes_run)" for size in p.sizes
+                if size not in p.sizes_run]
+    not_run += [f"{name}: no planning (it trains no world model)" for name, method in methods.items()
+                if not kind_of(method).plans(cfg, method)]
+    not_run += [f"{name}: no 'best' checkpoint ({kind_of(method).no_best})" for name, method in methods.items()
+                if "best" not in kind_of(method).files]
+    not_run += [] if p.single_game else ["single-game pretraining (pretrain.single_game is false)"]
+    not_run += [] if cfg.evaluate.source_tasks else ["the pretrained model on its source tasks "
+                                                     "(evaluate.source_tasks is false)"]
+    conditioned = any(kind_of(method).return_conditioned(method) for method in methods.values())
+    return {
+        "experiment": cfg.experiment, "scale": cfg.scale, **to_plain(cfg.report),
+        "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
+        "backbones": list(p.backbones), "probe_delays": list(cfg.evaluate.memory_probe_delays),
+        "match_parameters": p.match_parameters,
+        "transitions": f.data.transitions, "not_run": not_run, "methods": method_labels(cfg),
+        "decision": {"actions": cfg.evaluate.decision_actions,  # how return-conditioned methods are evaluated
+                     "target_return": {task: to_plain(cfg.tasks[task].target_return or cfg.evaluate.target_return)
+                                       for task in cfg.heldout_tasks}}
+        if conditioned else None,
+        "episode_caps": {task: cfg.evaluate.max_episode_steps or cfg.tasks[task].max_episode_steps
+                         for task in run_tasks(cfg)},
+        "benchmarks": benchmark_files(cfg),
+        "inputs": {"evaluations": evaluate_runs(cfg), "lineage": [evaluate_lineage(e) for e in evaluate_runs(cfg)],
+                   "curves": curves, "world_model": world_model_errors(cfg), "datasets": roles,
+                   "memory_probe": memory_probes(cfg) if compares_backbones(cfg) else [],
+                   "context_costs": [CONTEXT_COSTS.format(scale=cfg.scale, experiment=cfg.experiment)]
+                   if compares_backbones(cfg) else [],
+                   "template": f"{root}/{REPORT_TEMPLATE}"},
+    }
+
+
+def method_labels(cfg: DictConfig) -> dict[str, dict[str, str]]:
+    """How the report names every evaluated method: its kind's report group (ours | peer | online),
+    a label that says what a peer or a baseline is, e.g. "d3rlpy_cql (peer: d3rlpy 2.8.1
+    DiscreteCQL)", and its recipe: where it starts, what it trains, with which head and adapters."""
+    labels = {name: {"kind": "ours", "label": name, "recipe": "pretrained, not fine-tuned"}
+              for name in (MULTIGAME, SINGLEGAME)}
+    for name in cfg.finetune.methods_run:
+        method = cfg.finetune.methods[name]
+        kind = kind_of(method)
+        labels[name] = {"kind": kind.report_kind, "label": kind.label(name, method),
+                        "recipe": kind.recipe(cfg, method)}
+    return labels
+
+
+def report_inputs(spec: dict[str, Any]) -> dict[str, Any]:
+    """The report job's input files, by kind (everything in its `report_spec`'s "inputs")."""
+    inputs = spec["inputs"]
+    return {**{k: v for k, v in inputs.items() if k not in ("curves", "datasets")},
+            "curves": [run["file"] for run in inputs["curves"]], "datasets": list(inputs["datasets"])}
