@@ -1,11 +1,15 @@
 """Files a job writes and reads: a failed write (a full disk) raises one error naming the file, a
-checkpoint is written whole or not at all, and one that cannot be read says which file and what to do."""
+checkpoint, file or directory is published whole or not at all, and a checkpoint that cannot be read
+says which file and what to do."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +37,20 @@ def publish(path: Path | str, write: Callable[[str], Any]) -> None:
     partial = f"{path}.partial"
     write(partial)
     os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def publish_dir(out: Path | str) -> Iterator[Path]:
+    """Yield the path ``<out>.partial`` for the body to write a directory at (a stale one, and a
+    stale `out`, removed first), then rename it to `out`: a directory that exists is whole (a failed
+    or killed job leaves only the ``.partial`` one, which the rerun removes)."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    for stale in (partial, out):
+        if stale.exists():
+            shutil.rmtree(stale)
+    yield partial
+    os.replace(partial, out)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path | str) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from wmrl.data.behaviour import evaluate_policy, run_dqn, run_random
 from wmrl.data.dataset import CARD, FORMAT, obs_bytes
 from wmrl.data.writer import DatasetWriter
 from wmrl.envs import action_spec, make_task_env, obs_spec
+from wmrl.files import publish_dir
 from wmrl.pipeline import DATASET_CODE
 from wmrl.progress import Progress
 
@@ -35,42 +34,36 @@ def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
         from wmrl.data.minari import import_minari  # imported here: it imports dataset_card from here
 
         return import_minari(spec, out)
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    for stale in (partial, out):
-        if stale.exists():
-            shutil.rmtree(stale)
+    with publish_dir(out) as partial:
+        def env():
+            return make_task_env(spec)
 
-    def env():
-        return make_task_env(spec)
+        train_env = env()
+        obs, action = obs_spec(train_env).to_dict(), action_spec(train_env).to_dict()
+        settings = spec["settings"]
+        writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
+        progress = Progress(settings["steps"], f"{spec['task']}/{spec['policy']}/seed{spec['seed']}")
+        log.info("generating %s/%s with the %s policy, seed %d, %s steps -> %s",
+                 spec["suite"], spec["task"], spec["policy"], spec["seed"], f"{settings['steps']:,}", out)
+        if spec["policy"] == "random":
+            run_random(train_env, writer, settings["steps"], spec["seed"], progress)
+        elif spec["policy"] == "dqn":
+            model = run_dqn(train_env, writer, settings, spec["seed"], progress)
+        else:
+            raise ValueError(f"unknown behaviour policy {spec['policy']!r}")
+        progress.update(writer.transitions)
+        seconds = progress.close()
+        log.info("recorded %s transitions in %.1fs (%.0f steps/s)", f"{writer.transitions:,}", seconds,
+                 writer.transitions / max(seconds, 1e-9))
+        reference = None
+        if spec["policy"] == "dqn":
+            reference = evaluate_policy(model, env(), settings["eval_episodes"], settings["eval_epsilon"], spec["seed"])
+            log.info("final DQN policy: return %.2f +- %.2f over %d episodes (epsilon %g)",
+                     reference["mean"], reference["std"], reference["episodes"], reference["epsilon"])
 
-    train_env = env()
-    obs, action = obs_spec(train_env).to_dict(), action_spec(train_env).to_dict()
-    settings = spec["settings"]
-    writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
-    progress = Progress(settings["steps"], f"{spec['task']}/{spec['policy']}/seed{spec['seed']}")
-    log.info("generating %s/%s with the %s policy, seed %d, %s steps -> %s",
-             spec["suite"], spec["task"], spec["policy"], spec["seed"], f"{settings['steps']:,}", out)
-    if spec["policy"] == "random":
-        run_random(train_env, writer, settings["steps"], spec["seed"], progress)
-    elif spec["policy"] == "dqn":
-        model = run_dqn(train_env, writer, settings, spec["seed"], progress)
-    else:
-        raise ValueError(f"unknown behaviour policy {spec['policy']!r}")
-    progress.update(writer.transitions)
-    seconds = progress.close()
-    log.info("recorded %s transitions in %.1fs (%.0f steps/s)", f"{writer.transitions:,}", seconds,
-             writer.transitions / max(seconds, 1e-9))
-    reference = None
-    if spec["policy"] == "dqn":
-        reference = evaluate_policy(model, env(), settings["eval_episodes"], settings["eval_epsilon"], spec["seed"])
-        log.info("final DQN policy: return %.2f +- %.2f over %d episodes (epsilon %g)",
-                 reference["mean"], reference["std"], reference["episodes"], reference["epsilon"])
-
-    policy = {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference}
-    card = dataset_card(spec, obs, action, writer, policy)
-    (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(partial, out)
+        policy = {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference}
+        card = dataset_card(spec, obs, action, writer, policy)
+        (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
     return card
 
 

@@ -38,8 +38,6 @@ The Minari files are not an input Snakemake watches: the source names a versione
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -58,6 +56,7 @@ from wmrl.data.dataset import CARD, DatasetError, decode_obs, open_dataset
 from wmrl.data.generate import dataset_card
 from wmrl.data.writer import DatasetWriter
 from wmrl.envs import action_spec, make_task_env, obs_spec
+from wmrl.files import publish_dir
 from wmrl.tracking import dataset_digest
 
 SOURCE_PREFIX = "minari:"
@@ -145,28 +144,23 @@ def import_minari(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
     `spec` (wmrl.pipeline.dataset_spec) into directory `out`, through ``<out>.partial`` as
     `generate_dataset` does; return its card. Its policy and seed only name the dataset: every
     (policy, seed) of a task with a source holds the same import."""
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    for stale in (partial, out):
-        if stale.exists():
-            shutil.rmtree(stale)
-    source = load_source(spec["source"])
-    env = make_task_env(spec)
-    obs, action = obs_spec(env).to_dict(), action_spec(env).to_dict()
-    check_spaces(source, spec, obs, action)
+    with publish_dir(out) as partial:
+        source = load_source(spec["source"])
+        env = make_task_env(spec)
+        obs, action = obs_spec(env).to_dict(), action_spec(env).to_dict()
+        check_spaces(source, spec, obs, action)
 
-    writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
-    for episode in source.iterate_episodes():
-        record_episode(writer, episode, spec["source"], action["kind"] == "discrete")
-    writer.close()
-    metadata = source.storage.metadata
-    provenance = {key: metadata[key] for key in ("dataset_id", "algorithm_name", "description", "code_permalink",
-                                                 "minari_version", "wmrl") if key in metadata}
-    card = dataset_card(spec, obs, action, writer,
-                 {"name": "minari", "source": spec["source"], "metadata": provenance, "reference_score": None})
-    card["generator"]["versions"]["minari"] = version("minari")
-    (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(partial, out)
+        writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
+        for episode in source.iterate_episodes():
+            record_episode(writer, episode, spec["source"], action["kind"] == "discrete")
+        writer.close()
+        metadata = source.storage.metadata
+        provenance = {key: metadata[key] for key in ("dataset_id", "algorithm_name", "description", "code_permalink",
+                                                     "minari_version", "wmrl") if key in metadata}
+        card = dataset_card(spec, obs, action, writer,
+                            {"name": "minari", "source": spec["source"], "metadata": provenance, "reference_score": None})
+        card["generator"]["versions"]["minari"] = version("minari")
+        (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
     return card
 
 
