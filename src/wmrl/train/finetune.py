@@ -31,11 +31,11 @@ import torch
 from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import ObsLayout, read_few_shot, split_episodes, task_steps
-from wmrl.files import load_checkpoint, save_checkpoint
+from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.models.decision_transformer import load_pretrained
 from wmrl.models.world_model import ModelShape
 from wmrl.train.loop import BEST, fit, model_weights, suite_shape
-from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
+from wmrl.train.module import WindowDataModule, WorldModelModule
 
 log = logging.getLogger("wmrl")
 

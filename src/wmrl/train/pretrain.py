@@ -23,9 +23,10 @@ import torch
 from wmrl import tracking
 from wmrl.data import open_dataset
 from wmrl.data.windows import ReplayChunks, load_steps
+from wmrl.files import claim_work_dir
 from wmrl.rl.objectives import joint_loss
 from wmrl.train.loop import fit, suite_shape
-from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
+from wmrl.train.module import WindowDataModule, WorldModelModule
 
 log = logging.getLogger("wmrl")
 
