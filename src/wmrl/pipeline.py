@@ -16,11 +16,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from wmrl.config import PEER_ALGORITHMS, ConfigError, code_hash, task_dataset, to_plain
+from wmrl.data import DATASET_CODE
 from wmrl.tracking import config_hash, experiment_name
 
 DATASET = "data/{scale}/{suite}/{task}/{policy}/seed{seed}"
-# The source that decides a dataset's bytes (readers elsewhere in data/ do not regenerate data).
-DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate", "data/minari")
 ENV_PACKAGES = ("gymnasium", "minatar", "ale-py", "minigrid", "popgym")  # with the env code, they key checked envs
 CHECKED_ENVS = ".snakemake/wmrl/checked-envs.json"  # specs of envs checked before earlier runs
 

@@ -37,7 +37,6 @@ The Minari files are not an input Snakemake watches: the source names a versione
 
 from __future__ import annotations
 
-import json
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -52,8 +51,8 @@ from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage import get_dataset_path
 
-from wmrl.data.dataset import CARD, DatasetError, decode_obs, open_dataset
-from wmrl.data.generate import dataset_card
+from wmrl.data.card import dataset_card, write_card
+from wmrl.data.dataset import DatasetError, decode_obs, open_dataset
 from wmrl.data.writer import DatasetWriter
 from wmrl.envs import action_spec, make_task_env, obs_spec
 from wmrl.files import publish_dir
@@ -160,7 +159,7 @@ def import_minari(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
         card = dataset_card(spec, obs, action, writer,
                             {"name": "minari", "source": spec["source"], "metadata": provenance, "reference_score": None})
         card["generator"]["versions"]["minari"] = version("minari")
-        (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
+        write_card(partial, card)
     return card
 
 
