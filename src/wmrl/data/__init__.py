@@ -10,7 +10,8 @@ from typing import Any
 
 # The modules whose source decides a dataset's bytes (readers elsewhere in data/ do not): the card
 # records their code hash, and the generate_dataset rule reruns when it changes.
-DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate", "data/minari", "data/card")
+DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate", "data/minari", "data/card",
+                "data/job")
 READING = ("Dataset", "DatasetError", "decode_obs", "open_dataset", "read_card")
 
 __all__ = ["DATASET_CODE", *READING]

@@ -23,12 +23,7 @@ log = logging.getLogger("wmrl")
 
 
 def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
-    """Generate the dataset described by `spec` into directory `out`; return its card. A spec with
-    a "source" (``minari:<id>``) imports that Minari dataset instead (wmrl.data.minari)."""
-    if "source" in spec:
-        from wmrl.data.minari import import_minari
-
-        return import_minari(spec, out)
+    """Generate the dataset described by `spec` into directory `out`; return its card."""
     with publish_dir(out) as partial:
         def env():
             return make_task_env(spec)

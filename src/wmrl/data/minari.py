@@ -27,7 +27,7 @@ default, lossily). No env spec is stored, as ids like ``minatar:breakout`` are n
 with Gymnasium; the spaces are given explicitly, and Minari's metadata gets a "wmrl" entry with
 the card's env, suite, task, policy, seed, observation spec and content digest.
 
-Import (a task's ``dataset: {source: "minari:<id>"}``, through `generate_dataset`) checks that the
+Import (a task's ``dataset: {source: "minari:<id>"}``, through `wmrl.data.job`) checks that the
 Minari dataset's spaces are those of the task's environment and writes the usual Parquet shards
 and card; the card's policy is ``{"name": "minari", "source": "minari:<id>", ...}``. Its return
 statistics cover every episode, as a cut one cannot be told from one truncated by a time limit.
@@ -140,8 +140,8 @@ def episode_buffers(frame: pl.DataFrame, card: dict[str, Any]) -> Iterator[Episo
 
 def import_minari(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
     """Import the Minari dataset spec["source"] (``minari:<id>``) as the dataset of the dataset job
-    `spec` (wmrl.pipeline.dataset_spec) into directory `out`, through ``<out>.partial`` as
-    `generate_dataset` does; return its card. Its policy and seed only name the dataset: every
+    `spec` (wmrl.pipeline.dataset_spec) into directory `out`, through ``<out>.partial``
+    (files.publish_dir); return its card. Its policy and seed only name the dataset: every
     (policy, seed) of a task with a source holds the same import."""
     with publish_dir(out) as partial:
         source = load_source(spec["source"])
