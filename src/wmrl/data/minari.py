@@ -156,8 +156,8 @@ def import_minari(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
         metadata = source.storage.metadata
         provenance = {key: metadata[key] for key in ("dataset_id", "algorithm_name", "description", "code_permalink",
                                                      "minari_version", "wmrl") if key in metadata}
-        card = dataset_card(spec, obs, action, writer,
-                            {"name": "minari", "source": spec["source"], "metadata": provenance, "reference_score": None})
+        policy = {"name": "minari", "source": spec["source"], "metadata": provenance, "reference_score": None}
+        card = dataset_card(spec, obs, action, writer, policy)
         card["generator"]["versions"]["minari"] = version("minari")
         write_card(partial, card)
     return card
