@@ -174,7 +174,7 @@ def decision_runs(random_dataset, tmp_path_factory):
 
 
 def test_a_decision_checkpoint_loads_weights_only_with_its_settings(decision_runs):
-    from wmrl.evaluate.rollout import load_model
+    from wmrl.models.checkpoint import load_model
 
     _, outputs, _ = decision_runs
     for method, out in outputs.items():

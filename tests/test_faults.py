@@ -96,7 +96,7 @@ def model_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_damaged_checkpoint_at_evaluation_names_the_file_and_what_to_do(model_checkpoint, damage):
-    from wmrl.evaluate.rollout import load_model
+    from wmrl.models.checkpoint import load_model
     from wmrl.files import CheckpointError
 
     load_model(model_checkpoint)  # whole, it loads

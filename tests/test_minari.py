@@ -13,8 +13,10 @@ from minari.data_collector import EpisodeBuffer
 from wmrl.__main__ import main
 from wmrl.config import ConfigError, compose
 from wmrl.data import DatasetError, open_dataset
-from wmrl.data.generate import dataset_card, generate_dataset
-from wmrl.data.minari import export_minari, load_source
+from wmrl.data.card import dataset_card
+from wmrl.data.generate import generate_dataset
+from wmrl.data.job import dataset_job
+from wmrl.data.minari import export_minari, import_minari, load_source
 from wmrl.data.writer import DatasetWriter
 from wmrl.dag.specs import dataset_spec
 from wmrl.provenance import dataset_digest
@@ -119,7 +121,7 @@ def test_uint8_frames_and_float_actions_round_trip_exactly(tmp_path, minari_root
 def test_an_import_equals_the_original_rows(datasets, minari_root, tmp_path, name):
     spec, directory = datasets[name]
     export_minari(directory, f"wmrl/{name}-v0")
-    card = generate_dataset({**spec, "source": f"minari:wmrl/{name}-v0"}, tmp_path / "imported")
+    card = import_minari({**spec, "source": f"minari:wmrl/{name}-v0"}, tmp_path / "imported")
     imported, original = open_dataset(tmp_path / "imported"), open_dataset(directory)
     assert not (tmp_path / "imported.partial").exists()
     assert imported.read().equals(original.read())  # every column, policy_step too
@@ -144,7 +146,7 @@ def test_an_episode_without_an_end_is_imported_as_cut(minari_root, tmp_path):
                 for length, ended in ((5, True), (4, False))]
     minari.create_dataset_from_buffers("wmrl/unended-v0", episodes, observation_space=env.observation_space,
                                        action_space=env.action_space, data_format="arrow")
-    generate_dataset({**make_spec(env="CartPole-v1"), "source": "minari:wmrl/unended-v0"}, tmp_path / "imported")
+    import_minari({**make_spec(env="CartPole-v1"), "source": "minari:wmrl/unended-v0"}, tmp_path / "imported")
     steps = open_dataset(tmp_path / "imported").read().filter(pl.col("action").is_not_null())
     assert steps["terminated"].to_list() == [False] * 4 + [True] + [False] * 4
     assert steps["truncated"].to_list() == [False] * 5 + [False] * 3 + [True]
@@ -153,7 +155,7 @@ def test_an_episode_without_an_end_is_imported_as_cut(minari_root, tmp_path):
 def test_an_import_must_fit_the_tasks_env(datasets, minari_root, tmp_path):
     export_minari(datasets["breakout"][1], "wmrl/breakout-v0")
     with pytest.raises(DatasetError, match="do not match task 'CartPole-v1''s env CartPole-v1"):
-        generate_dataset({**make_spec(env="CartPole-v1"), "source": "minari:wmrl/breakout-v0"}, tmp_path / "out")
+        import_minari({**make_spec(env="CartPole-v1"), "source": "minari:wmrl/breakout-v0"}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -161,7 +163,7 @@ def test_a_bad_or_missing_source_fails_clearly(minari_root, tmp_path):
     with pytest.raises(ValueError, match="expected minari:<Minari dataset id>"):
         load_source("d4rl:door-human-v2")
     with pytest.raises(FileNotFoundError, match="no Minari dataset 'wmrl/absent-v0' at .*MINARI_DATASETS_PATH"):
-        generate_dataset({**make_spec(), "source": "minari:wmrl/absent-v0"}, tmp_path / "out")
+        import_minari({**make_spec(), "source": "minari:wmrl/absent-v0"}, tmp_path / "out")
 
 
 def test_export_refuses_a_taken_id_and_a_directory_that_is_no_dataset(datasets, minari_root, tmp_path):
@@ -206,7 +208,7 @@ def test_a_task_sourced_from_minari_is_imported_by_the_dataset_stage(datasets, m
     untouched = dataset_spec(cfg, "seaquest", "dqn", 0)
     assert "source" not in untouched and untouched == dataset_spec(compose({}, ROOT), "seaquest", "dqn", 0)
 
-    card = generate_dataset(spec, tmp_path / "breakout")
+    card = dataset_job(spec, tmp_path / "breakout")
     assert card["policy"]["source"] == "minari:wmrl/breakout-v0"
     assert card["task"] == "breakout" and card["env"]["id"] == "minatar:breakout" and card["seed"] == 0
     assert open_dataset(tmp_path / "breakout").read().equals(open_dataset(datasets["breakout"][1]).read())

@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup()
 
     if args.command == "generate-dataset":
-        from wmrl.data.generate import generate_dataset
+        from wmrl.data.job import dataset_job
 
-        generate_dataset(json.loads(args.spec), args.out)
+        dataset_job(json.loads(args.spec), args.out)
     elif args.command == "pretrain":
         from wmrl.dag.paths import PRETRAIN_FILES
         from wmrl.train.pretrain import pretrain

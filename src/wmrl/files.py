@@ -1,13 +1,21 @@
 """Files a job writes and reads: a failed write (a full disk) raises one error naming the file, a
-checkpoint is written whole or not at all, and one that cannot be read says which file and what to do."""
+checkpoint, file or directory is published whole or not at all, a checkpoint that cannot be read says
+which file and what to do, and a work directory holds the resumable state of one job spec only."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import logging
 import os
 import pickle
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
+
+log = logging.getLogger("wmrl")
 
 
 class CheckpointError(ValueError):
@@ -33,6 +41,20 @@ def publish(path: Path | str, write: Callable[[str], Any]) -> None:
     partial = f"{path}.partial"
     write(partial)
     os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def publish_dir(out: Path | str) -> Iterator[Path]:
+    """Yield the path ``<out>.partial`` for the body to write a directory at (a stale one, and a
+    stale `out`, removed first), then rename it to `out`: a directory that exists is whole (a failed
+    or killed job leaves only the ``.partial`` one, which the rerun removes)."""
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    for stale in (partial, out):
+        if stale.exists():
+            shutil.rmtree(stale)
+    yield partial
+    os.replace(partial, out)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path | str) -> None:
@@ -62,3 +84,16 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({reason}): delete it and rerun the job "
                               f"that wrote it") from error
+
+
+def claim_work_dir(work_dir: Path, spec: dict[str, Any]) -> bool:
+    """Make `work_dir` the resumable state of exactly this `spec`: state left by a job with other
+    settings is wiped (it must not be resumed). Returns whether a checkpoint to resume is there."""
+    stamp = work_dir / "spec.json"
+    text = json.dumps(spec, sort_keys=True, default=str)
+    if work_dir.exists() and (not stamp.is_file() or stamp.read_text() != text):
+        log.info("discarding %s: it holds the state of a job with other settings", work_dir)
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(text)
+    return (work_dir / "checkpoints" / "last.ckpt").is_file()

@@ -196,45 +196,17 @@ def _is_unique_violation(error: BaseException) -> bool:
         name in str(error) for name in ("IntegrityError", "UniqueViolation"))
 
 
-def _pyfunc_model():
-    """The registered form of a fine-tuned or pretrained model: MLflow's pyfunc `predict` takes a
-    dict of arrays {"obs": (B, K+1, *obs_shape), "actions": (B, K), "task": (B,)} (a Decision
-    Transformer also "return_to_go": (B, K)) and returns, at the last observation, the Q-values
-    (B, actions), or a Decision Transformer's action logits (B, K, actions) at every observation.
-    Defined on call so importing this module stays light."""
-    import mlflow.pyfunc
-
-    class WorldActionPyfunc(mlflow.pyfunc.PythonModel):
-        def load_context(self, context):
-            from wmrl.evaluate.rollout import load_model
-
-            self.model, checkpoint = load_model(context.artifacts["checkpoint"])
-            self.decision = checkpoint.get("decision") is not None
-
-        def predict(self, context, model_input, params=None):
-            import torch
-
-            with torch.no_grad():
-                x = {k: torch.as_tensor(v) for k, v in model_input.items()}
-                obs, actions, task = x["obs"].float(), x["actions"].long(), x["task"].long()
-                if self.decision:
-                    return self.model(obs, actions, x["return_to_go"].float(), task)["policy"].numpy()
-                q = self.model(obs, actions, task)["q"][:, -1]
-                return self.model.decode_scalar(q).numpy()
-
-    return WorldActionPyfunc()
-
-
 def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str, alias: str,
-                   input_example: dict[str, Any], root: Path | str = ".") -> str:
-    """Save `checkpoint` to `path` (weights-only loadable), log it to the run as an MLflow model,
-    register it as `name` and point `alias` at the new version; return the model URI."""
+                   input_example: dict[str, Any], python_model: Any, root: Path | str = ".") -> str:
+    """Save `checkpoint` to `path` (weights-only loadable), log it to the run as the MLflow pyfunc
+    model `python_model` (an ``mlflow.pyfunc.PythonModel`` that loads it from the artifact
+    "checkpoint"), register it as `name` and point `alias` at the new version; return the model URI."""
     import mlflow
 
     save_checkpoint(checkpoint, path)
     mlflow.set_tracking_uri(tracking_uri(root))
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(name="model", python_model=_pyfunc_model(),
+        info = mlflow.pyfunc.log_model(name="model", python_model=python_model,
                                        artifacts={"checkpoint": str(path)}, input_example=input_example,
                                        registered_model_name=name, pip_requirements=[], code_paths=None)
     client = mlflow.MlflowClient(tracking_uri(root))

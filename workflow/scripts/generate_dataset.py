@@ -1,7 +1,7 @@
-"""Snakemake adapter: rule generate_dataset -> wmrl.data.generate.generate_dataset."""
+"""Snakemake adapter: rule generate_dataset -> wmrl.data.job.dataset_job."""
 
 from wmrl.logs import job_logging
-from wmrl.data.generate import generate_dataset
+from wmrl.data.job import dataset_job
 
 with job_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected by Snakemake)
-    generate_dataset(snakemake.params.spec, snakemake.output[0])  # noqa: F821
+    dataset_job(snakemake.params.spec, snakemake.output[0])  # noqa: F821

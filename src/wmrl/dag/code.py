@@ -1,8 +1,10 @@
 """Each rule's rerun trigger: the wmrl modules whose source decides its outputs (hashed by
 wmrl.provenance.code_hash into the rule's `code` param). A method kind declares its training
-rule's own list (wmrl.methods); every other rule's is here."""
+rule's own list (wmrl.methods), the data layer its datasets' (wmrl.data.DATASET_CODE, which the
+cards record); every other rule's is here."""
 
-DATASET_CODE = ("envs", "data/dataset", "data/writer", "data/behaviour", "data/generate", "data/minari")
+from wmrl.data import DATASET_CODE  # noqa: F401 (the dataset rule's, re-exported beside the others)
+
 PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "envs", "tracking")
 EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour", "peers")
 CONTEXT_COSTS_CODE = ("models", "bench/pretrain", "rl/objectives")

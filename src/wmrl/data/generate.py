@@ -8,98 +8,52 @@ job never leaves a directory that looks complete, and rerunning starts clean.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from wmrl.provenance import code_hash
+from wmrl.files import publish_dir
 from wmrl.data.behaviour import evaluate_policy, run_dqn, run_random
-from wmrl.data.dataset import CARD, FORMAT, obs_bytes
+from wmrl.data.card import dataset_card, write_card
 from wmrl.data.writer import DatasetWriter
 from wmrl.envs import action_spec, make_task_env, obs_spec
-from wmrl.dag.code import DATASET_CODE
+from wmrl.files import publish_dir
 from wmrl.progress import Progress
 
 log = logging.getLogger("wmrl")
 
 
 def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
-    """Generate the dataset described by `spec` into directory `out`; return its card. A spec with
-    a "source" (``minari:<id>``) imports that Minari dataset instead (wmrl.data.minari)."""
-    if "source" in spec:
-        from wmrl.data.minari import import_minari  # imported here: it imports dataset_card from here
+    """Generate the dataset described by `spec` into directory `out`; return its card."""
+    with publish_dir(out) as partial:
+        def env():
+            return make_task_env(spec)
 
-        return import_minari(spec, out)
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    for stale in (partial, out):
-        if stale.exists():
-            shutil.rmtree(stale)
+        train_env = env()
+        obs, action = obs_spec(train_env).to_dict(), action_spec(train_env).to_dict()
+        settings = spec["settings"]
+        writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
+        progress = Progress(settings["steps"], f"{spec['task']}/{spec['policy']}/seed{spec['seed']}")
+        log.info("generating %s/%s with the %s policy, seed %d, %s steps -> %s",
+                 spec["suite"], spec["task"], spec["policy"], spec["seed"], f"{settings['steps']:,}", out)
+        if spec["policy"] == "random":
+            run_random(train_env, writer, settings["steps"], spec["seed"], progress)
+        elif spec["policy"] == "dqn":
+            model = run_dqn(train_env, writer, settings, spec["seed"], progress)
+        else:
+            raise ValueError(f"unknown behaviour policy {spec['policy']!r}")
+        progress.update(writer.transitions)
+        seconds = progress.close()
+        log.info("recorded %s transitions in %.1fs (%.0f steps/s)", f"{writer.transitions:,}", seconds,
+                 writer.transitions / max(seconds, 1e-9))
+        reference = None
+        if spec["policy"] == "dqn":
+            reference = evaluate_policy(model, env(), settings["eval_episodes"], settings["eval_epsilon"], spec["seed"])
+            log.info("final DQN policy: return %.2f +- %.2f over %d episodes (epsilon %g)",
+                     reference["mean"], reference["std"], reference["episodes"], reference["epsilon"])
 
-    def env():
-        return make_task_env(spec)
-
-    train_env = env()
-    obs, action = obs_spec(train_env).to_dict(), action_spec(train_env).to_dict()
-    settings = spec["settings"]
-    writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
-    progress = Progress(settings["steps"], f"{spec['task']}/{spec['policy']}/seed{spec['seed']}")
-    log.info("generating %s/%s with the %s policy, seed %d, %s steps -> %s",
-             spec["suite"], spec["task"], spec["policy"], spec["seed"], f"{settings['steps']:,}", out)
-    if spec["policy"] == "random":
-        run_random(train_env, writer, settings["steps"], spec["seed"], progress)
-    elif spec["policy"] == "dqn":
-        model = run_dqn(train_env, writer, settings, spec["seed"], progress)
-    else:
-        raise ValueError(f"unknown behaviour policy {spec['policy']!r}")
-    progress.update(writer.transitions)
-    seconds = progress.close()
-    log.info("recorded %s transitions in %.1fs (%.0f steps/s)", f"{writer.transitions:,}", seconds,
-             writer.transitions / max(seconds, 1e-9))
-    reference = None
-    if spec["policy"] == "dqn":
-        reference = evaluate_policy(model, env(), settings["eval_episodes"], settings["eval_epsilon"], spec["seed"])
-        log.info("final DQN policy: return %.2f +- %.2f over %d episodes (epsilon %g)",
-                 reference["mean"], reference["std"], reference["episodes"], reference["epsilon"])
-
-    policy = {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference}
-    card = dataset_card(spec, obs, action, writer, policy)
-    (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(partial, out)
+        policy = {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference}
+        card = dataset_card(spec, obs, action, writer, policy)
+        write_card(partial, card)
     return card
 
-
-def dataset_card(spec: dict[str, Any], obs: dict[str, Any], action: dict[str, Any], writer: DatasetWriter,
-                 policy: dict[str, Any]) -> dict[str, Any]:
-    """The card of the dataset `writer` has recorded for `spec`; `policy`: what recorded it."""
-    rows = sum(shard["rows"] for shard in writer.shards)
-    complete = writer.episode_returns[:-1] if writer.cut_last_episode else writer.episode_returns
-    returns = {"episodes": len(complete)}
-    if complete:
-        values = np.asarray(complete)
-        returns |= {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
-                    "median": float(np.median(values)), "max": float(values.max())}
-    return {
-        "format": FORMAT,
-        "suite": spec["suite"], "task": spec["task"],
-        "env": {"id": spec["env"], "kwargs": spec["env_kwargs"], "max_episode_steps": spec["max_episode_steps"],
-                **{key: spec[key] for key in ("wrappers", "obs_keys") if key in spec}},
-        "obs": {**obs, "encoding": "packbits" if obs["dtype"] == "bool" else "raw-le"},
-        "action": action,
-        "policy": policy,
-        "seed": spec["seed"],
-        "transitions": writer.transitions, "rows": rows, "episodes": writer.episodes,
-        "returns": returns,  # over episodes that ended in the env (not cut by the data budget)
-        "bytes_per_step": {"obs_packed": obs_bytes(obs),
-                           "obs_unpacked": int(np.prod(obs["shape"])) * np.dtype(obs["dtype"]).itemsize,
-                           "on_disk": round(sum(s["bytes"] for s in writer.shards) / max(rows, 1), 2)},
-        "shards": writer.shards,
-        "generator": {"code_hash": code_hash(*DATASET_CODE),
-                      "versions": {p: version(p) for p in ("wmrl", "polars", "numpy", "gymnasium", "minatar",
-                                                             "stable-baselines3", "torch")}},
-    }

@@ -27,7 +27,7 @@ default, lossily). No env spec is stored, as ids like ``minatar:breakout`` are n
 with Gymnasium; the spaces are given explicitly, and Minari's metadata gets a "wmrl" entry with
 the card's env, suite, task, policy, seed, observation spec and content digest.
 
-Import (a task's ``dataset: {source: "minari:<id>"}``, through `generate_dataset`) checks that the
+Import (a task's ``dataset: {source: "minari:<id>"}``, through `wmrl.data.job`) checks that the
 Minari dataset's spaces are those of the task's environment and writes the usual Parquet shards
 and card; the card's policy is ``{"name": "minari", "source": "minari:<id>", ...}``. Its return
 statistics cover every episode, as a cut one cannot be told from one truncated by a time limit.
@@ -37,9 +37,6 @@ The Minari files are not an input Snakemake watches: the source names a versione
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -54,10 +51,11 @@ from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage import get_dataset_path
 
-from wmrl.data.dataset import CARD, DatasetError, decode_obs, open_dataset
-from wmrl.data.generate import dataset_card
+from wmrl.data.card import dataset_card, write_card
+from wmrl.data.dataset import DatasetError, decode_obs, open_dataset
 from wmrl.data.writer import DatasetWriter
 from wmrl.envs import action_spec, make_task_env, obs_spec
+from wmrl.files import publish_dir
 from wmrl.provenance import dataset_digest
 
 SOURCE_PREFIX = "minari:"
@@ -142,31 +140,26 @@ def episode_buffers(frame: pl.DataFrame, card: dict[str, Any]) -> Iterator[Episo
 
 def import_minari(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
     """Import the Minari dataset spec["source"] (``minari:<id>``) as the dataset of the dataset job
-    `spec` (wmrl.dag.specs.dataset_spec) into directory `out`, through ``<out>.partial`` as
-    `generate_dataset` does; return its card. Its policy and seed only name the dataset: every
+    `spec` (wmrl.dag.specs.dataset_spec) into directory `out`, through ``<out>.partial``
+    (files.publish_dir); return its card. Its policy and seed only name the dataset: every
     (policy, seed) of a task with a source holds the same import."""
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    for stale in (partial, out):
-        if stale.exists():
-            shutil.rmtree(stale)
-    source = load_source(spec["source"])
-    env = make_task_env(spec)
-    obs, action = obs_spec(env).to_dict(), action_spec(env).to_dict()
-    check_spaces(source, spec, obs, action)
+    with publish_dir(out) as partial:
+        source = load_source(spec["source"])
+        env = make_task_env(spec)
+        obs, action = obs_spec(env).to_dict(), action_spec(env).to_dict()
+        check_spaces(source, spec, obs, action)
 
-    writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
-    for episode in source.iterate_episodes():
-        record_episode(writer, episode, spec["source"], action["kind"] == "discrete")
-    writer.close()
-    metadata = source.storage.metadata
-    provenance = {key: metadata[key] for key in ("dataset_id", "algorithm_name", "description", "code_permalink",
-                                                 "minari_version", "wmrl") if key in metadata}
-    card = dataset_card(spec, obs, action, writer,
-                 {"name": "minari", "source": spec["source"], "metadata": provenance, "reference_score": None})
-    card["generator"]["versions"]["minari"] = version("minari")
-    (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(partial, out)
+        writer = DatasetWriter(partial, obs, action, spec["shard_rows"])
+        for episode in source.iterate_episodes():
+            record_episode(writer, episode, spec["source"], action["kind"] == "discrete")
+        writer.close()
+        metadata = source.storage.metadata
+        provenance = {key: metadata[key] for key in ("dataset_id", "algorithm_name", "description", "code_permalink",
+                                                     "minari_version", "wmrl") if key in metadata}
+        policy = {"name": "minari", "source": spec["source"], "metadata": provenance, "reference_score": None}
+        card = dataset_card(spec, obs, action, writer, policy)
+        card["generator"]["versions"]["minari"] = version("minari")
+        write_card(partial, card)
     return card
 
 

@@ -27,29 +27,16 @@ import polars as pl
 import torch
 
 from wmrl import tracking
-from wmrl.models.config import DecisionConfig, ModelConfig
 from wmrl.data import read_card
 from wmrl.data.windows import ObsLayout
 from wmrl.envs import env_settings, make_task_env
 from wmrl.files import load_checkpoint, publish
-from wmrl.models.decision_transformer import DecisionTransformer
-from wmrl.models.world_model import ModelShape, WorldActionModel
+from wmrl.models.checkpoint import load_model
+from wmrl.models.world_model import WorldActionModel
 from wmrl.rl.planning import beam_search
 
 log = logging.getLogger("wmrl")
 NO_PLANNING = {"width": 0, "horizon": 0}
-
-
-def load_model(path: str | Path) -> tuple[WorldActionModel, dict[str, Any]]:
-    """A world-action model, or the Decision Transformer a checkpoint's "decision" settings
-    describe, from a weights-only checkpoint (model.pt, last.pt, best.pt)."""
-    checkpoint = load_checkpoint(path)
-    shape, spec = ModelShape(**checkpoint["shape"]), ModelConfig(**checkpoint["model"])
-    decision = checkpoint.get("decision")
-    model = WorldActionModel(shape, spec) if decision is None else DecisionTransformer(shape, spec,
-                                                                                      DecisionConfig(**decision))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), checkpoint
 
 
 def target_return(target: dict[str, Any], best_return: float) -> float:

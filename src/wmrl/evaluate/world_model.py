@@ -19,7 +19,8 @@ import torch
 from wmrl.data import open_dataset
 from wmrl.data.windows import WindowSampler, load_steps
 from wmrl.evaluate.memory import memory_probe
-from wmrl.evaluate.rollout import load_model, task_view
+from wmrl.evaluate.rollout import task_view
+from wmrl.models.checkpoint import load_model
 from wmrl.models.world_model import WorldActionModel
 
 

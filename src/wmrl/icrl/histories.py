@@ -31,8 +31,6 @@ the same arguments and seed give the same bytes.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ import numpy as np
 import polars as pl
 
 from wmrl.data.dataset import sha256_file
+from wmrl.files import publish_dir
 from wmrl.icrl.tasks import (BANDIT_HORIZON, DARKROOM_HORIZON, DARKROOM_SIZE, MOVES, NOISE_VARIANCE,
                              darkroom_step, optimal_darkroom_action)
 
@@ -148,19 +147,14 @@ def write_histories(histories: Histories, out: Path | str) -> dict[str, Any]:
     """Write `histories` into directory `out` (through ``<out>.partial``); return its card."""
     if histories.family == "darkroom":
         check_heldout(histories.tasks, histories.settings["heldout_goals"])
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    for stale in (partial, out):
-        if stale.exists():
-            shutil.rmtree(stale)
-    partial.mkdir(parents=True)
-    histories.frame.write_parquet(partial / HISTORIES, compression="zstd", compression_level=3, statistics=True)
-    card = {"format": FORMAT, "family": histories.family, "states": histories.states,
-            "actions": histories.actions, "horizon": histories.horizon, "histories": histories.frame.height,
-            "tasks": histories.tasks, "settings": histories.settings, "seed": histories.seed,
-            "sha256": sha256_file(partial / HISTORIES)}
-    (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(partial, out)
+    with publish_dir(out) as partial:
+        partial.mkdir(parents=True)
+        histories.frame.write_parquet(partial / HISTORIES, compression="zstd", compression_level=3, statistics=True)
+        card = {"format": FORMAT, "family": histories.family, "states": histories.states,
+                "actions": histories.actions, "horizon": histories.horizon, "histories": histories.frame.height,
+                "tasks": histories.tasks, "settings": histories.settings, "seed": histories.seed,
+                "sha256": sha256_file(partial / HISTORIES)}
+        (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
     return card
 
 

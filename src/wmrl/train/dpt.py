@@ -28,11 +28,11 @@ import polars as pl
 import torch
 
 from wmrl import tracking
-from wmrl.files import load_checkpoint, save_checkpoint
+from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.icrl.histories import HISTORIES, read_histories
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, dpt_loss
 from wmrl.train.loop import fit
-from wmrl.train.module import WindowStream, claim_work_dir, loader
+from wmrl.train.module import WindowStream, loader
 
 log = logging.getLogger("wmrl")
 SEQUENCES = ("states", "actions", "rewards", "next_states")

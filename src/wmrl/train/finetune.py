@@ -31,11 +31,12 @@ import torch
 from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import ObsLayout, read_few_shot, split_episodes, task_steps
-from wmrl.files import load_checkpoint, save_checkpoint
+from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.models.decision_transformer import load_pretrained
+from wmrl.models.serving import world_action_pyfunc
 from wmrl.models.world_model import ModelShape
 from wmrl.train.loop import BEST, fit, model_weights, suite_shape
-from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
+from wmrl.train.module import WindowDataModule, WorldModelModule
 
 log = logging.getLogger("wmrl")
 
@@ -122,7 +123,7 @@ def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
     inputs = ("obs", "actions", "task") + (("return_to_go",) if spec["decision"] else ())
     example = {k: v[:2].numpy() for k, v in run.data.heldout[task][0].items() if k in inputs}
     model_uri = tracking.register_model(fitted.run_id, run.checkpoint(spec, cfg["steps"]), out["last"],
-                                        spec["registered_model"], spec["alias"], example)
+                                        spec["registered_model"], spec["alias"], example, world_action_pyfunc())
     trained, total = run.parameters()
     tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, {name: card}, total,
                           training=fitted.training(cfg["steps"]), trained_parameters=trained,

@@ -5,12 +5,8 @@ stream of training windows, and progress lines for log files."""
 from __future__ import annotations
 
 import copy
-import json
-import logging
 import math
-import shutil
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -26,8 +22,6 @@ from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.progress import Progress
 from wmrl.rl.objectives import joint_loss
 from wmrl.rl.rcsl import decision_loss
-
-log = logging.getLogger("wmrl")
 
 
 class WorldModelModule(L.LightningModule):
@@ -168,15 +162,3 @@ class ProgressLines(L.Callback):
     def on_train_end(self, trainer, module):
         self.progress.close()
 
-
-def claim_work_dir(work_dir: Path, spec: dict[str, Any]) -> bool:
-    """Make `work_dir` the resumable state of exactly this `spec`: state left by a job with other
-    settings is wiped (it must not be resumed). Returns whether a checkpoint to resume is there."""
-    stamp = work_dir / "spec.json"
-    text = json.dumps(spec, sort_keys=True, default=str)
-    if work_dir.exists() and (not stamp.is_file() or stamp.read_text() != text):
-        log.info("discarding %s: it holds the state of a job with other settings", work_dir)
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(text)
-    return (work_dir / "checkpoints" / "last.ckpt").is_file()

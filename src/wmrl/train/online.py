@@ -20,9 +20,8 @@ import polars as pl
 from wmrl import tracking
 from wmrl.data.behaviour import dqn_agent
 from wmrl.envs import make_task_env
-from wmrl.files import save_checkpoint
+from wmrl.files import claim_work_dir, save_checkpoint
 from wmrl.progress import Progress
-from wmrl.train.module import claim_work_dir
 
 log = logging.getLogger("wmrl")
 

@@ -27,11 +27,10 @@ from d3rlpy.dataset import MDPDataset
 from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import read_few_shot, split_episodes
-from wmrl.files import publish
+from wmrl.files import claim_work_dir, publish
 from wmrl.peers.d3rlpy import (best_return, checkpoint, data_settings, parameter_count, plain_logs,
                                to_mdp_dataset, train)
 from wmrl.progress import Progress
-from wmrl.train.module import claim_work_dir
 
 log = logging.getLogger("wmrl")
 

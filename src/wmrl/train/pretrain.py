@@ -23,9 +23,11 @@ import torch
 from wmrl import tracking
 from wmrl.data import open_dataset
 from wmrl.data.windows import ReplayChunks, load_steps
+from wmrl.files import claim_work_dir
+from wmrl.models.serving import world_action_pyfunc
 from wmrl.rl.objectives import joint_loss
 from wmrl.train.loop import fit, suite_shape
-from wmrl.train.module import WindowDataModule, WorldModelModule, claim_work_dir
+from wmrl.train.module import WindowDataModule, WorldModelModule
 
 log = logging.getLogger("wmrl")
 
@@ -74,7 +76,7 @@ def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> Non
                   "tasks": suite, "layout": layout.features}
     example = {k: v[:2].numpy() for k, v in data.heldout[tasks[0]][0].items() if k in ("obs", "actions", "task")}
     model_uri = tracking.register_model(fitted.run_id, checkpoint, out["model"], spec["registered_model"],
-                                        spec["alias"], example)
+                                        spec["alias"], example, world_action_pyfunc())
     tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, used, module.model.parameter_count(),
                           training=fitted.training(cfg["steps"]))
     table.write_parquet(out["heldout"])
