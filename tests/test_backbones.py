@@ -116,6 +116,7 @@ def test_backbone_claims_follow_the_confidence_intervals():
     assert few["verdict"].to_list() == ["too few runs to decide"]
 
 
+@pytest.mark.e2e
 def test_the_face_off_runs_end_to_end_at_smoke(tmp_path):
     """backbones_memory at smoke: the four backbones at matched widths, their probe, costs and
     claims in the report's Backbones section."""

@@ -53,6 +53,7 @@ def test_config_typo_fails_before_any_job(workdir, text, message):
     assert not (workdir / "data").exists()
 
 
+@pytest.mark.e2e
 def test_runs_caches_and_reruns_only_the_changed_dataset(workdir):
     snakemake(workdir, "datasets", "--configfile", "tiny.yaml")
     cartpole = workdir / "data/laptop/classic/cartpole/random/seed0"
@@ -78,6 +79,7 @@ def test_runs_caches_and_reruns_only_the_changed_dataset(workdir):
     assert "data/laptop/classic/cartpole/random/seed0" in changes
 
 
+@pytest.mark.e2e
 def test_a_gymnasium_heldout_task_runs_every_stage(workdir):
     """cartpole (2 actions) held out from acrobot (3 actions): vector observations, uneven action
     sets and a Gymnasium id go through pretraining, fine-tuning, evaluation and the scores."""

@@ -112,6 +112,7 @@ def test_ddp_on_two_cpu_processes_evaluates_like_one_process(tiny_job):
     assert len(runs) == 2  # one run per job: the second DDP process tracks nothing
 
 
+@pytest.mark.server
 def test_pretraining_tracks_into_an_mlflow_server(tiny_job, mlflow_server):
     """On a cluster jobs log to an `mlflow server` over HTTP: the run, its metrics, the registered
     model and a run page link in the model's record."""

@@ -10,6 +10,8 @@ from conftest import ROOT, snakemake_command, snakemake_env
 from wmrl.config import compose
 from wmrl.pipeline import CHECKED_ENVS, dataset_dirs, report_files
 
+pytestmark = pytest.mark.e2e
+
 SUITES = {
     # experiment: (a task, its observation kind and shape in the card, a channel its grid must name)
     "minigrid": ("empty8", "grid", [7, 7, 24], "object:goal"),
