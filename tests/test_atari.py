@@ -62,6 +62,7 @@ report:
 """
 
 
+@pytest.mark.slow
 def test_the_paper_dag_lists_every_job(tmp_path):
     result = subprocess.run(snakemake_command("-n", "--config", "scale=paper"), cwd=tmp_path, capture_output=True,
                             text=True, env=snakemake_env(), timeout=300)

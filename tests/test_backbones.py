@@ -83,6 +83,7 @@ def episode_steps(episodes: list[dict[str, np.ndarray]]) -> TaskSteps:
                      np.zeros(len(obs), np.float32))
 
 
+@pytest.mark.slow
 def test_the_memory_probe_tells_remembering_features_from_forgetting_ones():
     episodes = repeat_first_episodes(80, seed=1)
     sampler = WindowSampler([episode_steps(episodes)], ObsLayout("vector", (4,), {"repeat_first": [0, 1, 2, 3]}), 40)
