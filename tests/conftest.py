@@ -25,6 +25,20 @@ DQN_TINY = {"steps": 600, "learning_rate": 2.5e-4, "buffer_size": 600, "batch_si
             "eval_episodes": 2, "eval_epsilon": 0.0}
 
 
+# Fixtures that make a test costly, and the marker (pyproject.toml) such a test must carry so that a
+# plain `pytest` leaves it out.
+COSTLY_FIXTURES = {"smoke_run": "e2e", "mlflow_server": "server"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked
+def pytest_collection_modifyitems(config, items):
+    unmarked = [f"{item.nodeid} uses {fixture} but is not marked {marker}" for item in items
+                for fixture, marker in COSTLY_FIXTURES.items()
+                if fixture in item.fixturenames and item.get_closest_marker(marker) is None]
+    if unmarked:
+        raise pytest.UsageError("\n".join(unmarked))
+
+
 def make_spec(env: str = "minatar:breakout", policy: str = "random", steps: int = 3000, seed: int = 0,
               shard_rows: int = 1000, max_episode_steps: int | None = 500) -> dict:
     settings = {**copy.deepcopy(DQN_TINY), "steps": steps} if policy == "dqn" else {"steps": steps}

@@ -6,6 +6,7 @@ import re
 import subprocess
 
 import polars as pl
+import pytest
 
 from wmrl.config import compose
 from wmrl.dag.targets import report_files, world_model_errors
@@ -61,6 +62,7 @@ report:
 """
 
 
+@pytest.mark.slow
 def test_the_paper_dag_lists_every_job(tmp_path):
     result = subprocess.run(snakemake_command("-n", "--config", "scale=paper"), cwd=tmp_path, capture_output=True,
                             text=True, env=snakemake_env(), timeout=300)
@@ -72,6 +74,7 @@ def test_the_paper_dag_lists_every_job(tmp_path):
     assert int(stats["total"]) >= 1000
 
 
+@pytest.mark.e2e
 def test_a_paper_shaped_run_on_two_atari_games(tmp_path):
     (tmp_path / "two_games.yaml").write_text(TWO_GAMES)
     command = snakemake_command("--cores", "2", "--config", "scale=paper", "--configfile", "two_games.yaml")

@@ -85,6 +85,7 @@ def episode_steps(episodes: list[dict[str, np.ndarray]]) -> TaskSteps:
                      np.zeros(len(obs), np.float32))
 
 
+@pytest.mark.slow
 def test_the_memory_probe_tells_remembering_features_from_forgetting_ones():
     episodes = repeat_first_episodes(80, seed=1)
     sampler = WindowSampler([episode_steps(episodes)], ObsLayout("vector", (4,), {"repeat_first": [0, 1, 2, 3]}), 40)
@@ -118,6 +119,7 @@ def test_backbone_claims_follow_the_confidence_intervals():
     assert few["verdict"].to_list() == ["too few runs to decide"]
 
 
+@pytest.mark.e2e
 def test_the_face_off_runs_end_to_end_at_smoke(tmp_path):
     """backbones_memory at smoke: the four backbones at matched widths, their probe, costs and
     claims in the report's Backbones section."""

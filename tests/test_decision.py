@@ -267,6 +267,7 @@ def test_a_task_may_ask_for_its_own_target_return():
     assert "target_return" not in evaluate_spec(cfg, "breakout", "d3rlpy_cql", "d3rlpy", 0)
 
 
+@pytest.mark.e2e
 def test_the_return_conditioned_experiment_runs_end_to_end_at_smoke_scale(smoke_run, tmp_path):
     """dt_transfer in a copy of the default experiment's smoke run: the same datasets, its own
     pretraining, every return-conditioned method and d3rlpy's DT evaluated, the claims judged."""

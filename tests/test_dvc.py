@@ -9,6 +9,8 @@ import pytest
 from conftest import PYTHON, ROOT, snakemake_env
 from test_pipeline import TINY
 
+pytestmark = pytest.mark.e2e
+
 DVC = [PYTHON, "-m", "dvc"]
 
 

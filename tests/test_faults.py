@@ -27,6 +27,7 @@ def under_file_size_limit(limit: int):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_exits_nonzero_and_the_rerun_resumes_its_run(tiny_job):
     """SLURM preempts a job with SIGTERM: the job checkpoints where it is and fails; rerun, it
     resumes into the same MLflow run and finishes."""
@@ -69,6 +70,7 @@ def test_a_full_disk_while_writing_a_dataset_shard_names_it_and_leaves_no_datase
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_a_checkpoint_names_it_and_leaves_no_part_of_it(tiny_job):
     _, command, env, tmp_path = tiny_job
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -108,6 +110,7 @@ def test_a_damaged_checkpoint_at_evaluation_names_the_file_and_what_to_do(model_
         load_model(model_checkpoint)
 
 
+@pytest.mark.slow
 def test_an_unreachable_tracking_server_fails_a_job_at_its_start_within_seconds(tmp_path, monkeypatch):
     from wmrl import tracking
 
@@ -139,6 +142,7 @@ client.set_terminated(run_id)
 """
 
 
+@pytest.mark.slow
 def test_eight_jobs_log_at_once_to_a_fresh_sqlite_store_and_lose_nothing(tmp_path, monkeypatch):
     """After `prepare` (the Snakefile's onstart), 8 jobs each start a run, log one shared
     dataset as input (racing to insert it) and 40 metric values, all at once."""

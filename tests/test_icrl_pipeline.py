@@ -99,6 +99,7 @@ def test_a_claim_with_too_few_runs_is_not_decided():
     assert verdict(-0.1, 0.2, 3, "above", "below", "inside") == "inside"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
     result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke", f"experiment={experiment}"),

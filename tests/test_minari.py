@@ -214,6 +214,7 @@ def test_a_task_sourced_from_minari_is_imported_by_the_dataset_stage(datasets, m
     assert open_dataset(tmp_path / "breakout").read().equals(open_dataset(datasets["breakout"][1]).read())
 
 
+@pytest.mark.e2e
 def test_a_task_sourced_from_minari_runs_through_the_smoke_pipeline(smoke_run, tmp_path):
     """Breakout's behaviour data exported to Minari, then read back as the task's source in a copy
     of the default smoke run: the stage imports it (the same shards, byte for byte) and every

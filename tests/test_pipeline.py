@@ -1,5 +1,6 @@
 """The Snakemake pipeline as a user drives it: DAG, bad config, caching, selective reruns."""
 
+import re
 import subprocess
 
 import polars as pl
@@ -34,9 +35,17 @@ def workdir(tmp_path):
     return tmp_path
 
 
+def job_stats(plan: str) -> dict[str, int]:
+    """The jobs per rule in the first "Job stats" table of Snakemake's output (`total` included)."""
+    assert "Job stats:" in plan, plan[-3000:]
+    table = plan.split("Job stats:")[1].split("\n\n")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
 def test_dry_run_shows_the_default_dag(tmp_path):
     out = snakemake(tmp_path, "-n").stdout
-    assert "generate_dataset       10" in out.replace("\t", " ") or "generate_dataset" in out
+    # laptop's default experiment: five MinAtar games, random and DQN data, one seed
+    assert job_stats(out)["generate_dataset"] == 10
     assert "data/laptop/minatar/breakout/dqn/seed0" in out
 
 
@@ -53,6 +62,7 @@ def test_config_typo_fails_before_any_job(workdir, text, message):
     assert not (workdir / "data").exists()
 
 
+@pytest.mark.e2e
 def test_runs_caches_and_reruns_only_the_changed_dataset(workdir):
     snakemake(workdir, "datasets", "--configfile", "tiny.yaml")
     cartpole = workdir / "data/laptop/classic/cartpole/random/seed0"
@@ -78,6 +88,7 @@ def test_runs_caches_and_reruns_only_the_changed_dataset(workdir):
     assert "data/laptop/classic/cartpole/random/seed0" in changes
 
 
+@pytest.mark.e2e
 def test_a_gymnasium_heldout_task_runs_every_stage(workdir):
     """cartpole (2 actions) held out from acrobot (3 actions): vector observations, uneven action
     sets and a Gymnasium id go through pretraining, fine-tuning, evaluation and the scores."""

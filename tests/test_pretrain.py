@@ -50,6 +50,7 @@ def test_same_seed_same_model(tiny_job, stream_rows):
         assert torch.equal(tensor, states[1][name]), name
 
 
+@pytest.mark.slow
 def test_killed_pretraining_resumes_into_the_same_mlflow_run(tiny_job):
     import mlflow
 
@@ -84,6 +85,7 @@ def test_killed_pretraining_resumes_into_the_same_mlflow_run(tiny_job):
     assert set(heldout["task"]) == {"breakout", "asterix"}
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_evaluates_like_one_process(tiny_job):
     """Lightning DDP (gloo, 2 processes, each half of the global batch) against one process on the
     same global batch: the trained models' held-out losses agree to well under 1%, far closer
@@ -113,6 +115,7 @@ def test_ddp_on_two_cpu_processes_evaluates_like_one_process(tiny_job):
     assert len(runs) == 2  # one run per job: the second DDP process tracks nothing
 
 
+@pytest.mark.server
 def test_pretraining_tracks_into_an_mlflow_server(tiny_job, mlflow_server):
     """On a cluster jobs log to an `mlflow server` over HTTP: the run, its metrics, the registered
     model and a run page link in the model's record."""

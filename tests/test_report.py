@@ -156,6 +156,8 @@ def test_claims_are_judged_like_the_headline_and_unevaluated_ones_say_so():
     assert table.row(2, named=True)["probability"] is None
 
 
+@pytest.mark.e2e
+@pytest.mark.browser
 def test_the_smoke_report_renders_offline_in_a_browser(smoke_run, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -18,6 +18,8 @@ import pytest
 
 from conftest import PYTHON, ROOT, free_port, snakemake_env, stop, wait_until
 
+pytestmark = [pytest.mark.cluster, pytest.mark.server, pytest.mark.e2e]  # smoke_run, then SLURM runs it again
+
 PACKAGES = ["slurm-wlm", "munge"]
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 # Slurm's own location: inside a job, srun finds its configuration only there (slurmstepd does

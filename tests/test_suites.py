@@ -12,6 +12,8 @@ from wmrl.dag.experiment import dataset_dirs
 from wmrl.dag.paths import CHECKED_ENVS
 from wmrl.dag.targets import report_files
 
+pytestmark = pytest.mark.e2e
+
 SUITES = {
     # experiment: (a task, its observation kind and shape in the card, a channel its grid must name)
     "minigrid": ("empty8", "grid", [7, 7, 24], "object:goal"),

@@ -69,6 +69,7 @@ def test_other_store_errors_while_logging_datasets_are_raised(tmp_path, monkeypa
         tracking.log_dataset_inputs(run, _dataset_cards(tmp_path))
 
 
+@pytest.mark.server
 def test_datasets_logged_by_racing_jobs_through_a_tracking_server_are_all_logged(mlflow_server):
     """Through `mlflow server` the loser of the race gets BAD_REQUEST naming the IntegrityError (no
     Python cause to inspect); it must log again like a local store's loser. 40 datasets, each logged

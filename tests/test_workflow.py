@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 import torch
 
 from wmrl.config import compose
@@ -18,6 +19,7 @@ from wmrl.dag.targets import pretrain_models, report_files, world_model_errors
 from conftest import PYTHON, ROOT, snakemake_command, snakemake_env
 
 
+@pytest.mark.e2e
 def test_smoke_pipeline_end_to_end(smoke_run):
     tmp_path = smoke_run
     cfg = compose({"scale": "smoke"}, ROOT)
@@ -72,15 +74,18 @@ def planned_jobs(workdir, settings: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", stats, re.MULTILINE)} - {"all", "total"}
 
 
+@pytest.mark.e2e
 def test_changing_an_evaluation_setting_reruns_evaluation_and_the_report_only(smoke_run):
     assert planned_jobs(smoke_run, "evaluate:\n  episodes: 4\n") == {"evaluate", "report"}
 
 
+@pytest.mark.e2e
 def test_changing_a_report_setting_reruns_only_the_report(smoke_run):
     assert planned_jobs(smoke_run, "report:\n  bootstrap_repetitions: 300\n") == {"report"}
     assert planned_jobs(smoke_run, "report:\n  compare: {baseline: bc}\n") == {"report"}
 
 
+@pytest.mark.e2e
 def test_snakemake_report_captions_every_report_output(smoke_run, tmp_path):
     result = subprocess.run(snakemake_command("--config", "scale=smoke", "--report", str(tmp_path / "report.zip")),
                             cwd=smoke_run, capture_output=True, text=True, env=snakemake_env(), timeout=300)
