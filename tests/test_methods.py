@@ -35,6 +35,7 @@ def test_every_kind_has_its_own_rule_files_and_agent():
         assert "best" in kind.files or kind.no_best, f"{kind.name}: say why it has no best checkpoint"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_kind_trains_saves_weights_only_acts_and_is_reported(kind, random_dataset, tmp_path_factory):
     name, run = a_method_of(kind), list(compose({"scale": "smoke"}, ROOT).finetune.methods_run)
