@@ -16,6 +16,7 @@ from wmrl.dag.reporting import method_labels
 from wmrl.dag.specs import evaluate_spec, finetune_spec
 from wmrl.dag.targets import method_models, training_rule
 from wmrl.evaluate.rollout import evaluate
+from wmrl.jobs import check_spec
 from wmrl.methods import KINDS, RULES
 
 TINY = {"steps": 4, "validate_every": 2, "checkpoint_every": 2, "data": {"transitions": 300}}
@@ -45,6 +46,7 @@ def test_every_kind_trains_saves_weights_only_acts_and_is_reported(kind, random_
     try:
         spec = finetune_spec(cfg, "breakout", name, model, 0)
         assert spec["tags"]["rule"] == training_rule(cfg, name) == KINDS[kind].rule
+        check_spec(spec, KINDS[kind].spec)
         if "dataset" in spec.get("inputs", {}):
             spec["inputs"]["dataset"] = str(random_dataset)
         prepare_tracking(spec["mlflow_experiment"])

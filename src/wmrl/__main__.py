@@ -7,6 +7,7 @@ import json
 import sys
 
 from wmrl import logs
+from wmrl.jobs import SpecError
 from wmrl.methods import KINDS, RULES
 
 
@@ -70,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logs.setup()
+    try:
+        return run(args)
+    except SpecError as error:  # a hand-written --spec that does not fit its job: one line, no traceback
+        print(f"wmrl {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand `args` names; its exit status."""
 
     if args.command == "generate-dataset":
         from wmrl.data.job import dataset_job

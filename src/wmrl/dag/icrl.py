@@ -11,6 +11,7 @@ from wmrl.config import to_plain
 from wmrl.dag.paths import (ICRL_BASELINES, ICRL_BENCHMARKS, ICRL_EVALUATE, ICRL_FIGURES, ICRL_HISTORIES,
                             ICRL_PRETRAIN, ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_TABLES, REPORT)
 from wmrl.dag.tracked import tracked
+from wmrl.jobs import IcrlEvaluateSpec, IcrlHistoriesSpec, IcrlPretrainSpec, IcrlReportSpec
 from wmrl.provenance import config_hash
 
 
@@ -31,7 +32,7 @@ def histories_dirs(cfg: DictConfig) -> list[str]:
     return [ICRL_HISTORIES.format(**_base(cfg), seed=seed) for seed in cfg.icrl.data_seeds]
 
 
-def histories_spec(cfg: DictConfig, seed: int) -> dict[str, Any]:
+def histories_spec(cfg: DictConfig, seed: int) -> IcrlHistoriesSpec:
     """Everything one history-dataset job needs (its Snakemake params)."""
     return {"icrl": task_settings(cfg), "seed": int(seed)}
 
@@ -49,7 +50,7 @@ def models(cfg: DictConfig) -> list[str]:
     return [ICRL_PRETRAIN_MODEL.format(**_base(cfg), backbone=b, seed=s) for b in p.backbones for s in p.seeds]
 
 
-def pretrain_spec(cfg: DictConfig, backbone: str, seed: int) -> dict[str, Any]:
+def pretrain_spec(cfg: DictConfig, backbone: str, seed: int) -> IcrlPretrainSpec:
     """Everything one DPT pretraining job needs (`wmrl.train.dpt.train_dpt`'s spec)."""
     p = to_plain(cfg.icrl.pretrain)
     settings = {**p["model"], "backbone": backbone, "trainer": p["trainer"],
@@ -81,7 +82,7 @@ def evaluate_inputs(cfg: DictConfig, run: str) -> dict[str, str]:
             for name, pattern in (("model", ICRL_PRETRAIN_MODEL), ("record", ICRL_PRETRAIN_MLFLOW))}
 
 
-def evaluate_spec(cfg: DictConfig, run: str) -> dict[str, Any]:
+def evaluate_spec(cfg: DictConfig, run: str) -> IcrlEvaluateSpec:
     """Everything one evaluation job needs (`wmrl.icrl.evaluate.evaluate_icrl`'s spec)."""
     job = {"icrl": {**task_settings(cfg), "evaluate": to_plain(cfg.icrl.evaluate)}}
     if run == ICRL_BASELINES:
@@ -109,7 +110,7 @@ def benchmark_files(cfg: DictConfig) -> dict[str, list[str]]:
             "icrl_evaluate": [ICRL_BENCHMARKS["icrl_evaluate"].format(**base, run=r) for r in runs(cfg)]}
 
 
-def report_spec(cfg: DictConfig) -> dict[str, Any]:
+def report_spec(cfg: DictConfig) -> IcrlReportSpec:
     """Everything the ICRL report needs (its Snakemake params)."""
     icrl = to_plain(cfg.icrl)
     return {"experiment": cfg.experiment, "scale": cfg.scale, "question": cfg.report.question,

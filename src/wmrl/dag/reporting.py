@@ -13,11 +13,12 @@ from wmrl.dag.experiment import (compares_backbones, dataset_dirs, fewshot_datas
                                  score_datasets)
 from wmrl.dag.paths import CONTEXT_COSTS, FINETUNE, MULTIGAME, REPORT_TEMPLATE, SINGLEGAME, evaluate_lineage
 from wmrl.dag.targets import benchmark_files, evaluate_runs, finetune_runs, memory_probes, world_model_errors
+from wmrl.jobs import ReportSpec
 from wmrl.methods import kind_of
 from wmrl.provenance import config_hash
 
 
-def report_spec(cfg: DictConfig, root: str = ".") -> dict[str, Any]:
+def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
     """Everything the report job needs. `root`: the workflow's directory, which holds the HTML template."""
     f, p = cfg.finetune, cfg.pretrain
     methods = {name: f.methods[name] for name in f.methods_run}

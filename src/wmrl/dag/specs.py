@@ -16,10 +16,12 @@ from wmrl.dag.paths import (EVALUATE, FINETUNE, MULTIGAME, PRETRAIN, PRETRAIN_FI
                             SINGLE_PRETRAIN, SINGLE_PRETRAIN_FILES, SINGLEGAME)
 from wmrl.dag.targets import training_rule
 from wmrl.dag.tracked import tracked, training_job
+from wmrl.jobs import (DatasetSpec, EvaluateSpec, FinetuneSpec, OnlineSpec, PeerSpec, PretrainSpec,
+                       WorldModelSpec)
 from wmrl.methods import kind_of
 
 
-def dataset_spec(cfg: DictConfig, task: str, policy: str, seed: int) -> dict[str, Any]:
+def dataset_spec(cfg: DictConfig, task: str, policy: str, seed: int) -> DatasetSpec:
     """One dataset job: a change to another task's or another policy's settings leaves this spec,
     and so this dataset, alone. A task whose data comes from Minari has its source instead of the
     policy's settings."""
@@ -31,7 +33,7 @@ def dataset_spec(cfg: DictConfig, task: str, policy: str, seed: int) -> dict[str
     return {**job, "settings": to_plain(dataset[policy])}
 
 
-def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int, game: str | None = None) -> dict[str, Any]:
+def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int, game: str | None = None) -> PretrainSpec:
     """One pretraining job: the multi-game model, or with `game` the single-game model of that
     source game (its per-game share of the steps)."""
     p = to_plain(cfg.pretrain)
@@ -90,7 +92,7 @@ class FinetuneRun:
         return model_spec(self.cfg, size, backbone)
 
 
-def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, Any]:
+def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> FinetuneSpec | OnlineSpec | PeerSpec:
     """One fine-tuning job (whichever rule trains it): its method's kind builds it."""
     wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
     job = training_job(cfg, training_rule(cfg, method), FINETUNE, wildcards, "finetune",
@@ -120,7 +122,7 @@ def model_record(cfg: DictConfig, task: str, method: str, model: str, seed: int)
     return f"{checkpoint.rsplit('/', 1)[0]}/{PRETRAIN_FILES['mlflow']}"
 
 
-def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, Any]:
+def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> EvaluateSpec:
     """One evaluation job: evaluation settings only, and the agent that plays the model (a
     pretrained model's, or the fine-tuning method's kind's)."""
     e = to_plain(cfg.evaluate)
@@ -148,7 +150,7 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
     }
 
 
-def world_model_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> dict[str, Any]:
+def world_model_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> WorldModelSpec:
     """One world-model evaluation: open-loop error and memory probe of a pretrained model."""
     e = cfg.evaluate
     model = PRETRAIN_MODEL.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone, seed=seed)

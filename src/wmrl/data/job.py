@@ -8,10 +8,12 @@ from typing import Any
 
 from wmrl.data.generate import generate_dataset
 from wmrl.data.minari import import_minari
+from wmrl.jobs import DatasetSpec, check_spec
 
 
-def dataset_job(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
+def dataset_job(spec: DatasetSpec, out: Path | str) -> dict[str, Any]:
     """Write the dataset of the job `spec` (wmrl.dag.specs.dataset_spec) into directory `out`; return its card."""
+    check_spec(spec, DatasetSpec)
     if "source" in spec:
         return import_minari(spec, out)
     return generate_dataset(spec, out)

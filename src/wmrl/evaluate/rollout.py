@@ -31,6 +31,7 @@ from wmrl.data import read_card
 from wmrl.data.windows import ObsLayout
 from wmrl.envs import env_settings, make_task_env
 from wmrl.files import load_checkpoint, publish
+from wmrl.jobs import EvaluateSpec, check_spec
 from wmrl.models.checkpoint import load_model
 from wmrl.models.world_model import WorldActionModel
 from wmrl.rl.planning import beam_search
@@ -283,10 +284,11 @@ def reference_scores(spec: dict[str, Any], datasets: dict[str, str]) -> dict[str
     return score
 
 
-def evaluate(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> pl.DataFrame:
+def evaluate(spec: EvaluateSpec, out: dict[str, str], threads: int = 1) -> pl.DataFrame:
     """Play spec["episodes"] episodes with every checkpoint (spec["inputs"]["checkpoints"]: name ->
     file), with and without planning where the model has a world model; write the rows to
     out["rows"], track the evaluation as an MLflow run and write its lineage to out["lineage"]."""
+    check_spec(spec, EvaluateSpec)
     torch.set_num_threads(threads)
     score = reference_scores(spec, spec["inputs"]["datasets"])
     env = env_settings(spec)

@@ -20,6 +20,7 @@ from wmrl.data import open_dataset
 from wmrl.data.windows import WindowSampler, load_steps
 from wmrl.evaluate.memory import memory_probe
 from wmrl.evaluate.rollout import task_view
+from wmrl.jobs import WorldModelSpec, check_spec
 from wmrl.models.checkpoint import load_model
 from wmrl.models.world_model import WorldActionModel
 
@@ -57,10 +58,11 @@ def observation_error(guess: torch.Tensor, real: torch.Tensor, obs_mask: torch.T
     return (wrong * obs_mask).flatten(1).sum(1) / obs_mask.sum()
 
 
-def world_model_error(spec: dict[str, Any], out: str, probe_out: str) -> pl.DataFrame:
+def world_model_error(spec: WorldModelSpec, out: str, probe_out: str) -> pl.DataFrame:
     """Open-loop error vs horizon of the pretrained model on each source task's held-out episodes
     (`out`), and the memory probe's accuracy at `spec["probe_delays"]` (`probe_out`; no rows when
     there are none: wmrl.evaluate.memory)."""
+    check_spec(spec, WorldModelSpec)
     torch.set_num_threads(1)
     model, checkpoint = load_model(spec["model"])
     rows, probe_rows = [], []

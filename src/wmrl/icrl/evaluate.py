@@ -39,6 +39,7 @@ from wmrl.icrl.baselines import (UCB, EmpiricalMean, Oracle, Thompson, Uniform, 
 from wmrl.icrl.histories import bandit_histories
 from wmrl.icrl.tasks import (MOVES, bandit_tasks, darkroom_goals, darkroom_step, optimal_darkroom_action,
                              split_goals)
+from wmrl.jobs import IcrlEvaluateSpec, check_spec
 from wmrl.models.dpt import DecisionPretrainedTransformer, choose, deploy_online
 
 log = logging.getLogger("wmrl")
@@ -185,9 +186,10 @@ def dpt_darkroom(model: DecisionPretrainedTransformer, goals: list, episodes: in
 # --------------------------------------------------------------------------- the job
 
 
-def evaluate_icrl(spec: dict[str, Any], out: str, threads: int = 1) -> pl.DataFrame:
+def evaluate_icrl(spec: IcrlEvaluateSpec, out: str, threads: int = 1) -> pl.DataFrame:
     """Play spec["model"] (a DPT file, `wmrl.train.dpt.save_dpt`) or, without one, the baselines on
     the held-out tasks for every evaluation seed; write the rows (`ROWS`) to `out`."""
+    check_spec(spec, IcrlEvaluateSpec)
     from wmrl.train.dpt import load_dpt
 
     torch.set_num_threads(threads)

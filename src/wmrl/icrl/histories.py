@@ -43,6 +43,7 @@ from wmrl.data.dataset import sha256_file
 from wmrl.files import publish_dir
 from wmrl.icrl.tasks import (BANDIT_HORIZON, DARKROOM_HORIZON, DARKROOM_SIZE, MOVES, NOISE_VARIANCE,
                              darkroom_step, optimal_darkroom_action)
+from wmrl.jobs import IcrlHistoriesSpec, check_spec
 
 FORMAT = "wmrl.icrl/1"
 HISTORIES = "histories.parquet"
@@ -186,11 +187,12 @@ def read_histories(directory: Path | str) -> tuple[pl.DataFrame, dict[str, Any]]
 # --------------------------------------------------------------------------- the dataset job
 
 
-def generate_histories(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
+def generate_histories(spec: IcrlHistoriesSpec, out: Path | str) -> dict[str, Any]:
     """The pipeline's dataset job: the pretraining histories of spec["icrl"] (`wmrl.config.IcrlConfig`
     as a dict) with seed spec["seed"], written to `out`. Bandits: `train_tasks` arm-mean vectors
     drawn with `task_seed`; Dark Room: the training goals of the seeded 80/20 split (held-out goals
     refused by `darkroom_histories`)."""
+    check_spec(spec, IcrlHistoriesSpec)
     from wmrl.icrl.tasks import bandit_tasks, darkroom_goals, split_goals
 
     icrl, seed = spec["icrl"], int(spec["seed"])

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from wmrl.evaluate.statistics import MIN_RUNS, probability_of_improvement, stratified_bootstrap_ci  # noqa: E402
+from wmrl.jobs import IcrlReportSpec, check_spec
 from wmrl.report.plots import save  # noqa: E402
 
 CURVE_POINTS = 100  # steps drawn per curve (evenly spaced): bounds the bootstrap's cost at H = 500
@@ -156,8 +157,9 @@ def cost_table(benchmarks: dict[str, list[str]]) -> pl.DataFrame:
     return pl.DataFrame(records, schema=schema)
 
 
-def build_icrl_report(spec: dict[str, Any], out: dict[str, str]) -> None:
+def build_icrl_report(spec: IcrlReportSpec, out: dict[str, str]) -> None:
     """Read every evaluation's rows, write the tables, figures and the page named in `out`."""
+    check_spec(spec, IcrlReportSpec)
     for path in out.values():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     rows = pl.concat([pl.read_parquet(f) for f in spec["inputs"]["evaluations"]])

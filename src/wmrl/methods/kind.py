@@ -43,6 +43,7 @@ class MethodKind:
     rule: ClassVar[str]  # the Snakemake rule that trains it (rules/finetune.smk)
     files: ClassVar[dict[str, str]]  # that rule's outputs: name -> file in the run's directory
     code: ClassVar[tuple[str, ...]]  # wmrl modules whose source triggers the rule's reruns
+    spec: ClassVar[type]  # the TypedDict of its training job's spec (wmrl.jobs), which the job checks
     report_kind: ClassVar[str]  # how the report groups it: ours | peer | online
     model: ClassVar[str | None] = None  # its runs' `model` label; None: each pretrained size-backbone
     online: ClassVar[bool] = False  # learns in the real environment: its curve is episode returns by env step

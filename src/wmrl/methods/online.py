@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from omegaconf import DictConfig
 
+from wmrl.jobs import OnlineSpec
 from wmrl.methods.kind import MethodKind, RunContext
 from wmrl.typed import to_plain
 
@@ -29,7 +30,8 @@ class OnlineKind(MethodKind):
     settings: ClassVar[type] = OnlineMethod
     rule: ClassVar[str] = "train_online"
     files: ClassVar[dict[str, str]] = {"last": "last.pt", "curve": "curve.parquet", "mlflow": "model.mlflow.json"}
-    code: ClassVar[tuple[str, ...]] = ("data/behaviour", "envs", "train/online", "tracking")
+    code: ClassVar[tuple[str, ...]] = ("data/behaviour", "envs", "train/online", "tracking", "files")
+    spec: ClassVar[type] = OnlineSpec
     report_kind: ClassVar[str] = "online"
     model: ClassVar[str | None] = "sb3"  # stable-baselines3's network (MinAtar's, Nature DQN's or an MLP)
     online: ClassVar[bool] = True
@@ -40,7 +42,7 @@ class OnlineKind(MethodKind):
 
         train_online(spec, out)
 
-    def job_spec(self, run: RunContext, method: DictConfig) -> dict[str, Any]:
+    def job_spec(self, run: RunContext, method: DictConfig) -> OnlineSpec:
         f = run.cfg.finetune
         settings = {**to_plain(f.online), "steps": f.data.transitions}
         return {"seed": run.seed, "task": run.task, "method": run.method, **run.env(), "settings": settings,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Optional
 
 from omegaconf import DictConfig
 
+from wmrl.jobs import PeerSpec
 from wmrl.methods.kind import MethodKind, RunContext
 from wmrl.peers.algorithms import PEER_ALGORITHMS
 from wmrl.typed import ConfigError, to_plain
@@ -33,7 +34,8 @@ class PeerKind(MethodKind):
     settings: ClassVar[type] = PeerMethod
     rule: ClassVar[str] = "train_peer"
     files: ClassVar[dict[str, str]] = {"last": "last.pt", "curve": "curve.parquet", "mlflow": "model.mlflow.json"}
-    code: ClassVar[tuple[str, ...]] = ("peers", "train/peer", "data/windows", "data/dataset", "tracking")
+    code: ClassVar[tuple[str, ...]] = ("peers", "train/peer", "data/windows", "data/dataset", "tracking", "files")
+    spec: ClassVar[type] = PeerSpec
     report_kind: ClassVar[str] = "peer"
     model: ClassVar[str | None] = "d3rlpy"
     no_best: ClassVar[str] = "a peer trains on the training episodes alone and is read at its last step"
@@ -69,7 +71,7 @@ class PeerKind(MethodKind):
     def inputs(self, method: DictConfig) -> tuple[str, ...]:
         return ("dataset",)
 
-    def job_spec(self, run: RunContext, method: DictConfig) -> dict[str, Any]:
+    def job_spec(self, run: RunContext, method: DictConfig) -> PeerSpec:
         f = to_plain(run.cfg.finetune)
         reads = ("steps", "validate_every", "holdout_fraction") + ("window",) * self.return_conditioned(method)
         return {"seed": run.seed, "task": run.task, "method": run.method, "heldout_tasks": list(run.cfg.heldout_tasks),

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from omegaconf import DictConfig, OmegaConf
 
+from wmrl.jobs import FinetuneSpec
 from wmrl.methods.kind import MethodKind, RunContext
 from wmrl.models.config import ModelConfig, check_model
 from wmrl.typed import ConfigError, merge, to_plain
@@ -24,6 +25,7 @@ class WorldActionKind(MethodKind):
     files: ClassVar[dict[str, str]] = {"last": "last.pt", "best": "best.pt", "curve": "curve.parquet",
                                        "mlflow": "model.mlflow.json"}
     code: ClassVar[tuple[str, ...]] = FINETUNE_CODE
+    spec: ClassVar[type] = FinetuneSpec
     report_kind: ClassVar[str] = "ours"
 
     def train(self, spec: dict[str, Any], out: dict[str, str], threads: int) -> None:
@@ -48,7 +50,7 @@ class WorldActionKind(MethodKind):
         """The return-conditioned settings of the job (None: the joint objective)."""
         return None
 
-    def job_spec(self, run: RunContext, method: DictConfig) -> dict[str, Any]:
+    def job_spec(self, run: RunContext, method: DictConfig) -> FinetuneSpec:
         cfg = run.cfg
         f = to_plain(cfg.finetune)
         settings = {k: v for k, v in f.items() if k not in ("data", "seeds", "methods_run", "methods", "online")}

@@ -26,6 +26,7 @@ import polars as pl
 from wmrl.evaluate.statistics import MIN_RUNS
 from wmrl.files import publish
 from wmrl.evaluate.summary import run_scores, summarize
+from wmrl.jobs import ReportSpec, check_spec
 from wmrl.report import backbones, plots
 from wmrl.report.checks import checks
 from wmrl.report.tables import (busy_seconds, claims_table, cost_table, datasets_table, headline, job_costs,
@@ -59,9 +60,10 @@ def data_uri(path: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def build_report(spec: dict[str, Any], out: dict[str, str]) -> None:
+def build_report(spec: ReportSpec, out: dict[str, str]) -> None:
     """Write the scores, figures, CSV tables and the HTML report of one experiment (see module doc);
     the page last, so a report that exists is whole."""
+    check_spec(spec, ReportSpec)
     for path in out.values():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     inputs, interval = spec["inputs"], {"repetitions": spec["bootstrap_repetitions"],

@@ -30,6 +30,7 @@ import torch
 from wmrl import tracking
 from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.icrl.histories import HISTORIES, read_histories
+from wmrl.jobs import IcrlPretrainSpec, check_spec
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, dpt_loss
 from wmrl.train.loop import fit
 from wmrl.train.module import WindowStream, loader
@@ -182,12 +183,13 @@ def dataset_card(directory: Path | str, card: dict[str, Any]) -> dict[str, Any]:
     return {**card, "shards": [{"file": HISTORIES, "sha256": card["sha256"]}]}
 
 
-def train_dpt(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> DPTModule:
+def train_dpt(spec: IcrlPretrainSpec, out: dict[str, str], threads: int = 1) -> DPTModule:
     """Train on spec["dataset"] (a history directory) for spec["dpt"]["steps"] gradient steps and
     write out["model"] (`save_dpt`) and, when asked, out["mlflow"] (`tracking.write_record`).
     spec["dpt"]: DPTConfig fields and the loop's settings (steps, checkpoint_every, validate_every,
     grad_clip, trainer, holdout_fraction); the job keys of `loop.fit` (work_dir, run_name,
     mlflow_experiment, tags) and "seed"."""
+    check_spec(spec, IcrlPretrainSpec)
     torch.set_num_threads(threads)
     settings, seed = spec["dpt"], spec["seed"]
     resume = claim_work_dir(Path(spec["work_dir"]), spec)

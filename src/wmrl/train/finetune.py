@@ -32,6 +32,7 @@ from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import ObsLayout, read_few_shot, split_episodes, task_steps
 from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
+from wmrl.jobs import FinetuneSpec, check_spec
 from wmrl.models.decision_transformer import load_pretrained
 from wmrl.models.serving import world_action_pyfunc
 from wmrl.models.world_model import ModelShape
@@ -106,8 +107,9 @@ def setup(spec: dict[str, Any]) -> Setup:
     return Setup(module, data, dataset, shape, layout, best_return, loaded)
 
 
-def finetune(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> None:
+def finetune(spec: FinetuneSpec, out: dict[str, str], threads: int = 1) -> None:
     """Fine-tune as `spec` describes; write the files named in `out` (last, best, curve, mlflow)."""
+    check_spec(spec, FinetuneSpec)
     torch.set_num_threads(threads)
     resume = claim_work_dir(Path(spec["work_dir"]), spec)
     run = setup(spec)

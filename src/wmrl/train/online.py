@@ -21,6 +21,7 @@ from wmrl import tracking
 from wmrl.data.behaviour import dqn_agent
 from wmrl.envs import make_task_env
 from wmrl.files import claim_work_dir, save_checkpoint
+from wmrl.jobs import OnlineSpec, check_spec
 from wmrl.progress import Progress
 
 log = logging.getLogger("wmrl")
@@ -44,8 +45,9 @@ class EpisodeReturns(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def train_online(spec: dict[str, Any], out: dict[str, str]) -> None:
+def train_online(spec: OnlineSpec, out: dict[str, str]) -> None:
     """Train DQN online as `spec` describes; write the files named in `out` (last, curve, mlflow)."""
+    check_spec(spec, OnlineSpec)
     settings = spec["settings"]
     claim_work_dir(Path(spec["work_dir"]), spec)
     env = make_task_env(spec)

@@ -28,6 +28,7 @@ from wmrl import tracking
 from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import read_few_shot, split_episodes
 from wmrl.files import claim_work_dir, publish
+from wmrl.jobs import PeerSpec, check_spec
 from wmrl.peers.d3rlpy import (best_return, checkpoint, data_settings, parameter_count, plain_logs,
                                to_mdp_dataset, train)
 from wmrl.progress import Progress
@@ -35,8 +36,9 @@ from wmrl.progress import Progress
 log = logging.getLogger("wmrl")
 
 
-def train_peer(spec: dict[str, Any], out: dict[str, str]) -> None:
+def train_peer(spec: PeerSpec, out: dict[str, str]) -> None:
     """Train the peer `spec` describes; write the files named in `out` (last, curve, mlflow)."""
+    check_spec(spec, PeerSpec)
     torch.set_num_threads(1)
     plain_logs()
     task, settings, steps = spec["task"], spec["finetune"], spec["finetune"]["steps"]

@@ -24,6 +24,7 @@ from wmrl import tracking
 from wmrl.data import open_dataset
 from wmrl.data.windows import ReplayChunks, load_steps
 from wmrl.files import claim_work_dir
+from wmrl.jobs import PretrainSpec, check_spec
 from wmrl.models.serving import world_action_pyfunc
 from wmrl.rl.objectives import joint_loss
 from wmrl.train.loop import fit, suite_shape
@@ -32,8 +33,9 @@ from wmrl.train.module import WindowDataModule, WorldModelModule
 log = logging.getLogger("wmrl")
 
 
-def pretrain(spec: dict[str, Any], out: dict[str, str], threads: int = 1) -> None:
+def pretrain(spec: PretrainSpec, out: dict[str, str], threads: int = 1) -> None:
     """Train the model `spec` describes; write the files named in `out` (model, mlflow, heldout)."""
+    check_spec(spec, PretrainSpec)
     torch.set_num_threads(threads)
     cfg, seed, tasks, suite = spec["pretrain"], spec["seed"], spec["tasks"], list(spec["suite"])
     resume = claim_work_dir(Path(spec["work_dir"]), spec)
