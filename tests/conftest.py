@@ -172,8 +172,8 @@ def tiny_job(tmp_path, monkeypatch):
     """A 300-step pretraining job on two small MinAtar datasets with its own prepared MLflow store:
     (spec, its `python -m wmrl pretrain` command, environment, working directory)."""
     from wmrl.config import compose
-    from wmrl.data.generate import generate_dataset
     from wmrl.dag.specs import pretrain_spec
+    from wmrl.data.generate import generate_dataset
 
     datasets = {}
     for game in ("breakout", "asterix"):

@@ -94,7 +94,8 @@ def main() -> int:
     head = run_side(ROOT, keep / "head", args.experiments)
     for name in sorted(base.keys() | head.keys()):
         if base.get(name) != head.get(name):
-            differences.append(f"{name}: {base.get(name, 'missing')[:16]} at base, {head.get(name, 'missing')[:16]} now")
+            differences.append(f"{name}: {base.get(name, 'missing')[:16]} at base, "
+                               f"{head.get(name, 'missing')[:16]} now")
     print(f"{len(head)} files hashed ({', '.join(args.experiments)}); runs kept in {keep}")
     print("\n".join(differences) if differences else "byte for byte the same")
     return 1 if differences else 0

@@ -8,10 +8,9 @@ import subprocess
 import polars as pl
 import pytest
 
+from conftest import ROOT, snakemake_command, snakemake_env
 from wmrl.config import compose
 from wmrl.dag.targets import report_files, world_model_errors
-
-from conftest import ROOT, snakemake_command, snakemake_env
 
 # Two games of JOWA's split, every count tiny; the paper scale's settings otherwise.
 TWO_GAMES = """\

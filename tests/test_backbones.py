@@ -10,13 +10,13 @@ import torch
 
 from conftest import ROOT, snakemake_command, snakemake_env
 from wmrl.config import compose
-from wmrl.models.config import BACKBONES
+from wmrl.dag.paths import CONTEXT_COSTS
+from wmrl.dag.targets import report_files
 from wmrl.data.windows import ObsLayout, TaskSteps, WindowSampler
 from wmrl.envs import make_env
 from wmrl.evaluate.memory import memory_probe
 from wmrl.models.backbones import backbone_parameters
-from wmrl.dag.paths import CONTEXT_COSTS
-from wmrl.dag.targets import report_files
+from wmrl.models.config import BACKBONES
 from wmrl.report.backbones import claims
 
 

@@ -2,12 +2,11 @@
 
 import pytest
 
+from conftest import ROOT
 from wmrl.config import ConfigError, compose, task_dataset, to_plain
-from wmrl.provenance import code_hash
 from wmrl.dag.experiment import dataset_dirs
 from wmrl.dag.specs import dataset_spec
-
-from conftest import ROOT
+from wmrl.provenance import code_hash
 
 
 def test_default_is_the_laptop_minatar_transfer_experiment():
@@ -75,7 +74,8 @@ def test_fewshot_data_must_exist_for_the_heldout_task():
      "'finetune.methods.pretrained.model' applies to init scratch only"),
     ({"finetune": {"methods": {"scratch": {"model": {"value_loss": "l1"}}}}},
      "'finetune.methods.scratch.model.value_loss' must be one of hl_gauss, two_hot, mse, got 'l1'"),
-    ({"finetune": {"methods": {"scratch": {"model": {"width": 3}}}}}, "unknown key 'finetune.methods.scratch.model.width'"),
+    ({"finetune": {"methods": {"scratch": {"model": {"width": 3}}}}},
+     "unknown key 'finetune.methods.scratch.model.width'"),
     ({"tasks": {"new": {"env_kwargs": {}}}}, "'tasks.new.env' is missing"),
     ({"pretrain": {"model": {"dim": "wide"}}}, "'pretrain.model.dim' must be int, got 'wide' (str)"),
     ({"pretrain": {"sizes_run": ["huge"]}}, "'pretrain.sizes_run' names 'huge'; sizes: ['small', 'medium', 'large']"),

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT, finetune_methods, job_directory
 from wmrl.config import ConfigError, compose
-from wmrl.models.config import DecisionConfig, LoraConfig, ModelConfig
+from wmrl.dag.specs import evaluate_spec
 from wmrl.data.windows import few_shot, read_few_shot, returns_to_go, task_steps
+from wmrl.models.config import DecisionConfig, LoraConfig, ModelConfig
 from wmrl.models.decision_transformer import DecisionTransformer, FourierHead
 from wmrl.models.world_model import ModelShape, WorldActionModel
-from wmrl.dag.specs import evaluate_spec
 from wmrl.rl.rcsl import decision_loss
-
-from conftest import ROOT, finetune_methods, job_directory
 
 SHAPE = ModelShape("grid", (10, 10, 4), 6, 2, 8, (3, 6))
 SPEC = ModelConfig(dim=32, layers=1, heads=2)

@@ -5,9 +5,9 @@ import shutil
 import subprocess
 
 import pytest
+from test_pipeline import TINY
 
 from conftest import PYTHON, ROOT, snakemake_env
-from test_pipeline import TINY
 
 pytestmark = pytest.mark.e2e
 

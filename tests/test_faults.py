@@ -85,8 +85,8 @@ def test_a_full_disk_while_writing_a_checkpoint_names_it_and_leaves_no_part_of_i
 @pytest.fixture
 def model_checkpoint(tmp_path):
     """A small world-action model's checkpoint, as pretraining writes model.pt."""
-    from wmrl.models.config import ModelConfig
     from wmrl.files import save_checkpoint
+    from wmrl.models.config import ModelConfig
     from wmrl.models.world_model import ModelShape, WorldActionModel
 
     shape, spec = ModelShape("grid", (5, 5, 3), actions=5, tasks=2, window=6), ModelConfig(dim=32, layers=1, heads=2)
@@ -98,8 +98,8 @@ def model_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_damaged_checkpoint_at_evaluation_names_the_file_and_what_to_do(model_checkpoint, damage):
-    from wmrl.models.checkpoint import load_model
     from wmrl.files import CheckpointError
+    from wmrl.models.checkpoint import load_model
 
     load_model(model_checkpoint)  # whole, it loads
     whole = model_checkpoint.read_bytes()

@@ -9,11 +9,10 @@ import polars as pl
 import pytest
 import torch
 
-from wmrl.config import compose
-from wmrl.data.windows import few_shot, split_episodes
-from wmrl.dag.specs import evaluate_spec, finetune_spec
-
 from conftest import ROOT, finetune_methods, job_directory
+from wmrl.config import compose
+from wmrl.dag.specs import evaluate_spec, finetune_spec
+from wmrl.data.windows import few_shot, split_episodes
 
 
 def episodes_frame(lengths: list[int]) -> pl.DataFrame:

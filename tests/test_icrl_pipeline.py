@@ -12,14 +12,13 @@ import pytest
 
 from conftest import ROOT, snakemake_command, snakemake_env
 from wmrl.config import ConfigError, compose, to_plain
-from wmrl.icrl.evaluate import (DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BASELINES, evaluate_icrl,
-                                heldout_tasks)
+from wmrl.dag import icrl
+from wmrl.dag.targets import stage_targets
+from wmrl.icrl.evaluate import DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BASELINES, evaluate_icrl, heldout_tasks
 from wmrl.icrl.histories import generate_histories, read_histories
 from wmrl.icrl.report import verdict
 from wmrl.icrl.tasks import bandit_tasks
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig
-from wmrl.dag import icrl
-from wmrl.dag.targets import stage_targets
 from wmrl.train.dpt import save_dpt
 
 EXPERIMENTS = ("icrl_bandit", "icrl_darkroom")

@@ -13,8 +13,8 @@ from wmrl.config import compose
 from wmrl.dag import icrl, reporting, specs
 from wmrl.dag.experiment import run_tasks
 from wmrl.dag.targets import finetune_runs, training_rule
-from wmrl.jobs import (DatasetSpec, EvaluateSpec, IcrlEvaluateSpec, IcrlHistoriesSpec, IcrlPretrainSpec,
-                       IcrlReportSpec, PretrainSpec, ReportSpec, SpecError, WorldModelSpec, check_spec)
+from wmrl.jobs import (DatasetSpec, EvaluateSpec, IcrlEvaluateSpec, IcrlHistoriesSpec, IcrlPretrainSpec, IcrlReportSpec,
+                       PretrainSpec, ReportSpec, SpecError, WorldModelSpec, check_spec)
 from wmrl.methods import RULES
 
 EXPERIMENTS = sorted(path.stem for path in (ROOT / "config/experiments").glob("*.yaml"))

@@ -7,18 +7,18 @@ import minari
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ROOT, make_spec
 from minari.data_collector import EpisodeBuffer
 
+from conftest import ROOT, make_spec
 from wmrl.__main__ import main
 from wmrl.config import ConfigError, compose
+from wmrl.dag.specs import dataset_spec
 from wmrl.data import DatasetError, open_dataset
 from wmrl.data.card import dataset_card
 from wmrl.data.generate import generate_dataset
 from wmrl.data.job import dataset_job
 from wmrl.data.minari import export_minari, import_minari, load_source
 from wmrl.data.writer import DatasetWriter
-from wmrl.dag.specs import dataset_spec
 from wmrl.provenance import dataset_digest
 
 ENVS = {"breakout": "minatar:breakout", "cartpole": "CartPole-v1"}  # a bool grid, a float vector

@@ -8,8 +8,8 @@ import torch
 
 from wmrl.data import open_dataset
 from wmrl.data.windows import WindowSampler, load_steps, obs_layout
-from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.models.config import BACKBONES, VALUE_LOSSES, ModelConfig
+from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.rl.config import LossConfig
 from wmrl.rl.objectives import joint_loss
 

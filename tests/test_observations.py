@@ -10,10 +10,10 @@ import torch
 
 from conftest import ROOT, snakemake_command, snakemake_env
 from wmrl.config import ConfigError, compose
+from wmrl.dag.preflight import check_envs
 from wmrl.envs import action_spec, make_env, obs_spec
 from wmrl.envs.observations import UnsupportedSpace, as_model_observations
 from wmrl.models.world_model import ImageEncoder
-from wmrl.dag.preflight import check_envs
 
 
 class SpaceEnv(gym.Env):

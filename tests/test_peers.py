@@ -11,16 +11,15 @@ import polars as pl
 import pytest
 import torch
 
+from conftest import ROOT, job_directory, prepare_tracking
 from wmrl.config import ConfigError, compose
-from wmrl.peers.algorithms import PEER_ALGORITHMS
-from wmrl.data.dataset import encode_obs
-from wmrl.data.windows import few_shot, task_steps
-from wmrl.peers import d3rlpy as peer
-from wmrl.methods.peer import PEER
 from wmrl.dag.specs import evaluate_spec, finetune_spec
 from wmrl.dag.targets import methods_pattern
-
-from conftest import ROOT, job_directory, prepare_tracking
+from wmrl.data.dataset import encode_obs
+from wmrl.data.windows import few_shot, task_steps
+from wmrl.methods.peer import PEER
+from wmrl.peers import d3rlpy as peer
+from wmrl.peers.algorithms import PEER_ALGORITHMS
 
 OBS = {"kind": "grid", "shape": [3, 3, 2], "dtype": "bool", "channels": ["a", "b"], "encoding": "packbits"}
 CARD = {"task": "toy", "obs": OBS, "action": {"kind": "discrete", "n": 3}}
@@ -211,7 +210,8 @@ def test_evaluation_plays_the_peer_at_its_last_checkpoint(peer_job):
 
     cfg, outputs, tmp = peer_job
     spec = evaluate_spec(cfg, "breakout", "d3rlpy_cql", PEER.model, 0)
-    assert spec["agent"] == "wmrl.evaluate.rollout:PeerAgent" and spec["planning"] is None and list(spec["inputs"]["checkpoints"]) == ["last"]
+    assert spec["agent"] == "wmrl.evaluate.rollout:PeerAgent" and spec["planning"] is None
+    assert list(spec["inputs"]["checkpoints"]) == ["last"]
     spec["inputs"]["checkpoints"] = {"last": str(tmp / outputs["a"]["last"])}
     spec["inputs"]["record"] = str(tmp / outputs["a"]["mlflow"])
     spec |= {"episodes": 3, "max_episode_steps": 60}

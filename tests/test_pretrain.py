@@ -10,11 +10,10 @@ import polars as pl
 import pytest
 import torch
 
+from conftest import PYTHON, ROOT, step_of
 from wmrl.config import compose
 from wmrl.dag.experiment import pretrain_datasets
 from wmrl.dag.specs import pretrain_spec
-
-from conftest import PYTHON, ROOT, step_of
 
 
 def test_heldout_tasks_never_enter_pretraining_data():

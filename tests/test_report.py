@@ -8,15 +8,14 @@ import subprocess
 
 import polars as pl
 import pytest
+from browser import Browser
 
+from conftest import ROOT
 from wmrl.config import compose
 from wmrl.dag.targets import report_files
 from wmrl.report.checks import _few_runs as few_runs
 from wmrl.report.checks import checks
 from wmrl.report.tables import busy_seconds, dataset_md5, headline, job_costs, training_speed, with_kinds
-
-from browser import Browser
-from conftest import ROOT
 
 
 def test_dataset_md5_is_md5sum_of_the_card_which_pins_every_shard(random_dataset):

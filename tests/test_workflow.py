@@ -10,13 +10,12 @@ import polars as pl
 import pytest
 import torch
 
+from conftest import PYTHON, ROOT, snakemake_command, snakemake_env
 from wmrl.config import compose
-from wmrl.data import open_dataset
 from wmrl.dag.experiment import dataset_dirs
 from wmrl.dag.paths import MULTIGAME
 from wmrl.dag.targets import pretrain_models, report_files, world_model_errors
-
-from conftest import PYTHON, ROOT, snakemake_command, snakemake_env
+from wmrl.data import open_dataset
 
 
 @pytest.mark.e2e

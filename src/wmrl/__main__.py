@@ -94,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
         kind = RULES[args.command.replace("-", "_")]
         kind.train(json.loads(args.spec), out_files(args.out_dir, kind.files), threads=args.threads)
     elif args.command == "evaluate":
-        from wmrl.evaluate.rollout import evaluate
         from wmrl.dag.paths import evaluate_lineage
+        from wmrl.evaluate.rollout import evaluate
 
         evaluate(json.loads(args.spec), {"rows": args.out, "lineage": evaluate_lineage(args.out)})
     elif args.command == "world-model-error":
-        from wmrl.evaluate.world_model import world_model_error
         from wmrl.dag.paths import memory_probe_file
+        from wmrl.evaluate.world_model import world_model_error
 
         world_model_error(json.loads(args.spec), args.out, memory_probe_file(args.out))
     elif args.command == "report":

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from wmrl.config import compose
+from wmrl.dag.specs import dataset_spec
 from wmrl.data.generate import generate_dataset
 from wmrl.envs.minatar import GAMES
-from wmrl.dag.specs import dataset_spec
 
 GOAL = 0.8
 ROOT = Path(__file__).resolve().parents[3]  # the repository: its config/ defines the games

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from wmrl.config import compose
+from wmrl.dag.specs import evaluate_spec, finetune_spec
+from wmrl.dag.targets import method_models, training_rule
 from wmrl.data import open_dataset
 from wmrl.envs import env_settings
 from wmrl.evaluate.rollout import make_agent, play, reference_scores
-from wmrl.dag.specs import evaluate_spec, finetune_spec
-from wmrl.dag.targets import method_models, training_rule
 from wmrl.train.finetune import setup
 from wmrl.train.peer import training_episodes
 

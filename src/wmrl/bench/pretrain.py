@@ -23,10 +23,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from wmrl.config import compose
-from wmrl.models.config import BACKBONES, ModelConfig
-from wmrl.rl.config import LossConfig
 from wmrl.files import publish
+from wmrl.models.config import BACKBONES, ModelConfig
 from wmrl.models.world_model import ModelShape, WorldActionModel
+from wmrl.rl.config import LossConfig
 from wmrl.rl.objectives import joint_loss
 
 GOAL = 0.4

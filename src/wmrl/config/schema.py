@@ -33,7 +33,8 @@ class RandomPolicyConfig:
 class DQNPolicyConfig:
     """Online DQN behaviour agent (stable-baselines3); every transition it experiences is recorded.
 
-    Defaults follow the MinAtar paper's DQN (Young & Tian 2019): Adam 2.5e-4, replay 100k, batch 32, target update every 1k
+    Defaults follow the MinAtar paper's DQN (Young & Tian 2019): Adam 2.5e-4, replay 100k, batch 32,
+    target update every 1k
     steps, epsilon 1.0 -> 0.1 over the first 50k steps, one update every 4 steps.
     """
 

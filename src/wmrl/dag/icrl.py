@@ -8,8 +8,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from wmrl.config import to_plain
-from wmrl.dag.paths import (ICRL_BASELINES, ICRL_BENCHMARKS, ICRL_EVALUATE, ICRL_FIGURES, ICRL_HISTORIES,
-                            ICRL_PRETRAIN, ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_TABLES, REPORT)
+from wmrl.dag.paths import (ICRL_BASELINES, ICRL_BENCHMARKS, ICRL_EVALUATE, ICRL_FIGURES, ICRL_HISTORIES, ICRL_PRETRAIN,
+                            ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_TABLES, REPORT)
 from wmrl.dag.tracked import tracked
 from wmrl.jobs import IcrlEvaluateSpec, IcrlHistoriesSpec, IcrlPretrainSpec, IcrlReportSpec
 from wmrl.provenance import config_hash

@@ -10,14 +10,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from wmrl.config import task_dataset, to_plain
-from wmrl.dag.experiment import (fewshot_dataset, model_spec, pretrain_datasets, score_datasets, suite,
-                                 task_env)
-from wmrl.dag.paths import (EVALUATE, FINETUNE, MULTIGAME, PRETRAIN, PRETRAIN_FILES, PRETRAIN_MODEL,
-                            SINGLE_PRETRAIN, SINGLE_PRETRAIN_FILES, SINGLEGAME)
+from wmrl.dag.experiment import fewshot_dataset, model_spec, pretrain_datasets, score_datasets, suite, task_env
+from wmrl.dag.paths import (EVALUATE, FINETUNE, MULTIGAME, PRETRAIN, PRETRAIN_FILES, PRETRAIN_MODEL, SINGLE_PRETRAIN,
+                            SINGLE_PRETRAIN_FILES, SINGLEGAME)
 from wmrl.dag.targets import training_rule
 from wmrl.dag.tracked import tracked, training_job
-from wmrl.jobs import (DatasetSpec, EvaluateSpec, FinetuneSpec, OnlineSpec, PeerSpec, PretrainSpec,
-                       WorldModelSpec)
+from wmrl.jobs import DatasetSpec, EvaluateSpec, FinetuneSpec, OnlineSpec, PeerSpec, PretrainSpec, WorldModelSpec
 from wmrl.methods import kind_of
 
 
@@ -92,7 +90,8 @@ class FinetuneRun:
         return model_spec(self.cfg, size, backbone)
 
 
-def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> FinetuneSpec | OnlineSpec | PeerSpec:
+def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
+                  ) -> FinetuneSpec | OnlineSpec | PeerSpec:
     """One fine-tuning job (whichever rule trains it): its method's kind builds it."""
     wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
     job = training_job(cfg, training_rule(cfg, method), FINETUNE, wildcards, "finetune",

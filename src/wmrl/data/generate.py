@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from wmrl.files import publish_dir
 from wmrl.data.behaviour import evaluate_policy, run_dqn, run_random
 from wmrl.data.card import dataset_card, write_card
 from wmrl.data.writer import DatasetWriter

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from wmrl.models.config import CHANNEL_LAYOUTS
 from wmrl.data.dataset import Dataset, decode_obs
+from wmrl.models.config import CHANNEL_LAYOUTS
 
 
 @dataclass(frozen=True)

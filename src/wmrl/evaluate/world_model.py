@@ -10,7 +10,6 @@ intensities scaled to [0, 1]). A model that predicts
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,7 +22,6 @@ from wmrl.evaluate.rollout import task_view
 from wmrl.jobs import WorldModelSpec, check_spec
 from wmrl.models.checkpoint import load_model
 from wmrl.models.world_model import WorldActionModel
-
 
 PROBE_SCHEMA = {"size": pl.String, "backbone": pl.String, "seed": pl.Int64, "task": pl.String, "delay": pl.Int64,
                 "accuracy": pl.Float64, "chance": pl.Float64, "episodes": pl.Int64}

@@ -37,8 +37,7 @@ from wmrl.files import publish
 from wmrl.icrl.baselines import (UCB, EmpiricalMean, Oracle, Thompson, Uniform, empirical_choice, lcb_choice,
                                  play_bandit, play_darkroom)
 from wmrl.icrl.histories import bandit_histories
-from wmrl.icrl.tasks import (MOVES, bandit_tasks, darkroom_goals, darkroom_step, optimal_darkroom_action,
-                             split_goals)
+from wmrl.icrl.tasks import MOVES, bandit_tasks, darkroom_goals, darkroom_step, optimal_darkroom_action, split_goals
 from wmrl.jobs import IcrlEvaluateSpec, check_spec
 from wmrl.models.dpt import DecisionPretrainedTransformer, choose, deploy_online
 

@@ -41,8 +41,8 @@ import polars as pl
 
 from wmrl.data.dataset import sha256_file
 from wmrl.files import publish_dir
-from wmrl.icrl.tasks import (BANDIT_HORIZON, DARKROOM_HORIZON, DARKROOM_SIZE, MOVES, NOISE_VARIANCE,
-                             darkroom_step, optimal_darkroom_action)
+from wmrl.icrl.tasks import (BANDIT_HORIZON, DARKROOM_HORIZON, DARKROOM_SIZE, MOVES, NOISE_VARIANCE, darkroom_step,
+                             optimal_darkroom_action)
 from wmrl.jobs import IcrlHistoriesSpec, check_spec
 
 FORMAT = "wmrl.icrl/1"

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from wmrl.typed import ConfigError
 from wmrl.methods.decision import DECISION
 from wmrl.methods.joint import JOINT
 from wmrl.methods.kind import MethodKind
 from wmrl.methods.online import ONLINE
 from wmrl.methods.peer import PEER
+from wmrl.typed import ConfigError
 
 KINDS: dict[str, MethodKind] = {kind.name: kind for kind in (JOINT, DECISION, ONLINE, PEER)}
 RULES: dict[str, MethodKind] = {kind.rule: kind for kind in KINDS.values()}  # a rule's files, code and job

@@ -31,7 +31,6 @@ from torch import nn
 from wmrl.models.config import BACKBONES
 
 
-
 class Backbone(nn.Module):
     """The interface: `forward(x)` over a whole sequence, `step(x_t, state)` one token at a time."""
 

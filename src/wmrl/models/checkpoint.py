@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wmrl.models.config import DecisionConfig, ModelConfig
 from wmrl.files import load_checkpoint
+from wmrl.models.config import DecisionConfig, ModelConfig
 from wmrl.models.decision_transformer import DecisionTransformer
 from wmrl.models.world_model import ModelShape, WorldActionModel
 

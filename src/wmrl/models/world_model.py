@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmrl.models.config import ModelConfig
 from wmrl.models.backbones import make_backbone
+from wmrl.models.config import ModelConfig
 from wmrl.models.scalar_heads import make_scalar_head, symexp
 
 

@@ -53,8 +53,8 @@ from d3rlpy.logging import LoggerAdapterFactory, NoopAdapter
 from d3rlpy.models.encoders import PixelEncoderFactory
 from d3rlpy.preprocessing import PixelObservationScaler
 
-from wmrl.peers.algorithms import PEER_ALGORITHMS
 from wmrl.data.windows import task_steps
+from wmrl.peers.algorithms import PEER_ALGORITHMS
 
 MINATAR_ENCODER = {"filters": [[16, 3, 1]], "feature_size": 128}  # Conv2d(C, 16, 3) + ReLU + Linear(., 128) + ReLU
 NATURE_MIN_SIDE = 36  # d3rlpy's default filters (8x8/4, 4x4/2, 3x3/1) leave one cell of a 36x36 frame

@@ -24,8 +24,8 @@ import jinja2
 import polars as pl
 
 from wmrl.evaluate.statistics import MIN_RUNS
-from wmrl.files import publish
 from wmrl.evaluate.summary import run_scores, summarize
+from wmrl.files import publish
 from wmrl.jobs import ReportSpec, check_spec
 from wmrl.report import backbones, plots
 from wmrl.report.checks import checks

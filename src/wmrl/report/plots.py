@@ -16,8 +16,8 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from wmrl.evaluate.statistics import mean, stratified_bootstrap_ci  # noqa: E402
 from wmrl.dag.paths import MULTIGAME, SINGLEGAME  # noqa: E402
+from wmrl.evaluate.statistics import mean, stratified_bootstrap_ci  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "wmrl", "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
                      "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3})

@@ -15,8 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from wmrl.evaluate.statistics import MIN_RUNS
 from wmrl.dag.paths import MULTIGAME, SINGLEGAME
+from wmrl.evaluate.statistics import MIN_RUNS
 
 # Snakemake's benchmark TSV columns kept here: wall seconds, peak resident memory (MB), CPU seconds.
 BENCHMARK_COLUMNS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s"}

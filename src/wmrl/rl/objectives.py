@@ -31,9 +31,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from wmrl.rl.config import LossConfig
 from wmrl.models.scalar_heads import symlog
 from wmrl.models.world_model import WorldActionModel, next_obs_loss
+from wmrl.rl.config import LossConfig
 
 
 def joint_loss(model: WorldActionModel, target: WorldActionModel, batch: dict[str, torch.Tensor],

@@ -16,13 +16,12 @@ gradient step), ``model.mlflow.json``.
 
 from __future__ import annotations
 
+import copy
 import logging
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import copy
-import sys
 
 import lightning as L
 import polars as pl

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from wmrl.models.config import DecisionConfig, ModelConfig
-from wmrl.rl.config import LossConfig
 from wmrl.data.windows import ObsLayout, ReplayChunks, TaskSteps, WindowSampler
+from wmrl.models.config import DecisionConfig, ModelConfig
 from wmrl.models.decision_transformer import DecisionTransformer
 from wmrl.models.world_model import ModelShape, WorldActionModel
 from wmrl.progress import Progress
+from wmrl.rl.config import LossConfig
 from wmrl.rl.objectives import joint_loss
 from wmrl.rl.rcsl import decision_loss
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import polars as pl
 import torch
-
 from d3rlpy.dataset import MDPDataset
 
 from wmrl import tracking
@@ -29,8 +28,7 @@ from wmrl.data import Dataset, open_dataset
 from wmrl.data.windows import read_few_shot, split_episodes
 from wmrl.files import claim_work_dir, publish
 from wmrl.jobs import PeerSpec, check_spec
-from wmrl.peers.d3rlpy import (best_return, checkpoint, data_settings, parameter_count, plain_logs,
-                               to_mdp_dataset, train)
+from wmrl.peers.d3rlpy import best_return, checkpoint, data_settings, parameter_count, plain_logs, to_mdp_dataset, train
 from wmrl.progress import Progress
 
 log = logging.getLogger("wmrl")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import polars as pl
