@@ -62,23 +62,28 @@ class PretrainSpec(TrainingJob):
     model: dict[str, Any]
 
 
-class FinetuneSpec(TrainingJob):
-    """One fine-tuning run of our model (wmrl.train.finetune.finetune; kinds joint and decision)."""
+class FewShotRun(TrainingJob):
+    """What every run that trains on a held-out task's few-shot slice holds."""
 
     seed: int
     task: str
     method: str
-    init: str  # pretrained | scratch
     heldout_tasks: list[str]
-    suite: dict[str, dict[str, Any]]
     data: dict[str, Any]  # the few-shot slice
+    finetune: dict[str, Any]  # the settings of `finetune` the job reads
+    inputs: dict[str, str]
+
+
+class FinetuneSpec(FewShotRun):
+    """One fine-tuning run of our model (wmrl.train.finetune.finetune; kinds joint and decision)."""
+
+    init: str  # pretrained | scratch
+    suite: dict[str, dict[str, Any]]
     channel_layout: str
     positions: int  # the pretrained model's window
     model: dict[str, Any]
     loss: dict[str, Any]
     decision: dict[str, Any] | None  # null: the joint objective
-    finetune: dict[str, Any]
-    inputs: dict[str, str]
 
 
 class OnlineSpec(TrainingJob, TaskEnv):
@@ -90,18 +95,11 @@ class OnlineSpec(TrainingJob, TaskEnv):
     settings: dict[str, Any]
 
 
-class PeerSpec(TrainingJob):
+class PeerSpec(FewShotRun):
     """One d3rlpy peer run (wmrl.train.peer.train_peer; kind peer)."""
 
-    seed: int
-    task: str
-    method: str
-    heldout_tasks: list[str]
     peer: str  # the algorithm (wmrl.peers.algorithms)
     settings: dict[str, Any]
-    data: dict[str, Any]
-    finetune: dict[str, Any]
-    inputs: dict[str, str]
 
 
 class EvaluateSpec(Tracked, TaskEnv):

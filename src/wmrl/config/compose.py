@@ -107,29 +107,6 @@ def _method(name: str, method: Any) -> DictConfig:
     return merge(OmegaConf.structured(method_settings(name, method)), method, where, prefix=where)
 
 
-def _experiment_layers(root: Path, name: str) -> list[tuple[str, dict[str, Any]]]:
-    """An experiment file and the ones it `extends` (a key of its own: the experiment it builds on),
-    the base first: a file restates only what differs from its base (lists replace, not append)."""
-    layers: list[tuple[str, dict[str, Any]]] = []
-    while name is not None:
-        if name in [seen for seen, _ in layers]:
-            raise ConfigError(f"config error: experiments extend each other in a cycle: "
-                              f"{' -> '.join([seen for seen, _ in layers] + [name])}")
-        layer = _load_yaml(_overlay(root, "experiment", name))
-        layers.append((name, layer))
-        name = layer.pop("extends", None)
-    return layers[::-1]
-
-
-def _overlay(root: Path, key: str, name: str) -> Path:
-    """The overlay file of an experiment or a scale; an unknown name fails, listing the known ones."""
-    path = root / "config" / {"experiment": "experiments", "scale": "scales"}[key] / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"config error: unknown {key} {name!r} (no {path}); known: {', '.join(known)}")
-    return path
-
-
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = OmegaConf.to_container(OmegaConf.load(path))

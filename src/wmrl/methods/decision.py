@@ -10,24 +10,21 @@ return (`evaluate.target_return`), greedy or sampled (`evaluate.decision_actions
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from omegaconf import DictConfig
 
-from wmrl.methods.world_action import WorldActionKind
+from wmrl.methods.world_action import WorldActionKind, WorldActionMethod
 from wmrl.models.config import ACTION_HEADS, DecisionConfig
 from wmrl.typed import ConfigError, to_plain
 
 
 @dataclass
-class DecisionMethod:
-    """A return-conditioned method's settings (`finetune.methods.<name>`)."""
+class DecisionMethod(WorldActionMethod):
+    """A return-conditioned method's settings: its model and loss besides what every world-action method sets."""
 
     kind: str = "decision"
-    init: str = "scratch"  # pretrained | scratch
     decision: DecisionConfig = field(default_factory=DecisionConfig)  # its action head, auxiliary losses, LoRA
-    learning_rate: Optional[float] = None  # overrides `finetune.learning_rate`
-    model: dict[str, Any] = field(default_factory=dict)  # init scratch: overrides of `pretrain.model`
 
 
 class DecisionKind(WorldActionKind):

@@ -10,24 +10,21 @@ reward weights above 0), with beam-search planning through it (wmrl.rl.planning)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from wmrl.methods.world_action import WorldActionKind
+from wmrl.methods.world_action import WorldActionKind, WorldActionMethod
 from wmrl.rl.config import LossConfig
 from wmrl.typed import merge, to_plain
 
 
 @dataclass
-class JointMethod:
-    """A joint method's settings (`finetune.methods.<name>`)."""
+class JointMethod(WorldActionMethod):
+    """A joint method's settings: its loss weights besides what every world-action method sets."""
 
     kind: str = "joint"
-    init: str = "scratch"  # pretrained | scratch
     loss: dict[str, Any] = field(default_factory=dict)  # overrides of `pretrain.loss` (LossConfig's keys)
-    learning_rate: Optional[float] = None  # overrides `finetune.learning_rate`
-    model: dict[str, Any] = field(default_factory=dict)  # init scratch: overrides of `pretrain.model`
 
 
 class JointKind(WorldActionKind):

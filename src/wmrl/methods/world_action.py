@@ -4,7 +4,8 @@ job (wmrl.train.finetune) and the checks of the architecture a scratch model may
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,6 +17,16 @@ from wmrl.typed import ConfigError, merge, to_plain
 INITS = ("pretrained", "scratch")
 # The source a fine-tuning job runs (the whole train package: wmrl.train.finetune and what it shares).
 FINETUNE_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "envs", "tracking")
+
+
+@dataclass
+class WorldActionMethod:
+    """What a method that fine-tunes our model sets, whatever its objective (`finetune.methods.<name>`)."""
+
+    kind: str = "???"
+    init: str = "scratch"  # pretrained | scratch
+    learning_rate: Optional[float] = None  # overrides `finetune.learning_rate`
+    model: dict[str, Any] = field(default_factory=dict)  # init scratch: overrides of `pretrain.model`
 
 
 class WorldActionKind(MethodKind):
