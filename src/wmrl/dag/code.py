@@ -4,8 +4,9 @@ rule's own list (wmrl.methods), the data layer its datasets' (wmrl.data.DATASET_
 cards record); every other rule's is here."""
 
 from wmrl.data import DATASET_CODE  # noqa: F401 (the dataset rule's, re-exported beside the others)
+from wmrl.methods.world_action import FINETUNE_CODE
 
-PRETRAIN_CODE = ("models", "rl", "train", "data/windows", "data/dataset", "envs", "tracking")
+PRETRAIN_CODE = FINETUNE_CODE  # pretraining runs what fine-tuning our model runs: train, models, rl, windows
 EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour", "peers")
 CONTEXT_COSTS_CODE = ("models", "bench/pretrain", "rl/objectives")
 REPORT_CODE = ("report", "evaluate/summary", "evaluate/statistics")

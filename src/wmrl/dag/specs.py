@@ -17,6 +17,7 @@ from wmrl.dag.targets import training_rule
 from wmrl.dag.tracked import tracked, training_job
 from wmrl.jobs import DatasetSpec, EvaluateSpec, FinetuneSpec, OnlineSpec, PeerSpec, PretrainSpec, WorldModelSpec
 from wmrl.methods import kind_of
+from wmrl.methods.joint import trains_world_model
 
 
 def dataset_spec(cfg: DictConfig, task: str, policy: str, seed: int) -> DatasetSpec:
@@ -128,7 +129,7 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
     wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
     if method in (MULTIGAME, SINGLEGAME):
         agent, loss, window = "wmrl.evaluate.rollout:ModelAgent", to_plain(cfg.pretrain.loss), cfg.pretrain.window
-        plans = loss["next_obs"] > 0 and loss["reward"] > 0  # planning needs a trained world model
+        plans = trains_world_model(loss)
         conditioned = False
     else:
         chosen = cfg.finetune.methods[method]

@@ -43,8 +43,7 @@ class JointKind(WorldActionKind):
         return {**to_plain(cfg.pretrain.loss), **to_plain(method.loss)}
 
     def plans(self, cfg: DictConfig, method: DictConfig) -> bool:
-        loss = self.loss(cfg, method)
-        return loss["next_obs"] > 0 and loss["reward"] > 0  # planning needs a trained world model
+        return trains_world_model(self.loss(cfg, method))
 
     def recipe(self, cfg: DictConfig, method: DictConfig) -> str:
         loss = self.loss(cfg, method)
@@ -54,3 +53,8 @@ class JointKind(WorldActionKind):
 
 
 JOINT = JointKind()
+
+
+def trains_world_model(loss: dict[str, Any]) -> bool:
+    """Whether joint-loss weights `loss` train the world model that beam-search planning needs."""
+    return loss["next_obs"] > 0 and loss["reward"] > 0
