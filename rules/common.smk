@@ -31,6 +31,7 @@ wildcard_constraints:
     suite=CFG.suite,
     experiment=CFG.experiment,
     seed=r"\d+",
+    transitions=r"\d+",
     size=r"[A-Za-z0-9_]+",
     backbone=r"[a-z]+",
     task="|".join(CFG.tasks),

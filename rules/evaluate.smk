@@ -3,17 +3,17 @@
 
 rule evaluate:
     input:
-        unpack(lambda wc: evaluate_inputs(CFG, wc.task, wc.method, wc.model, int(wc.seed))),
+        unpack(lambda wc: evaluate_inputs(CFG, wc.task, int(wc.transitions), wc.method, wc.model, int(wc.seed))),
         datasets=lambda wc: list(score_datasets(CFG, wc.task).values()),
-        record=lambda wc: model_record(CFG, wc.task, wc.method, wc.model, int(wc.seed)),
+        record=lambda wc: model_record(CFG, wc.task, int(wc.transitions), wc.method, wc.model, int(wc.seed)),
     output:
         rows=EVALUATE,
         lineage=EVALUATE_LINEAGE,
     params:
-        spec=lambda wc: evaluate_spec(CFG, wc.task, wc.method, wc.model, int(wc.seed)),
+        spec=lambda wc: evaluate_spec(CFG, wc.task, int(wc.transitions), wc.method, wc.model, int(wc.seed)),
         code=code_hash(*EVALUATE_CODE),
     log:
-        "logs/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.log",
+        "logs/evaluate/{scale}/{experiment}/{task}/n{transitions}/{method}/{model}-seed{seed}.log",
     benchmark:
         BENCHMARKS["evaluate"]
     threads: 1

@@ -82,7 +82,7 @@ def finetune_methods(cfg, methods: list[str], dataset: Path, tmp: Path, steps: i
 
     outputs = {}
     for method in methods:
-        spec = finetune_spec(cfg, "breakout", method, "small-transformer", 0)
+        spec = finetune_spec(cfg, "breakout", max(cfg.finetune.data.sizes), method, "small-transformer", 0)
         prepare_tracking(spec["mlflow_experiment"])
         spec["finetune"] |= {"steps": steps, "validate_every": 4, "checkpoint_every": 4}
         spec["inputs"]["dataset"] = str(dataset)
@@ -180,7 +180,8 @@ def tiny_job(tmp_path, monkeypatch):
         out = tmp_path / "data" / game
         generate_dataset(make_spec(f"minatar:{game}", steps=1500, max_episode_steps=100), out)
         datasets[game] = [str(out)]
-    cfg = compose({"scale": "smoke", "source_tasks": ["breakout", "asterix"], "heldout_tasks": ["freeway"]}, ROOT)
+    cfg = compose({"scale": "smoke", "source_tasks": ["breakout", "asterix"], "heldout_tasks": ["freeway"],
+                   "finetune": {"control": None}}, ROOT)
     spec = pretrain_spec(cfg, "small", "transformer", 0)
     spec["pretrain"] |= {"steps": 300, "checkpoint_every": 10, "validate_every": 100, "holdout_fraction": 0.2}
     spec |= {"datasets": datasets, "tasks": ["breakout", "asterix"], "work_dir": str(tmp_path / "work")}

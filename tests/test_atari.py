@@ -39,7 +39,7 @@ pretrain:
   backbones: [transformer]
   seeds: [0]
 finetune:
-  data: {transitions: 600}
+  data: {sizes: [600], seeds_per_size: null}
   steps: 4
   batch_size: 4
   warmup_steps: 1

@@ -41,7 +41,7 @@ def test_user_layer_wins_and_a_task_override_touches_only_that_task():
 
 
 def test_fewshot_data_must_exist_for_the_heldout_task():
-    with pytest.raises(ConfigError, match=r"'finetune.data.transitions' \(5000\) exceeds the 1234 steps"):
+    with pytest.raises(ConfigError, match=r"'finetune.data.sizes' \(5000 transitions\) exceeds the 1234 steps"):
         compose({"tasks": {"breakout": {"dataset": {"dqn": {"steps": 1234}}}}}, ROOT)
     with pytest.raises(ConfigError, match="asks for the 'dqn' dataset of seed 7"):
         compose({"finetune": {"data": {"seed": 7}}}, ROOT)
@@ -83,6 +83,17 @@ def test_fewshot_data_must_exist_for_the_heldout_task():
     ({"pretrain": {"channel_layout": "stack"}}, "'pretrain.channel_layout' must be one of union, pad"),
     ({"dataset": {"policies": ["random"]}}, "'pretrain.policies' ['dqn'] are not generated for source task"),
     ({"pretrain": {"sizes": {"tiny": {"dim": 8, "depth": 1}}}}, "unknown key 'pretrain.sizes.tiny.depth'"),
+    ({"finetune": {"data": {"transitions": 500}}}, "unknown key 'finetune.data.transitions'; allowed keys under "
+                                                   "'finetune.data': policy, seed, sizes, start, seeds_per_size"),
+    ({"finetune": {"data": {"sizes": [1000, 250]}}}, "'finetune.data.sizes' must be ascending positive"),
+    ({"finetune": {"data": {"seeds_per_size": [3, 3]}}}, "'finetune.data.seeds_per_size' must give a seed count"),
+    ({"finetune": {"curve_methods": ["dt_scratchy"]}}, "'finetune.curve_methods' names ['dt_scratchy'], which are not"),
+    ({"finetune": {"control": {"task": "breakout"}}},
+     "'finetune.control.task' is 'breakout', which is not a source task; the control fine-tunes on a game "
+     "pretraining knows (source_tasks: ['asterix', 'freeway', 'seaquest', 'space_invaders'])"),
+    ({"finetune": {"control": {"baseline": "nope"}}}, "'finetune.control.baseline' names 'nope'; it must be a method"),
+    ({"finetune": {"control": {"method": "dqn_online"}}}, "'finetune.control.method' names 'dqn_online'; it must be"),
+    ({"report": {"compare": {"transitions": 300}}}, "'report.compare.transitions' is 300, not one of"),
 ])
 def test_bad_config_names_the_key_and_what_is_allowed(overrides, expected):
     with pytest.raises(ConfigError) as error:

@@ -221,7 +221,7 @@ def test_evaluating_a_decision_method_is_deterministic_for_either_action_choice(
     from wmrl.evaluate.rollout import evaluate
 
     cfg, outputs, tmp = decision_runs
-    spec = evaluate_spec(cfg, "breakout", "dt_pretrained_lora_heads", "small-transformer", 0)
+    spec = evaluate_spec(cfg, "breakout", 1000, "dt_pretrained_lora_heads", "small-transformer", 0)
     assert spec["agent"] == "wmrl.evaluate.rollout:DecisionAgent" and spec["planning"] is None
     assert spec["target_return"] == {"mode": "best", "value": 1.0} and spec["actions"] == "greedy"
     spec["inputs"]["checkpoints"] = {name: outputs["dt_pretrained_lora_heads"][name] for name in ("last", "best")}
@@ -261,9 +261,9 @@ def test_a_steps_three_tokens_share_its_position_in_the_world_models_layout():
 
 def test_a_task_may_ask_for_its_own_target_return():
     cfg = compose({"tasks": {"breakout": {"target_return": {"mode": "absolute", "value": 12.0}}}}, ROOT)
-    spec = evaluate_spec(cfg, "breakout", "d3rlpy_dt", "d3rlpy", 0)
+    spec = evaluate_spec(cfg, "breakout", 1000, "d3rlpy_dt", "d3rlpy", 0)
     assert spec["target_return"] == {"mode": "absolute", "value": 12.0}
-    assert "target_return" not in evaluate_spec(cfg, "breakout", "d3rlpy_cql", "d3rlpy", 0)
+    assert "target_return" not in evaluate_spec(cfg, "breakout", 1000, "d3rlpy_cql", "d3rlpy", 0)
 
 
 @pytest.mark.e2e

@@ -85,20 +85,23 @@ def test_finetuning_writes_loadable_last_and_best_checkpoints_and_a_curve(finetu
     assert not torch.equal(scratch["q_head.2.weight"], pretrained["q_head.2.weight"])
 
 
-def test_finetuning_refuses_a_source_task(finetuned, random_dataset):
+def test_finetuning_refuses_a_source_task_unless_it_is_the_controls_held_back_data(finetuned, random_dataset):
     from wmrl.train.finetune import finetune
 
     cfg, _, _ = finetuned
-    spec = finetune_spec(cfg, "breakout", "scratch", "small-transformer", 0)
-    with pytest.raises(ValueError, match="held-out tasks; 'asterix' is not one of"):
+    spec = finetune_spec(cfg, "breakout", 1000, "scratch", "small-transformer", 0)
+    with pytest.raises(ValueError, match=r"held-out tasks \(or the transfer control's held-back data\); 'asterix' is "
+                                         "not one of"):
         finetune({**spec, "task": "asterix"}, {})
+    control = finetune_spec(cfg, "space_invaders", 1000, "scratch", "small-transformer", 0)
+    assert control["data"]["control"] and control["task"] not in control["heldout_tasks"]
 
 
 def test_evaluation_is_deterministic_for_a_fixed_seed(finetuned):
     from wmrl.evaluate.rollout import evaluate
 
     cfg, outputs, tmp = finetuned
-    spec = evaluate_spec(cfg, "breakout", "pretrained", "small-transformer", 0)
+    spec = evaluate_spec(cfg, "breakout", 1000, "pretrained", "small-transformer", 0)
     spec["inputs"]["checkpoints"] = {name: outputs["pretrained"][name] for name in ("last", "best")}
     spec["inputs"]["record"] = outputs["pretrained"]["mlflow"]
     spec |= {"episodes": 3, "max_episode_steps": 60}

@@ -39,7 +39,7 @@ def test_every_spec_the_dag_builds_fits_its_jobs_type(experiment, scale):
     check_spec(specs.pretrain_spec(cfg, size, backbone, 0), PretrainSpec)
     check_spec(specs.world_model_spec(cfg, size, backbone, 0), WorldModelSpec)
     for run in finetune_runs(cfg):
-        wildcards = (run["task"], run["method"], run["model"], run["seed"])
+        wildcards = (run["task"], run["transitions"], run["method"], run["model"], run["seed"])
         check_spec(specs.finetune_spec(cfg, *wildcards), RULES[training_rule(cfg, run["method"])].spec)
         check_spec(specs.evaluate_spec(cfg, *wildcards), EvaluateSpec)
     check_spec(reporting.report_spec(cfg), ReportSpec)
@@ -55,7 +55,7 @@ def test_a_spec_that_does_not_fit_names_every_wrong_key():
 
 
 def test_optional_keys_may_be_left_out_and_a_null_where_allowed_fits():
-    spec = specs.evaluate_spec(compose({"scale": "smoke"}, ROOT), "freeway", "scratch", "small-transformer", 0)
+    spec = specs.evaluate_spec(compose({"scale": "smoke"}, ROOT), "freeway", 1000, "scratch", "small-transformer", 0)
     assert "target_return" not in spec and "wrappers" not in spec and spec["max_episode_steps"] is not None
     check_spec({**spec, "max_episode_steps": None, "planning": None}, EvaluateSpec)
 

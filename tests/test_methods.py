@@ -19,7 +19,7 @@ from wmrl.evaluate.rollout import evaluate
 from wmrl.jobs import check_spec
 from wmrl.methods import KINDS, RULES
 
-TINY = {"steps": 4, "validate_every": 2, "checkpoint_every": 2, "data": {"transitions": 300}}
+TINY = {"steps": 4, "validate_every": 2, "checkpoint_every": 2, "data": {"sizes": [300], "seeds_per_size": None}}
 
 
 def a_method_of(kind: str) -> str:
@@ -44,7 +44,7 @@ def test_every_kind_trains_saves_weights_only_acts_and_is_reported(kind, random_
     model = method_models(cfg, name)[0]
     tmp, patch = job_directory(tmp_path_factory, f"kind-{kind}")
     try:
-        spec = finetune_spec(cfg, "breakout", name, model, 0)
+        spec = finetune_spec(cfg, "breakout", 300, name, model, 0)
         assert spec["tags"]["rule"] == training_rule(cfg, name) == KINDS[kind].rule
         check_spec(spec, KINDS[kind].spec)
         if "dataset" in spec.get("inputs", {}):
@@ -57,7 +57,7 @@ def test_every_kind_trains_saves_weights_only_acts_and_is_reported(kind, random_
         for checkpoint in ("last", "best"):
             if checkpoint in out:
                 assert torch.load(out[checkpoint], weights_only=True)
-        evaluation = evaluate_spec(cfg, "breakout", name, model, 0)
+        evaluation = evaluate_spec(cfg, "breakout", 300, name, model, 0)
         evaluation |= {"episodes": 2, "max_episode_steps": 20, "score": {"random": 0.0, "reference": 1.0,
                                                                           "source": "test"}}
         evaluation["inputs"] |= {"checkpoints": {c: out[c] for c in evaluation["inputs"]["checkpoints"]},

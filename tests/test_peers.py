@@ -91,7 +91,7 @@ def test_a_peer_trains_on_the_rows_finetune_trains_on(random_dataset):
     from wmrl.train.peer import training_episodes
 
     dataset = open_dataset(random_dataset)
-    episodes = training_episodes(dataset, {"transitions": 700, "start": 0.5}, 0.2)
+    episodes = training_episodes(dataset, {"transitions": 700, "start": 0.5, "largest": 700}, 0.2)
     # finetune's train split of the same slice (wmrl.train.finetune: read_few_shot, then split_episodes)
     frame = split_episodes(read_few_shot(dataset, 700, 0.5), "train", 0.2, str(dataset.directory))
     ours = task_steps(frame, dataset.card["obs"], "breakout", 0)
@@ -167,7 +167,7 @@ def peer_job(random_dataset, tmp_path_factory):
     cfg = compose({"scale": "smoke"}, ROOT)
     outputs = {}
     for run in ("a", "b"):
-        spec = finetune_spec(cfg, "breakout", "d3rlpy_cql", PEER.model, 0)
+        spec = finetune_spec(cfg, "breakout", 1000, "d3rlpy_cql", PEER.model, 0)
         prepare_tracking(spec["mlflow_experiment"])
         spec["inputs"]["dataset"] = str(random_dataset)
         spec["finetune"] |= {"steps": 20, "validate_every": 10}
@@ -209,7 +209,7 @@ def test_evaluation_plays_the_peer_at_its_last_checkpoint(peer_job):
     from wmrl.evaluate.rollout import evaluate
 
     cfg, outputs, tmp = peer_job
-    spec = evaluate_spec(cfg, "breakout", "d3rlpy_cql", PEER.model, 0)
+    spec = evaluate_spec(cfg, "breakout", 1000, "d3rlpy_cql", PEER.model, 0)
     assert spec["agent"] == "wmrl.evaluate.rollout:PeerAgent" and spec["planning"] is None
     assert list(spec["inputs"]["checkpoints"]) == ["last"]
     spec["inputs"]["checkpoints"] = {"last": str(tmp / outputs["a"]["last"])}
@@ -224,19 +224,21 @@ def test_evaluation_plays_the_peer_at_its_last_checkpoint(peer_job):
 
 def test_peers_train_on_the_few_shot_data_alone_in_their_own_rule():
     cfg = compose({"scale": "smoke"}, ROOT)
-    spec = finetune_spec(cfg, "breakout", "d3rlpy_bc", PEER.model, 1)
+    spec = finetune_spec(cfg, "breakout", 1000, "d3rlpy_bc", PEER.model, 1)
     assert spec["inputs"] == {"dataset": "data/smoke/minatar/breakout/dqn/seed0"}
     assert spec["tags"]["rule"] == "train_peer"
     assert spec["finetune"] == {key: cfg.finetune[key] for key in ("steps", "validate_every", "holdout_fraction")}
-    assert spec["data"] == dict(cfg.finetune.data)
+    data = cfg.finetune.data
+    assert spec["data"] == {"policy": data.policy, "seed": data.seed, "transitions": 1000, "largest": 1000,
+                            "start": data.start, "control": False}
     changed = compose({"scale": "smoke", "finetune": {"learning_rate": 1.0, "batch_size": 8}}, ROOT)
-    assert finetune_spec(changed, "breakout", "d3rlpy_bc", PEER.model, 1) == spec  # our settings are not theirs
+    assert finetune_spec(changed, "breakout", 1000, "d3rlpy_bc", PEER.model, 1) == spec  # our settings are not theirs
     patterns = [set(methods_pattern(cfg, rule).split("|")) for rule in ("finetune", "train_online", "train_peer")]
     decision = {"dt_scratch", "dt_pretrained", "dt_pretrained_lora", "dt_pretrained_lora_heads", "dt_pretrained_modt",
                 "dt_pretrained_fourier"}
     assert patterns == [{"pretrained", "scratch", "bc", "pretrained_jowa", "pretrained_q_only"} | decision,
                         {"dqn_online"}, {"d3rlpy_cql", "d3rlpy_bc", "d3rlpy_dt"}]
-    dt = finetune_spec(cfg, "breakout", "d3rlpy_dt", PEER.model, 1)
+    dt = finetune_spec(cfg, "breakout", 1000, "d3rlpy_dt", PEER.model, 1)
     assert dt["finetune"]["window"] == cfg.finetune.window  # a DT peer reads windows as long as ours
 
 
@@ -262,5 +264,5 @@ def test_a_running_peer_needs_epochs_that_divide_the_steps():
     with pytest.raises(ConfigError, match=rf"peer d3rlpy_cql trains 'finetune.steps' \({steps}\) in epochs of "
                                           r"'finetune.validate_every' \(30\) steps"):
         compose({"finetune": {"validate_every": 30}}, ROOT)
-    compose({"finetune": {"validate_every": 30, "methods_run": ["pretrained", "scratch"]},
+    compose({"finetune": {"validate_every": 30, "methods_run": ["pretrained", "scratch"]},  # curve_methods: defined
              "report": {"variants": [], "claims": []}}, ROOT)  # no peer runs

@@ -17,7 +17,7 @@ dataset:
 pretrain:
   policies: [random]
 finetune:
-  data: {policy: random, transitions: 200}
+  data: {policy: random, sizes: [200]}
 """
 
 
@@ -45,7 +45,11 @@ def job_stats(plan: str) -> dict[str, int]:
 def test_dry_run_shows_the_default_dag(tmp_path):
     out = snakemake(tmp_path, "-n").stdout
     # laptop's default experiment: five MinAtar games, random and DQN data, one seed
-    assert job_stats(out)["generate_dataset"] == 10
+    stats = job_stats(out)
+    assert stats["generate_dataset"] == 10
+    # the curve (5 methods x 3 sizes, 6 + 3 + 3 seeds), the largest-only methods (3 x 3 seeds) and the
+    # control (2 methods x 12 seeds)
+    assert stats["finetune"] + stats["train_peer"] + stats["train_online"] == 5 * 12 + 3 * 3 + 2 * 12
     assert "data/laptop/minatar/breakout/dqn/seed0" in out
 
 
@@ -53,6 +57,8 @@ def test_dry_run_shows_the_default_dag(tmp_path):
     ("dataset:\n  random:\n    stepz: 5\n",
      "unknown key 'dataset.random.stepz'; allowed keys under 'dataset.random': steps"),
     ("dataset:\n  seeds: zero\n", "'dataset.seeds'"),
+    ("finetune:\n  control: {task: breakout}\n",
+     "'finetune.control.task' is 'breakout', which is not a source task"),
 ])
 def test_config_typo_fails_before_any_job(workdir, text, message):
     (workdir / "bad.yaml").write_text(text)

@@ -21,7 +21,8 @@ def test_heldout_tasks_never_enter_pretraining_data():
     datasets = pretrain_datasets(cfg)
     assert set(datasets) == set(cfg.source_tasks) and "breakout" not in datasets
     assert not any("/breakout/" in d for dirs in datasets.values() for d in dirs)
-    other = compose({"source_tasks": ["breakout", "asterix"], "heldout_tasks": ["freeway"]}, ROOT)
+    other = compose({"source_tasks": ["breakout", "asterix"], "heldout_tasks": ["freeway"],
+                     "finetune": {"control": None}}, ROOT)
     spec = pretrain_spec(other, "small", "gru", 0)
     assert set(spec["datasets"]) == {"breakout", "asterix"} and spec["model"]["backbone"] == "gru"
 

@@ -15,7 +15,8 @@ from wmrl.config import compose
 from wmrl.dag.targets import report_files
 from wmrl.report.checks import _few_runs as few_runs
 from wmrl.report.checks import checks
-from wmrl.report.tables import busy_seconds, dataset_md5, headline, job_costs, training_speed, with_kinds
+from wmrl.report.tables import (busy_seconds, claims_table, control_result, dataset_md5, headline, job_costs,
+                                read_control, size_comparisons, training_speed, with_kinds)
 
 
 def test_dataset_md5_is_md5sum_of_the_card_which_pins_every_shard(random_dataset):
@@ -42,10 +43,11 @@ def test_job_costs_keep_unmeasured_jobs_and_wall_time_is_the_union_of_job_interv
     assert busy_seconds(jobs) == pytest.approx((103 - 90) + 4)  # [90, 100] and [98, 103] overlap; [196, 200]
 
 
-def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1, kind="ours", seeds=3):
-    return {"method": method, "kind": kind, "model": "m", "checkpoint": checkpoint, "planning": planning,
-            "tasks": tasks, "seeds": seeds, "runs": seeds * tasks, "iqm": iqm, "iqm_low": low, "iqm_high": high, "mean": iqm, "mean_low": low,
-            "mean_high": high}
+def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1, kind="ours", seeds=3, transitions=250):
+    return {"method": method, "kind": kind, "model": "m", "transitions": transitions, "checkpoint": checkpoint,
+            "planning": planning,
+            "tasks": tasks, "seeds": seeds, "runs": seeds * tasks, "iqm": iqm, "iqm_low": low, "iqm_high": high,
+            "mean": iqm, "mean_low": low, "mean_high": high}
 
 
 @pytest.mark.parametrize("probability, pretrained, verdict", [
@@ -56,30 +58,69 @@ def arm(method, iqm, low, high, checkpoint="last", planning="none", tasks=1, kin
 def test_headline_verdict_follows_the_intervals(probability, pretrained, verdict):
     low, high = probability
     aggregate = pl.DataFrame([arm("pretrained", *pretrained), arm("scratch", -0.15, -0.2, -0.1),
-                              arm("bc", 0.5, 0.4, 0.6), arm("multigame", 2.0, 1.5, 2.5, checkpoint="last", tasks=4)])
-    improvement = pl.DataFrame([{"method": "pretrained", "model": "m", "than": "scratch", "than_model": "m",
-                                 "checkpoint": "last", "planning": "none", "probability": (low + high) / 2,
-                                 "probability_low": low, "probability_high": high}])
-    found = headline(aggregate, improvement, {"method": "pretrained", "baseline": "scratch", "checkpoint": "last",
-                                              "planning": "none"})
-    assert found["verdict"] == verdict
+                              arm("bc", 0.5, 0.4, 0.6), arm("multigame", 2.0, 1.5, 2.5, tasks=4, transitions=0)])
+    improvement = pl.DataFrame([improvement_row("pretrained", "scratch", low, high)])
+    chosen = {"method": "pretrained", "baseline": "scratch", "transitions": 250, "checkpoint": "last",
+              "planning": "none"}
+    sizes = size_comparisons(aggregate, improvement, "pretrained", "scratch", SETTING, [250])
+    found = headline(aggregate, improvement, chosen, sizes, None)
+    assert found["verdict"] == verdict == found["measured"] == sizes["verdict"][0]
     assert found["best"]["method"] == "bc"  # the pretrained model on its source games is not a fine-tuned method
     assert found["below_random"] == (["pretrained", "scratch"] if pretrained[2] < 0 else ["scratch"])
-    missing = headline(aggregate, improvement, {"method": "pretrained", "baseline": "scratch", "checkpoint": "best",
-                                                "planning": "none"})
+    missing = headline(aggregate, improvement, {**chosen, "checkpoint": "best"}, sizes, None)
     assert missing["verdict"] is None and missing["missing"] == ["pretrained", "scratch"]
+    assert headline(aggregate, improvement, {**chosen, "transitions": 5000}, sizes, None)["verdict"] is None
+
+
+SETTING = {"checkpoint": "last", "planning": "none"}
+
+
+def improvement_row(method, than, low, high, difference=(0.1, -0.1, 0.3), transitions=250, runs=3):
+    return {"method": method, "model": "m", "than": than, "than_model": "m", "transitions": transitions,
+            "checkpoint": "last", "planning": "none", "runs": runs, "probability": (low + high) / 2,
+            "probability_low": low, "probability_high": high,
+            **dict(zip(("difference", "difference_low", "difference_high"), difference, strict=True))}
+
+
+@pytest.mark.parametrize("control_difference, status, verdict", [
+    ((0.5, 0.2, 0.8), "passed", "no measurable difference"),  # the bench can see transfer: the null stands
+    ((0.1, -0.1, 0.3), "failed", "inconclusive"),  # it cannot: a null says nothing
+])
+def test_a_null_verdict_stands_only_when_the_transfer_control_passes(control_difference, status, verdict):
+    aggregate = pl.DataFrame([arm(method, 0.4, 0.2, 0.6, transitions=size) for method in ("pretrained", "scratch")
+                              for size in (250, 1000)])
+    improvement = pl.DataFrame([improvement_row("pretrained", "scratch", 0.3, 0.7, transitions=size)
+                                for size in (250, 1000)])
+    control_aggregate = pl.DataFrame([arm("pretrained", 0.8, 0.6, 0.9), arm("scratch", 0.3, 0.1, 0.5)])
+    control_improvement = pl.DataFrame([improvement_row("pretrained", "scratch", 0.6, 0.9, control_difference)])
+    control_sizes = size_comparisons(control_aggregate, control_improvement, "pretrained", "scratch", SETTING,
+                                     [250, 1000])
+    assert control_sizes["verdict"].to_list() == ["yes", "not evaluated"]  # the control ran at 250 only, here
+    control = control_result(control_sizes)
+    assert control["status"] == status and control["smallest"]["difference"] == control_difference[0]
+    chosen = {"method": "pretrained", "baseline": "scratch", "transitions": 250, **SETTING}
+    sizes = size_comparisons(aggregate, improvement, "pretrained", "scratch", SETTING, [250, 1000])
+    found = headline(aggregate, improvement, chosen, sizes, control)
+    assert (found["verdict"], found["measured"], found["any_size"]) == (verdict, "no measurable difference", False)
+    claims = claims_table(aggregate, improvement, [{"claim": "c", "method": "pretrained", "baseline": "scratch"}],
+                          {**SETTING, "transitions": 250}, control)
+    assert claims.row(0, named=True)["verdict"] == verdict and claims["measured"][0] == "no measurable difference"
+    assert read_control("yes", control) == "yes"  # a found effect needs no control to be seen
+    assert read_control("no", None) == "no"  # no control: the verdict stands, the report notes it has none
+    unevaluated = size_comparisons(control_aggregate, control_improvement, "pretrained", "scratch",
+                                   {"checkpoint": "best", "planning": "none"}, [250])
+    assert control_result(unevaluated)["status"] == "not evaluated"
 
 
 def test_fewer_than_three_runs_decide_nothing_whatever_their_intervals_show():
     """Two seeds on one task: P = 1.00 [1.00, 1.00] is what a bootstrap of two runs gives."""
     aggregate = pl.DataFrame([arm("pretrained", 0.9, 0.9, 0.9, seeds=2), arm("scratch", 0.1, 0.1, 0.1, seeds=2)])
-    improvement = pl.DataFrame([{"method": "pretrained", "model": "m", "than": "scratch", "than_model": "m",
-                                 "checkpoint": "last", "planning": "none", "runs": 2, "probability": 1.0,
-                                 "probability_low": 1.0, "probability_high": 1.0}])
-    chosen = {"method": "pretrained", "baseline": "scratch", "checkpoint": "last", "planning": "none"}
-    assert headline(aggregate, improvement, chosen)["verdict"] == "too few runs to decide"
+    improvement = pl.DataFrame([improvement_row("pretrained", "scratch", 1.0, 1.0, runs=2)])
+    chosen = {"method": "pretrained", "baseline": "scratch", "transitions": 250, **SETTING}
+    sizes = size_comparisons(aggregate, improvement, "pretrained", "scratch", SETTING, [250])
+    assert headline(aggregate, improvement, chosen, sizes, None)["verdict"] == "too few runs to decide"
     three = aggregate.with_columns(seeds=pl.lit(3), runs=pl.lit(3))
-    assert headline(three, improvement, chosen)["verdict"] == "yes"
+    assert headline(three, improvement, chosen, sizes, None)["verdict"] == "yes"
     (note,) = few_runs(aggregate)
     assert note["status"] == "note" and "pretrained (2), scratch (2)" in note["detail"]
     assert few_runs(three) == []
@@ -87,7 +128,8 @@ def test_fewer_than_three_runs_decide_nothing_whatever_their_intervals_show():
 
 def test_checks_show_failures_first_and_hide_nothing():
     spec = {"not_run": ["method x (defined, not run)"], "episode_caps": {"t": 10}, "scale": "laptop",
-            "compare": {"method": "a", "baseline": "b", "checkpoint": "last", "planning": "none"}, "variants": ["v"]}
+            "compare": {"method": "a", "baseline": "b", "transitions": 250, "checkpoint": "last", "planning": "none"},
+            "variants": ["v"], "data_sizes": [250, 1000], "control": {"task": "c", "method": "a", "baseline": "b"}}
     tables = {
         "runs": pl.DataFrame({"method": ["a"], "task": ["t"], "seed": [0], "episodes": [2]}),
         "episodes": pl.DataFrame({"task": ["t", "t"], "method": ["a", "a"], "return": [1.0, math.nan],
@@ -100,12 +142,14 @@ def test_checks_show_failures_first_and_hide_nothing():
                                      "predictor": ["model", "nothing changes"] * 2, "error": [0.05, 0.1, 0.2, 0.1]}),
         "training_speed": pl.DataFrame({"method": ["a", "p", "o"], "kind": ["ours", "peer", "online"],
                                         "timed": [1, 2, 1], "grad_steps": [20.0, 40.0, 7.0]}),
+        "control": pl.DataFrame([{"transitions": 250, "verdict": "no measurable difference", "difference": 0.1,
+                                  "difference_low": -0.2, "difference_high": 0.4}]),
     }
     curves = pl.DataFrame({"method": ["a"], "model": ["m"], "seed": [0], "metric": ["val/loss"], "value": [math.inf]})
     found = checks(spec, tables, curves)
     failed = {item["what"] for item in found if item["status"] == "failed"}
     assert failed == {"non-finite returns", "non-finite validation loss", "uncommitted code", "memory goal",
-                      "unequal training budgets"}
+                      "unequal training budgets", "transfer control"}
     assert [item["status"] for item in found][:len(failed)] == ["failed"] * len(failed)
     notes = {item["what"] for item in found if item["status"] == "note"}
     assert notes >= {"not run", "episodes cut at the step cap", "below random", "several commits",
@@ -114,7 +158,13 @@ def test_checks_show_failures_first_and_hide_nothing():
     detail = {item["what"]: item["detail"] for item in found}
     assert detail["world model vs. nothing changes"].startswith("t: not below the 'nothing changes' predictor at "
                                                                 "horizons [2]")
-    assert detail["variant tried"].startswith("v 0.10 [0.00, 0.20], against a -0.50 [-0.60, -0.40]")
+    assert detail["variant tried"].startswith("v 0.10 [0.00, 0.20], against a -0.50 [-0.60, -0.40] (IQM normalized, "
+                                              "250 transitions")
+    assert detail["transfer control"] == ("a vs b on held-back c episodes, 250 transitions: IQM difference +0.10 "
+                                          "[-0.20, +0.40], CI not above 0; the fine-tuning recipe or the budget hides "
+                                          "transfer, so every null verdict here is inconclusive")
+    no_control = {item["what"]: item for item in checks({**spec, "control": None}, tables, curves)}
+    assert no_control["no transfer control"]["status"] == "note"
 
 
 def test_training_speed_comes_from_the_records_and_stays_empty_where_they_are_silent():
@@ -138,18 +188,12 @@ def test_training_speed_comes_from_the_records_and_stays_empty_where_they_are_si
 
 
 def test_claims_are_judged_like_the_headline_and_unevaluated_ones_say_so():
-    from wmrl.report.tables import claims_table
-
-    aggregate = pl.DataFrame({"method": ["x", "y"], "model": ["m", "m"], "checkpoint": ["last", "last"],
-                              "planning": ["none", "none"], "runs": [3, 3], "iqm": [0.8, 0.3], "iqm_low": [0.7, 0.2],
-                              "iqm_high": [0.9, 0.4]})
-    improvement = pl.DataFrame({"method": ["x", "y"], "model": ["m", "m"], "than": ["y", "x"], "than_model": ["m", "m"],
-                                "checkpoint": ["last", "last"], "planning": ["none", "none"],
-                                "probability": [0.9, 0.1], "probability_low": [0.8, 0.0],
-                                "probability_high": [1.0, 0.2]})
-    claims = [{"claim": "x beats y", "method": "x", "baseline": "y"}, {"claim": "y beats x", "method": "y", "baseline": "x"},
+    aggregate = pl.DataFrame([arm("x", 0.8, 0.7, 0.9), arm("y", 0.3, 0.2, 0.4)])
+    improvement = pl.DataFrame([improvement_row("x", "y", 0.8, 1.0), improvement_row("y", "x", 0.0, 0.2)])
+    claims = [{"claim": "x beats y", "method": "x", "baseline": "y"},
+              {"claim": "y beats x", "method": "y", "baseline": "x"},
               {"claim": "z beats x", "method": "z", "baseline": "x"}]
-    table = claims_table(aggregate, improvement, claims, {"checkpoint": "last", "planning": "none"})
+    table = claims_table(aggregate, improvement, claims, {**SETTING, "transitions": 250}, None)
     assert table["verdict"].to_list() == ["yes", "no", "not evaluated"]
     assert table.row(0, named=True)["method_iqm_low"] == 0.7 and table.row(0, named=True)["probability"] == 0.9
     assert table.row(2, named=True)["probability"] is None
@@ -196,11 +240,15 @@ def test_figures_are_the_same_bytes_for_the_same_tables_and_scaling_reads_parame
     parameters = {"small-transformer": 1_000_000, "large-transformer": 9_000_000}
     svgs = []
     for run in ("a", "b"):
-        for name, figure in {"iqm": plots.iqm_plot(aggregate), "scaling": plots.scaling_plot(aggregate, parameters)
+        control = {"aggregate": aggregate.filter(method="pretrained")}
+        for name, figure in {"iqm": plots.iqm_plot(aggregate), "scaling": plots.scaling_plot(aggregate, parameters),
+                             "data_curve": plots.data_curve_plot(aggregate, SETTING, control, {"task": "c"})
                              }.items():
             plots.save(figure, tmp_path / f"{run}-{name}.svg")
-        svgs.append([(tmp_path / f"{run}-{name}.svg").read_bytes() for name in ("iqm", "scaling")])
+        svgs.append([(tmp_path / f"{run}-{name}.svg").read_bytes() for name in ("iqm", "scaling", "data_curve")])
     assert svgs[0] == svgs[1]
+    curve = svgs[0][2].decode()
+    assert "fine-tuning data (transitions, log scale)" in curve and "control: c, episodes held back" in curve
     scaling = svgs[0][1].decode()
     assert "model parameters" in scaling and "pretrained [transformer]" in scaling
     assert "10^{6}" in scaling and "10^{7}" in scaling  # the parameter axis is log-scaled (tick labels)

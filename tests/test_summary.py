@@ -10,9 +10,10 @@ from wmrl.evaluate.summary import score_matrix, summarize
 
 
 def rows(method: str, scores: dict[tuple[str, int], list[float]], checkpoint: str = "last",
-         planning: str = "none") -> pl.DataFrame:
+         planning: str = "none", transitions: int = 5000) -> pl.DataFrame:
     """Episode rows whose normalized score equals the return (random 0, reference 1)."""
-    records = [{"method": method, "model": "m", "checkpoint": checkpoint, "planning": planning, "task": task,
+    records = [{"method": method, "model": "m", "transitions": transitions, "checkpoint": checkpoint,
+                "planning": planning, "task": task,
                 "seed": seed, "episode": i, "return": value, "normalized": value, "random_score": 0.0,
                 "reference_score": 1.0, "score_source": "test"}
                for (task, seed), values in scores.items() for i, value in enumerate(values)]
@@ -31,6 +32,8 @@ def test_aggregates_are_computed_over_run_means():
     improvement = tables["improvement"].filter((pl.col("method") == "a") & (pl.col("than") == "b"))
     expected = probability_of_improvement(run_means, np.array([[0.0, 1.0], [1.0, 0.0]]))
     assert improvement["probability"][0] == pytest.approx(expected)
+    assert improvement["difference"][0] == pytest.approx(iqm(run_means) - iqm(np.array([[0.0, 1.0], [1.0, 0.0]])))
+    assert improvement["difference_low"][0] <= improvement["difference"][0] <= improvement["difference_high"][0]
     per_task = tables["per_task"].filter((pl.col("method") == "a") & (pl.col("task") == "t2")).row(0, named=True)
     assert per_task["return"] == pytest.approx(2.5) and per_task["reference_score"] == 1.0
 
@@ -39,7 +42,8 @@ def test_improvement_compares_only_like_with_like():
     a = rows("a", {("t1", 0): [1.0]}, checkpoint="best")
     b = rows("b", {("t1", 0): [0.0]}, checkpoint="last")
     c = rows("c", {("t2", 0): [0.0]}, checkpoint="best")
-    assert summarize(pl.concat([a, b, c]), repetitions=10, confidence=0.95)["improvement"].is_empty()
+    d = rows("d", {("t1", 0): [0.0]}, checkpoint="best", transitions=250)  # another data size
+    assert summarize(pl.concat([a, b, c, d]), repetitions=10, confidence=0.95)["improvement"].is_empty()
 
 
 def test_missing_runs_are_an_error_not_a_silent_average():

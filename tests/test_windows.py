@@ -1,10 +1,16 @@
 """Training windows: the shared observation layout, and windows that respect episode ends."""
 
+from pathlib import Path
+
 import numpy as np
+import polars as pl
 import pytest
 
 from wmrl.data import open_dataset
-from wmrl.data.windows import WindowSampler, load_steps, obs_layout
+from wmrl.data.windows import (ReplayChunks, WindowSampler, episode_filter, held_back_from, kept_episodes, load_steps,
+                               obs_layout, read_few_shot, slice_episodes)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GRID_CARDS = {
     "breakout": {"obs": {"kind": "grid", "shape": [10, 10, 4], "channels": ["paddle", "ball", "trail", "brick"]}},
@@ -64,7 +70,6 @@ def test_heldout_episodes_are_disjoint_from_training_episodes(random_dataset):
 def test_streamed_chunks_are_whole_training_episodes_and_a_function_of_seed_and_block(random_dataset):
     """ReplayChunks (paper scale) reads about `rows` rows of whole training episodes at a time,
     never a held-out one, and the same (seed, block) always gives the same chunk."""
-    from wmrl.data.windows import ReplayChunks
 
     dataset = open_dataset(random_dataset)
     train = load_steps([dataset], "breakout", 1, "train", 0.2)
@@ -83,3 +88,47 @@ def test_streamed_chunks_are_whole_training_episodes_and_a_function_of_seed_and_
     assert np.array_equal(again.chunk(4).obs, chunks.chunk(4).obs)
     assert not np.array_equal(again.chunk(1).obs[:50], again.chunk(2).obs[:50])
     assert len(held_out_obs) and len(train.obs) + len(held_out_obs) == len(dataset.read())
+
+
+def test_the_fine_tuning_slices_are_nested_each_the_start_of_the_larger(random_dataset):
+    dataset = open_dataset(random_dataset)
+    largest = read_few_shot(dataset, 1500, 1.0)
+    transitions = pl.col("action").is_not_null()
+    columns = ["obs", "action", "reward", "policy_step"]
+    for size in (100, 400, 1500):
+        episodes = slice_episodes(dataset, size, 1.0, 1500)
+        assert episodes == slice_episodes(dataset, 1500, 1.0)[:len(episodes)]
+        part = read_few_shot(dataset, size, 1.0, 1500)
+        assert int(part.select(transitions.sum()).item()) == size
+        assert part.filter(transitions).select(columns).equals(largest.filter(transitions).select(columns).head(size))
+    assert slice_episodes(dataset, 400, 1.0) != slice_episodes(dataset, 400, 1.0, 1500)  # alone, it sits at the end
+
+
+def test_the_controls_held_back_episodes_never_reach_pretraining_data(random_dataset):
+    dataset, directory = open_dataset(random_dataset), str(random_dataset)
+    held_back = {"breakout": {"dataset": directory, "transitions": 700, "start": 1.0}}
+    kept = kept_episodes({"breakout": [directory], "other": ["elsewhere"]}, held_back)
+    assert kept == {directory: held_back_from(dataset, 700, 1.0)}
+    assert kept_episodes({"breakout": ["another/dataset"]}, held_back) == {}  # not read by pretraining: nothing to cut
+    fine_tuned = {episode for size in (100, 300, 700) for episode in slice_episodes(dataset, size, 1.0, 700)}
+    for part in ("all", "train", "heldout"):
+        rows = dataset.scan().filter(episode_filter(dataset, part, 0.2, kept[directory])).collect()
+        assert not rows.is_empty() and not set(rows["episode"]) & fine_tuned, part
+        assert len(load_steps([dataset], "breakout", 0, part, 0.2, kept).action) == len(rows)
+    chunks = ReplayChunks([dataset], "breakout", 0, 0.2, rows=300, seed=0, kept=kept)
+    first_held_back_row = int(dataset.scan().select((pl.col("episode") < kept[directory]).sum()).collect().item())
+    assert all(starts[-1] <= first_held_back_row for starts in chunks.starts)  # chunks end before the slice
+
+
+def test_pretraining_reads_the_controls_dataset_less_its_held_back_slice():
+    from wmrl.config import compose
+    from wmrl.dag.specs import pretrain_spec, world_model_spec
+
+    cfg = compose({"scale": "smoke"}, ROOT)
+    spec = pretrain_spec(cfg, "small", "transformer", 0)
+    control = spec["held_back"]["space_invaders"]
+    assert control == {"dataset": "data/smoke/minatar/space_invaders/dqn/seed0", "transitions": 1000, "start": 1.0}
+    assert control["dataset"] in spec["datasets"]["space_invaders"]
+    assert world_model_spec(cfg, "small", "transformer", 0)["held_back"] == spec["held_back"]
+    assert pretrain_spec(compose({"scale": "smoke", "experiment": "value_loss"}, ROOT), "small", "transformer",
+                         0)["held_back"] == {}

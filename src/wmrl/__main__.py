@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         from wmrl.report.build import build_report
 
         spec = json.loads(args.spec)
-        layout = report_layout(len(spec["sizes"]), len(spec["backbones"]), bool(spec["probe_delays"]))
+        layout = report_layout(len(spec["sizes"]), len(spec["backbones"]), bool(spec["probe_delays"]),
+                               spec["control"] is not None)
         build_report(spec, out_files(args.out_dir, layout))
     elif args.command == "icrl-histories":
         from wmrl.icrl.histories import generate_histories

@@ -58,6 +58,7 @@ class PretrainSpec(TrainingJob):
     heldout_tasks: list[str]
     suite: dict[str, dict[str, Any]]  # every task's environment, in task-embedding order
     datasets: dict[str, list[str]]  # task -> its dataset directories
+    held_back: dict[str, dict[str, Any]]  # task -> the slice its pretraining must not see (the transfer control's)
     pretrain: dict[str, Any]
     model: dict[str, Any]
 
@@ -69,7 +70,7 @@ class FewShotRun(TrainingJob):
     task: str
     method: str
     heldout_tasks: list[str]
-    data: dict[str, Any]  # the few-shot slice
+    data: dict[str, Any]  # the few-shot slice: its dataset, size, the largest it is a prefix of, start, control
     finetune: dict[str, Any]  # the settings of `finetune` the job reads
     inputs: dict[str, str]
 
@@ -108,6 +109,7 @@ class EvaluateSpec(Tracked, TaskEnv):
     experiment: str
     scale: str
     task: str
+    transitions: int  # the fine-tuning data's size (0: a pretrained model, not fine-tuned)
     method: str
     model: str
     seed: int
@@ -129,6 +131,7 @@ class WorldModelSpec(TypedDict):
     model: str
     tasks: list[str]
     datasets: dict[str, list[str]]
+    held_back: dict[str, dict[str, Any]]
     holdout_fraction: float
     horizon: int
     windows: int
@@ -146,7 +149,7 @@ class ReportSpec(TypedDict):
     bootstrap_repetitions: int  # ... through `claims`: the config's report section
     confidence: float
     question: str
-    compare: dict[str, Any]
+    compare: dict[str, Any]  # with the data size it is judged at resolved
     variants: list[str]
     claims: list[dict[str, Any]]
     config_hash: str
@@ -155,7 +158,9 @@ class ReportSpec(TypedDict):
     backbones: list[str]
     probe_delays: list[int]
     match_parameters: bool
-    transitions: int
+    data_sizes: list[int]  # finetune.data.sizes, ascending
+    heldout_tasks: list[str]
+    control: dict[str, Any] | None  # the transfer control: task, method, baseline (None: none)
     not_run: list[str]  # what the experiment defines but does not run, said in the report
     methods: dict[str, dict[str, str]]  # name -> report group, label, recipe
     decision: dict[str, Any] | None  # how return-conditioned methods are evaluated

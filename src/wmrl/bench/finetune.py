@@ -127,8 +127,9 @@ def main(methods: list[str], reference_method: str, reference_steps: int, seeds:
         model = method_models(cfg, method)[0]
         runs = []
         for seed in seeds:
-            spec = finetune_spec(cfg, task, method, model, seed)
-            evaluation = evaluate_spec(cfg, task, method, model, seed)
+            transitions = max(cfg.finetune.data.sizes)  # the largest few-shot slice
+            spec = finetune_spec(cfg, task, transitions, method, model, seed)
+            evaluation = evaluate_spec(cfg, task, transitions, method, model, seed)
             if training_rule(cfg, method) == "train_peer":
                 n = reference_steps if method == reference_method else steps
                 runs.append(peer(spec, evaluation, n, n // 10, episodes))

@@ -102,15 +102,50 @@ def check_finetune(cfg: DictConfig) -> None:
                           f"({cfg.pretrain.window}), the model's positions")
     if not 0.0 <= finetune.data.start <= 1.0:
         raise ConfigError(f"config error: 'finetune.data.start' must be in [0, 1], got {finetune.data.start}")
+    sizes, seeds = list(finetune.data.sizes), finetune.data.seeds_per_size
+    if not sizes or min(sizes) < 1 or sizes != sorted(set(sizes)):
+        raise ConfigError(f"config error: 'finetune.data.sizes' must be ascending positive transition counts, got "
+                          f"{sizes}")
+    if seeds is not None and (len(seeds) != len(sizes) or min(seeds) < 1):
+        raise ConfigError(f"config error: 'finetune.data.seeds_per_size' must give a seed count (>= 1) for each of "
+                          f"'finetune.data.sizes' {sizes}, got {list(seeds)}")
+    stray = [name for name in finetune.curve_methods or [] if name not in finetune.methods]
+    if stray:
+        raise ConfigError(f"config error: 'finetune.curve_methods' names {stray}, which are not methods; "
+                          f"finetune.methods: {list(finetune.methods)}")
     for task in cfg.heldout_tasks:
-        dataset = task_dataset(cfg, task)
-        if finetune.data.policy not in dataset.policies or finetune.data.seed not in dataset.seeds:
-            raise ConfigError(f"config error: 'finetune.data' asks for the {finetune.data.policy!r} dataset of seed "
-                              f"{finetune.data.seed} of held-out task {task!r}, which is not generated "
-                              f"(policies {list(dataset.policies)}, seeds {list(dataset.seeds)})")
-        if dataset.source is None and finetune.data.transitions > dataset[finetune.data.policy].steps:
-            raise ConfigError(f"config error: 'finetune.data.transitions' ({finetune.data.transitions}) exceeds the "
-                              f"{dataset[finetune.data.policy].steps} steps of {task!r}'s {finetune.data.policy} data")
+        check_slices(cfg, task, "held-out task")
+    if finetune.control is not None:
+        check_control(cfg)
+
+
+def check_slices(cfg: DictConfig, task: str, role: str) -> None:
+    """The dataset the fine-tuning slices of `task` are cut from is generated and long enough."""
+    data = cfg.finetune.data
+    dataset = task_dataset(cfg, task)
+    if data.policy not in dataset.policies or data.seed not in dataset.seeds:
+        raise ConfigError(f"config error: 'finetune.data' asks for the {data.policy!r} dataset of seed {data.seed} of "
+                          f"{role} {task!r}, which is not generated (policies {list(dataset.policies)}, seeds "
+                          f"{list(dataset.seeds)})")
+    if dataset.source is None and max(data.sizes) > dataset[data.policy].steps:
+        raise ConfigError(f"config error: 'finetune.data.sizes' ({max(data.sizes)} transitions) exceeds the "
+                          f"{dataset[data.policy].steps} steps of {task!r}'s {data.policy} data")
+
+
+def check_control(cfg: DictConfig) -> None:
+    """The transfer control fine-tunes a source task on data pretraining never saw, with methods that run."""
+    control, finetune = cfg.finetune.control, cfg.finetune
+    if control.task not in cfg.source_tasks:
+        raise ConfigError(f"config error: 'finetune.control.task' is {control.task!r}, which is not a source task; "
+                          f"the control fine-tunes on a game pretraining knows (source_tasks: "
+                          f"{list(cfg.source_tasks)})")
+    for key in ("method", "baseline"):
+        name = control[key]
+        if name not in finetune.methods or "dataset" not in kind_of(finetune.methods[name]).inputs(
+                finetune.methods[name]):
+            raise ConfigError(f"config error: 'finetune.control.{key}' names {name!r}; it must be a method of "
+                              f"finetune.methods that trains on the few-shot data")
+    check_slices(cfg, control.task, "the control's source task")
 
 
 def check_evaluate(cfg: DictConfig) -> None:
@@ -143,6 +178,9 @@ def check_report(cfg: DictConfig) -> None:
         if compare[key] not in run:
             raise ConfigError(f"config error: 'report.compare.{key}' names {compare[key]!r}, which is not run; "
                               f"finetune.methods_run: {list(run)}")
+    if compare.transitions is not None and compare.transitions not in cfg.finetune.data.sizes:
+        raise ConfigError(f"config error: 'report.compare.transitions' is {compare.transitions}, not one of "
+                          f"'finetune.data.sizes' {list(cfg.finetune.data.sizes)}")
     if compare.checkpoint not in ("last", "best"):
         raise ConfigError(f"config error: 'report.compare.checkpoint' must be last or best, got {compare.checkpoint!r}")
     models = [f"{size}-{backbone}" for size in cfg.pretrain.sizes_run for backbone in cfg.pretrain.backbones]

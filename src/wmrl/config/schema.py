@@ -123,13 +123,31 @@ class PretrainConfig:
 
 @dataclass
 class FewShotConfig:
-    """The fine-tuning data: one contiguous slice of a held-out task's behaviour data (whole
-    episodes from its start, the last one cut at exactly `transitions`)."""
+    """The fine-tuning data: nested slices of a task's behaviour data, one per size. The largest
+    is one contiguous slice (whole episodes from an episode start, the last one cut at exactly that
+    many transitions) beginning at `start`; every smaller size is its first transitions, so that
+    the sizes differ in amount alone (wmrl.data.windows.slice_episodes)."""
 
-    policy: str = "dqn"  # which behaviour dataset the slice is taken from
+    policy: str = "dqn"  # which behaviour dataset the slices are taken from
     seed: int = 0  # ... and which of its seeds
-    transitions: int = 5_000
-    start: float = 1.0  # where in the replay it begins: 0 = its first steps, 1 = as late as it fits
+    sizes: list[int] = field(default_factory=lambda: [5_000])  # transitions of each fine-tuning set, ascending
+    start: float = 1.0  # where the largest begins: 0 = the replay's first steps, 1 = as late as it fits
+    # how many seeds (0, 1, ...) run at each size, e.g. [8, 5, 3]: small sets need more, their runs
+    # vary more (null: finetune.seeds at every size)
+    seeds_per_size: Optional[list[int]] = None
+
+
+@dataclass
+class ControlConfig:
+    """The positive control for transfer: `method` against `baseline` fine-tuned on a *source*
+    task's episodes that pretraining never saw (its slices are held back from that task's
+    pretraining data), at every size — known dynamics, new episodes: where pretraining must help.
+    It passes when `method` beats `baseline` at the smallest size with the CI of the IQM difference
+    above 0; the report's verdicts read it (wmrl.report.tables.control_result)."""
+
+    task: str = "???"  # a source task
+    method: str = "pretrained"
+    baseline: str = "scratch"
 
 
 @dataclass
@@ -151,12 +169,16 @@ class FinetuneConfig:
     validate_every: int = 100  # gradient steps between validations (the fine-tuning curve)
     checkpoint_every: int = 100
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # at every size, unless data.seeds_per_size says
     methods_run: list[str] = field(default_factory=lambda: ["pretrained", "scratch", "bc", "dqn_online", "d3rlpy_cql",
                                                             "d3rlpy_bc"])
     # every method by name (config/methods.yaml holds the catalogue; an experiment adds its own): its
     # `kind` (wmrl.methods.KINDS) and that kind's settings, checked when the layers are composed
     methods: dict[str, Any] = field(default_factory=dict)
+    # the methods of methods_run that run at every size of data.sizes; the others run at the largest
+    # only (null: all of them at every size)
+    curve_methods: Optional[list[str]] = None
+    control: Optional[ControlConfig] = None  # the positive control for transfer (null: none)
     online: DQNPolicyConfig = field(default_factory=lambda: DQNPolicyConfig(
         learning_starts=500, buffer_size=5_000, target_update_interval=250, exploration_steps=2_500,
         train_freq=1, eval_episodes=0))
@@ -208,6 +230,7 @@ class CompareConfig:
     baseline: str = "scratch"
     checkpoint: str = "last"  # last | best
     planning: str = "none"  # "none", or the evaluation rows' label, e.g. "beam w2 h2"
+    transitions: Optional[int] = None  # the data size (of finetune.data.sizes) it is judged at; null: the smallest
 
 
 @dataclass

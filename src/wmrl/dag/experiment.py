@@ -57,9 +57,19 @@ def pretrain_datasets(cfg: DictConfig) -> dict[str, list[str]]:
 
 
 def fewshot_dataset(cfg: DictConfig, task: str) -> str:
-    """The behaviour dataset a held-out task's few-shot slice is cut from."""
+    """The behaviour dataset a task's few-shot slices are cut from (a held-out task's, or the control's)."""
     data = cfg.finetune.data
     return DATASET.format(scale=cfg.scale, suite=cfg.suite, task=task, policy=data.policy, seed=data.seed)
+
+
+def held_back(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """Per source task, the slice pretraining must not see: the transfer control's largest (every
+    size is a prefix of it), named by its dataset, size and start (wmrl.data.windows.held_back_from)."""
+    control, data = cfg.finetune.control, cfg.finetune.data
+    if control is None:
+        return {}
+    return {control.task: {"dataset": fewshot_dataset(cfg, control.task), "transitions": max(data.sizes),
+                           "start": data.start}}
 
 
 def score_datasets(cfg: DictConfig, task: str) -> dict[str, str]:

@@ -13,14 +13,17 @@ PRETRAIN_MODEL, PRETRAIN_MLFLOW, PRETRAIN_HELDOUT = (f"{PRETRAIN}/{name}" for na
 SINGLE_PRETRAIN = "results/{scale}/{experiment}/pretrain/single/{task}/{size}-{backbone}-seed{seed}"
 SINGLE_PRETRAIN_FILES = {name: f"{SINGLE_PRETRAIN}/{file}" for name, file in PRETRAIN_FILES.items()}
 
-# Stage 3: one run per (held-out task, method, model, seed); `model` is "<size>-<backbone>" for the
-# methods that fine-tune our model, else the method kind's own label (wmrl.methods: "sb3", "d3rlpy").
-# Each method's kind names the rule that trains it and the files the run writes here.
-FINETUNE = "results/{scale}/{experiment}/finetune/{task}/{method}/{model}-seed{seed}"
+# Stage 3: one run per (task, data size, method, model, seed): the held-out tasks' runs and the
+# transfer control's on its source task; `transitions` is the size of the run's fine-tuning data
+# (finetune.data.sizes), `model` "<size>-<backbone>" for the methods that fine-tune our model, else
+# the method kind's own label (wmrl.methods: "sb3", "d3rlpy"). Each method's kind names the rule
+# that trains it and the files the run writes here.
+FINETUNE = "results/{scale}/{experiment}/finetune/{task}/n{transitions}/{method}/{model}-seed{seed}"
 
-# Stage 4: episodes of every trained model (fine-tuned ones on held-out tasks; the pretrained one,
-# as method MULTIGAME, on its source tasks) and the world model's open-loop prediction error.
-EVALUATE = "results/{scale}/{experiment}/evaluate/{task}/{method}/{model}-seed{seed}.parquet"
+# Stage 4: episodes of every trained model (fine-tuned ones where they were fine-tuned; the
+# pretrained one, as method MULTIGAME with transitions 0, on its source tasks) and the world model's
+# open-loop prediction error.
+EVALUATE = "results/{scale}/{experiment}/evaluate/{task}/n{transitions}/{method}/{model}-seed{seed}.parquet"
 MULTIGAME, SINGLEGAME = "multigame", "singlegame"
 
 
@@ -44,30 +47,31 @@ REPORT = "results/{scale}/{experiment}/report"
 REPORT_TEMPLATE = "workflow/report/report.html.j2"
 SCORES_FILES = {"episodes": "scores/episodes.parquet", "aggregate_parquet": "scores/aggregate.parquet",
                 "per_task_parquet": "scores/per_task.parquet", "improvement_parquet": "scores/improvement.parquet"}
-FIGURES = ("iqm", "per_seed", "curves", "world_model")  # + "scaling" when several model sizes run
-TABLES = ("aggregate", "improvement", "claims", "per_task", "runs", "datasets", "cost", "jobs", "lineage",
+FIGURES = ("data_curve", "iqm", "per_seed", "curves", "world_model")  # + "scaling" when several model sizes run
+TABLES = ("aggregate", "sizes", "improvement", "claims", "per_task", "runs", "datasets", "cost", "jobs", "lineage",
           "training_speed", "world_model", "episodes")
+CONTROL_TABLES = ("control", "control_aggregate")  # when the experiment has a transfer control
 
 
-def report_layout(sizes: int, backbones: int = 1, probe: bool = False) -> dict[str, str]:
+def report_layout(sizes: int, backbones: int = 1, probe: bool = False, control: bool = False) -> dict[str, str]:
     """The report job's outputs by name, relative to its directory: html, the scores, each figure
     (the scaling plot only when several model sizes run; the Backbones section's when several
-    backbones do, the memory probe's when it runs), each table's CSV."""
+    backbones do, the memory probe's when it runs), each table's CSV (the control's when it runs)."""
     several = ("backbone_errors", "context_costs") + ("memory_probe",) * probe if backbones > 1 else ()
     figures = FIGURES + ("scaling",) * (sizes > 1) + several
-    tables = TABLES + ("backbone_claims",) * (backbones > 1) + several
+    tables = TABLES + CONTROL_TABLES * control + ("backbone_claims",) * (backbones > 1) + several
     return {"html": "report.html", **SCORES_FILES, **{name: f"figures/{name}.svg" for name in figures},
             **{f"{name}_csv": f"tables/{name}.csv" for name in tables}}
 
 
 # Every rule's benchmark file (Snakemake's `benchmark:`); the report reads them for the pipeline's
 # cost. The rules that train a method (one per method kind's rule) share FINETUNE_BENCHMARK.
-FINETUNE_BENCHMARK = "benchmarks/finetune/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv"
+FINETUNE_BENCHMARK = "benchmarks/finetune/{scale}/{experiment}/{task}/n{transitions}/{method}/{model}-seed{seed}.tsv"
 BENCHMARKS = {
     "generate_dataset": "benchmarks/generate_dataset/{scale}/{suite}/{task}/{policy}/seed{seed}.tsv",
     "pretrain": "benchmarks/pretrain/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv",
     "pretrain_single": "benchmarks/pretrain/{scale}/{experiment}/single/{task}/{size}-{backbone}-seed{seed}.tsv",
-    "evaluate": "benchmarks/evaluate/{scale}/{experiment}/{task}/{method}/{model}-seed{seed}.tsv",
+    "evaluate": "benchmarks/evaluate/{scale}/{experiment}/{task}/n{transitions}/{method}/{model}-seed{seed}.tsv",
     "world_model_error": "benchmarks/world_model_error/{scale}/{experiment}/{size}-{backbone}-seed{seed}.tsv",
     "context_costs": "benchmarks/context_costs/{scale}/{experiment}.tsv",
     "report": "benchmarks/report/{scale}/{experiment}.tsv",

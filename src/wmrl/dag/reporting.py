@@ -26,10 +26,14 @@ def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
     for task in run_tasks(cfg):
         roles |= {d: "score reference" for d in score_datasets(cfg, task).values()}
     roles |= {d: "pretraining (source)" for dirs in pretrain_datasets(cfg).values() for d in dirs}
+    if f.control is not None:
+        roles[fewshot_dataset(cfg, f.control.task)] = "pretraining (source), its last slice held back for the control"
     roles |= {fewshot_dataset(cfg, task): "few-shot (held-out)" for task in cfg.heldout_tasks}
     curves = [{"file": f"{FINETUNE.format(**run)}/{kind_of(methods[run['method']]).files['curve']}", **run,
-               "online": kind_of(methods[run["method"]]).online, "steps": f.data.transitions}
+               "online": kind_of(methods[run["method"]]).online}
               for run in finetune_runs(cfg)]
+    sizes = sorted(f.data.sizes)
+    compare = {**to_plain(cfg.report.compare), "transitions": cfg.report.compare.transitions or sizes[0]}
     not_run = [f"method {name} (defined in finetune.methods, not in methods_run)" for name in f.methods
                if name not in f.methods_run]
     not_run += [f"model size {size} (defined in pretrain.sizes, not in sizes_run)" for size in p.sizes
@@ -38,16 +42,21 @@ def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
                 if not kind_of(method).plans(cfg, method)]
     not_run += [f"{name}: no 'best' checkpoint ({kind_of(method).no_best})" for name, method in methods.items()
                 if "best" not in kind_of(method).files]
+    not_run += [f"{name} at {sizes[:-1]} transitions (not in finetune.curve_methods: the largest size only)"
+                for name in f.methods_run if len(sizes) > 1 and f.curve_methods is not None
+                and name not in f.curve_methods]
     not_run += [] if p.single_game else ["single-game pretraining (pretrain.single_game is false)"]
     not_run += [] if cfg.evaluate.source_tasks else ["the pretrained model on its source tasks "
                                                      "(evaluate.source_tasks is false)"]
     conditioned = any(kind_of(method).return_conditioned(method) for method in methods.values())
     return {
-        "experiment": cfg.experiment, "scale": cfg.scale, **to_plain(cfg.report),
+        "experiment": cfg.experiment, "scale": cfg.scale, **to_plain(cfg.report), "compare": compare,
         "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
         "backbones": list(p.backbones), "probe_delays": list(cfg.evaluate.memory_probe_delays),
         "match_parameters": p.match_parameters,
-        "transitions": f.data.transitions, "not_run": not_run, "methods": method_labels(cfg),
+        "data_sizes": sizes, "heldout_tasks": list(cfg.heldout_tasks),
+        "control": to_plain(f.control) if f.control is not None else None, "not_run": not_run,
+        "methods": method_labels(cfg),
         "decision": {"actions": cfg.evaluate.decision_actions,  # how return-conditioned methods are evaluated
                      "target_return": {task: to_plain(cfg.tasks[task].target_return or cfg.evaluate.target_return)
                                        for task in cfg.heldout_tasks}}
@@ -70,7 +79,8 @@ def method_labels(cfg: DictConfig) -> dict[str, dict[str, str]]:
     DiscreteCQL)", and its recipe: where it starts, what it trains, with which head and adapters."""
     labels = {name: {"kind": "ours", "label": name, "recipe": "pretrained, not fine-tuned"}
               for name in (MULTIGAME, SINGLEGAME)}
-    for name in cfg.finetune.methods_run:
+    control = cfg.finetune.control
+    for name in dict.fromkeys([*cfg.finetune.methods_run, *([control.method, control.baseline] if control else [])]):
         method = cfg.finetune.methods[name]
         kind = kind_of(method)
         labels[name] = {"kind": kind.report_kind, "label": kind.label(name, method),

@@ -10,7 +10,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from wmrl.config import task_dataset, to_plain
-from wmrl.dag.experiment import fewshot_dataset, model_spec, pretrain_datasets, score_datasets, suite, task_env
+from wmrl.dag.experiment import (fewshot_dataset, held_back, model_spec, pretrain_datasets, score_datasets, suite,
+                                 task_env)
 from wmrl.dag.paths import (EVALUATE, FINETUNE, MULTIGAME, PRETRAIN, PRETRAIN_FILES, PRETRAIN_MODEL, SINGLE_PRETRAIN,
                             SINGLE_PRETRAIN_FILES, SINGLEGAME)
 from wmrl.dag.targets import training_rule
@@ -49,7 +50,7 @@ def pretrain_spec(cfg: DictConfig, size: str, backbone: str, seed: int, game: st
                            f"single-{game}-{size}-{backbone}-seed{seed}")
     return {
         "seed": int(seed), "tasks": list(datasets), "heldout_tasks": list(cfg.heldout_tasks),
-        "suite": suite(cfg), "datasets": datasets, "pretrain": settings,
+        "suite": suite(cfg), "datasets": datasets, "held_back": held_back(cfg), "pretrain": settings,
         "model": model_spec(cfg, size, backbone), **job,
     }
 
@@ -74,11 +75,17 @@ class FinetuneRun:
 
     cfg: DictConfig
     task: str
+    transitions: int
     method: str
     model: str
     seed: int
     job: dict[str, Any]
     inputs: dict[str, str]
+
+    def data(self) -> dict[str, Any]:
+        d = self.cfg.finetune.data
+        return {"policy": d.policy, "seed": d.seed, "transitions": self.transitions, "largest": max(d.sizes),
+                "start": d.start, "control": self.task not in self.cfg.heldout_tasks}
 
     def env(self) -> dict[str, Any]:
         return task_env(self.cfg, self.task)
@@ -91,18 +98,20 @@ class FinetuneRun:
         return model_spec(self.cfg, size, backbone)
 
 
-def finetune_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
+def finetune_spec(cfg: DictConfig, task: str, transitions: int, method: str, model: str, seed: int
                   ) -> FinetuneSpec | OnlineSpec | PeerSpec:
     """One fine-tuning job (whichever rule trains it): its method's kind builds it."""
-    wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
+    wildcards = {"task": task, "transitions": int(transitions), "method": method, "model": model, "seed": int(seed)}
     job = training_job(cfg, training_rule(cfg, method), FINETUNE, wildcards, "finetune",
-                       f"{task}-{method}-{model}-seed{seed}")
-    run = FinetuneRun(cfg, task, method, model, int(seed), job, finetune_inputs(cfg, task, method, model))
+                       f"{task}-n{transitions}-{method}-{model}-seed{seed}")
+    run = FinetuneRun(cfg, task, int(transitions), method, model, int(seed), job,
+                      finetune_inputs(cfg, task, method, model))
     chosen = cfg.finetune.methods[method]
     return kind_of(chosen).job_spec(run, chosen)
 
 
-def evaluate_inputs(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> dict[str, str]:
+def evaluate_inputs(cfg: DictConfig, task: str, transitions: int, method: str, model: str, seed: int
+                    ) -> dict[str, str]:
     """The checkpoints an evaluation reads (name -> file): "final" of a pretrained model, "last"
     and, where its kind writes one, "best" of a fine-tuned one."""
     if method in (MULTIGAME, SINGLEGAME):
@@ -110,23 +119,23 @@ def evaluate_inputs(cfg: DictConfig, task: str, method: str, model: str, seed: i
         pattern = PRETRAIN_MODEL if method == MULTIGAME else SINGLE_PRETRAIN_FILES["model"]
         return {"final": pattern.format(scale=cfg.scale, experiment=cfg.experiment, task=task, size=size,
                                         backbone=backbone, seed=seed)}
-    run = FINETUNE.format(scale=cfg.scale, experiment=cfg.experiment, task=task, method=method, model=model,
-                          seed=seed)
+    run = FINETUNE.format(scale=cfg.scale, experiment=cfg.experiment, task=task, transitions=transitions,
+                          method=method, model=model, seed=seed)
     files = kind_of(cfg.finetune.methods[method]).files
     return {name: f"{run}/{files[name]}" for name in ("last", "best") if name in files}
 
 
-def model_record(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> str:
+def model_record(cfg: DictConfig, task: str, transitions: int, method: str, model: str, seed: int) -> str:
     """The lineage file (``model.mlflow.json``) of the model an evaluation plays."""
-    checkpoint = next(iter(evaluate_inputs(cfg, task, method, model, seed).values()))
+    checkpoint = next(iter(evaluate_inputs(cfg, task, transitions, method, model, seed).values()))
     return f"{checkpoint.rsplit('/', 1)[0]}/{PRETRAIN_FILES['mlflow']}"
 
 
-def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int) -> EvaluateSpec:
+def evaluate_spec(cfg: DictConfig, task: str, transitions: int, method: str, model: str, seed: int) -> EvaluateSpec:
     """One evaluation job: evaluation settings only, and the agent that plays the model (a
     pretrained model's, or the fine-tuning method's kind's)."""
     e = to_plain(cfg.evaluate)
-    wildcards = {"task": task, "method": method, "model": model, "seed": int(seed)}
+    wildcards = {"task": task, "transitions": int(transitions), "method": method, "model": model, "seed": int(seed)}
     if method in (MULTIGAME, SINGLEGAME):
         agent, loss, window = "wmrl.evaluate.rollout:ModelAgent", to_plain(cfg.pretrain.loss), cfg.pretrain.window
         plans = trains_world_model(loss)
@@ -137,15 +146,17 @@ def evaluate_spec(cfg: DictConfig, task: str, method: str, model: str, seed: int
         agent, loss, window = kind.agent(chosen), kind.loss(cfg, chosen), cfg.finetune.window
         plans, conditioned = kind.plans(cfg, chosen), kind.return_conditioned(chosen)
     return {
-        "experiment": cfg.experiment, "scale": cfg.scale, "task": task, "method": method, "model": model,
-        "seed": int(seed), "agent": agent, **task_env(cfg, task), "episodes": e["episodes"],
+        "experiment": cfg.experiment, "scale": cfg.scale, "task": task, "transitions": int(transitions),
+        "method": method, "model": model, "seed": int(seed), "agent": agent, **task_env(cfg, task),
+        "episodes": e["episodes"],
         "max_episode_steps": e["max_episode_steps"] or cfg.tasks[task].max_episode_steps,
         "env_seed": e["env_seed"] + 1000 * int(seed), "context": window, "gamma": loss["gamma"],
         "planning": e["planning"] if plans else None, "score": to_plain(cfg.tasks[task].score),
         **({"target_return": to_plain(cfg.tasks[task].target_return or cfg.evaluate.target_return),
             "actions": e["decision_actions"]} if conditioned else {}),
-        "inputs": {"checkpoints": evaluate_inputs(cfg, task, method, model, seed),
-                   "datasets": score_datasets(cfg, task), "record": model_record(cfg, task, method, model, seed)},
+        "inputs": {"checkpoints": evaluate_inputs(cfg, task, transitions, method, model, seed),
+                   "datasets": score_datasets(cfg, task),
+                   "record": model_record(cfg, task, transitions, method, model, seed)},
         **tracked(cfg, "evaluate", EVALUATE.removesuffix(".parquet"), wildcards),
     }
 
@@ -155,7 +166,8 @@ def world_model_spec(cfg: DictConfig, size: str, backbone: str, seed: int) -> Wo
     e = cfg.evaluate
     model = PRETRAIN_MODEL.format(scale=cfg.scale, experiment=cfg.experiment, size=size, backbone=backbone, seed=seed)
     return {"model": model, "tasks": list(cfg.source_tasks), "datasets": pretrain_datasets(cfg),
-            "holdout_fraction": cfg.pretrain.holdout_fraction, "horizon": e.world_model_horizon,
+            "held_back": held_back(cfg), "holdout_fraction": cfg.pretrain.holdout_fraction,
+            "horizon": e.world_model_horizon,
             "windows": e.world_model_windows, "probe_delays": list(e.memory_probe_delays), "seed": int(seed),
             "size": size, "backbone": backbone}
 

@@ -41,20 +41,45 @@ def method_models(cfg: DictConfig, method: str) -> list[str]:
     return [f"{size}-{backbone}" for size in cfg.pretrain.sizes_run for backbone in cfg.pretrain.backbones]
 
 
+def run_sizes(cfg: DictConfig, method: str) -> list[int]:
+    """The data sizes a method runs at on the held-out tasks: every one of finetune.data.sizes for
+    the curve's methods (finetune.curve_methods; all when null), the largest for the others."""
+    f = cfg.finetune
+    sizes = list(f.data.sizes)
+    return sizes if f.curve_methods is None or method in f.curve_methods else sizes[-1:]
+
+
+def size_seeds(cfg: DictConfig, transitions: int) -> list[int]:
+    """The seeds of the runs at one data size: 0..n-1 for its count in finetune.data.seeds_per_size,
+    else finetune.seeds."""
+    data = cfg.finetune.data
+    if data.seeds_per_size is None:
+        return list(cfg.finetune.seeds)
+    return list(range(data.seeds_per_size[list(data.sizes).index(transitions)]))
+
+
 def finetune_runs(cfg: DictConfig) -> list[dict[str, Any]]:
-    """The wildcards of every fine-tuning run: held-out task x method x model x seed."""
-    return [{"scale": cfg.scale, "experiment": cfg.experiment, "task": task, "method": method, "model": model,
-             "seed": seed}
-            for task in cfg.heldout_tasks for method in cfg.finetune.methods_run
-            for model in method_models(cfg, method) for seed in cfg.finetune.seeds]
+    """The wildcards of every fine-tuning run: held-out task x data size x method x model x seed,
+    then the transfer control's: its source task x every size x its two methods x model x seed."""
+    base = {"scale": cfg.scale, "experiment": cfg.experiment}
+    runs = [{**base, "task": task, "transitions": n, "method": method, "model": model, "seed": seed}
+            for task in cfg.heldout_tasks for method in cfg.finetune.methods_run for n in run_sizes(cfg, method)
+            for model in method_models(cfg, method) for seed in size_seeds(cfg, n)]
+    control = cfg.finetune.control
+    if control is not None:
+        runs += [{**base, "task": control.task, "transitions": n, "method": method, "model": model, "seed": seed}
+                 for method in (control.method, control.baseline) for n in cfg.finetune.data.sizes
+                 for model in method_models(cfg, method) for seed in size_seeds(cfg, n)]
+    return runs
 
 
 def evaluate_runs(cfg: DictConfig) -> list[str]:
-    """Every evaluation file: each fine-tuning run, and the pretrained models on their source tasks."""
+    """Every evaluation file: each fine-tuning run, and the pretrained models on their source tasks
+    (fine-tuned on no data: transitions 0)."""
     runs = [EVALUATE.format(**run) for run in finetune_runs(cfg)]
     pretrained = ([MULTIGAME] if cfg.evaluate.source_tasks else []) + ([SINGLEGAME] if cfg.pretrain.single_game
                                                                         else [])
-    runs += [EVALUATE.format(scale=cfg.scale, experiment=cfg.experiment, task=task, method=method,
+    runs += [EVALUATE.format(scale=cfg.scale, experiment=cfg.experiment, task=task, transitions=0, method=method,
                              model=f"{size}-{backbone}", seed=seed)
              for method in pretrained for task in cfg.source_tasks for size in cfg.pretrain.sizes_run
              for backbone in cfg.pretrain.backbones for seed in cfg.pretrain.seeds]
@@ -77,7 +102,7 @@ def report_files(cfg: DictConfig) -> dict[str, str]:
     """The report job's outputs by name (see paths.report_layout)."""
     directory = REPORT.format(scale=cfg.scale, experiment=cfg.experiment)
     layout = report_layout(len(cfg.pretrain.sizes_run), len(cfg.pretrain.backbones),
-                           bool(cfg.evaluate.memory_probe_delays))
+                           bool(cfg.evaluate.memory_probe_delays), cfg.finetune.control is not None)
     return {name: f"{directory}/{file}" for name, file in layout.items()}
 
 

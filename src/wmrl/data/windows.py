@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from wmrl.data.dataset import Dataset, decode_obs
+from wmrl.data.dataset import Dataset, decode_obs, open_dataset
 from wmrl.models.config import CHANNEL_LAYOUTS
 
 
@@ -92,14 +92,17 @@ class TaskSteps:
 
 
 def load_steps(datasets: list[Dataset], task: str, index: int, episodes: str = "all",
-               holdout_fraction: float = 0.1) -> TaskSteps:
+               holdout_fraction: float = 0.1, kept: dict[str, int] | None = None) -> TaskSteps:
     """Load one task's datasets (all its behaviour policies) into memory. `episodes` picks "all",
     "train" (all but the last `holdout_fraction` of each dataset's episodes) or "heldout"; only
-    the shards that hold those episodes are read."""
+    the shards that hold those episodes are read. `kept` (dataset directory -> n) limits a dataset
+    to its first n episodes (the rest held back, e.g. for fine-tuning: `held_back_from`)."""
     frames, offset = [], 0
+    kept = kept or {}
     for dataset in datasets:
-        kept = dataset.scan().filter(episode_filter(dataset, episodes, holdout_fraction)).collect()
-        frames.append(kept.with_columns(pl.col("episode") + offset))
+        rows = episode_filter(dataset, episodes, holdout_fraction, kept.get(str(dataset.directory)))
+        kept_rows = dataset.scan().filter(rows).collect()
+        frames.append(kept_rows.with_columns(pl.col("episode") + offset))
         offset += dataset.card["episodes"]
     frame = pl.concat(frames)
     if frame.is_empty():
@@ -107,12 +110,15 @@ def load_steps(datasets: list[Dataset], task: str, index: int, episodes: str = "
     return task_steps(frame, datasets[0].card["obs"], task, index)
 
 
-def episode_filter(dataset: Dataset, episodes: str, holdout_fraction: float) -> pl.Expr:
-    """Which rows of `dataset` are its "all", "train" or "heldout" episodes (see split_episodes)."""
+def episode_filter(dataset: Dataset, episodes: str, holdout_fraction: float, kept: int | None = None) -> pl.Expr:
+    """Which rows of `dataset` are its "all", "train" or "heldout" episodes (see split_episodes),
+    of its first `kept` episodes (default: all of them)."""
+    count = dataset.card["episodes"] if kept is None else kept
+    within = pl.col("episode") < count
     if episodes == "all":
-        return pl.lit(True)
-    cut = holdout_cut(dataset.card["episodes"], holdout_fraction, str(dataset.directory))
-    return pl.col("episode") < cut if episodes == "train" else pl.col("episode") >= cut
+        return within
+    cut = holdout_cut(count, holdout_fraction, str(dataset.directory))
+    return pl.col("episode") < cut if episodes == "train" else (pl.col("episode") >= cut) & within
 
 
 def holdout_cut(count: int, holdout_fraction: float, name: str, first: int = 0) -> int:
@@ -142,11 +148,12 @@ class ReplayChunks:
     column is read whole (to find episode starts); observations are read a chunk at a time."""
 
     def __init__(self, datasets: list[Dataset], task: str, index: int, holdout_fraction: float, rows: int,
-                 seed: int):
+                 seed: int, kept: dict[str, int] | None = None):
         self.datasets, self.task, self.index, self.rows, self.seed = datasets, task, index, rows, seed
         self.starts = []  # per dataset: the first row of each training episode, and the end of the last
         for dataset in datasets:
-            cut = holdout_cut(dataset.card["episodes"], holdout_fraction, str(dataset.directory))
+            count = (kept or {}).get(str(dataset.directory), dataset.card["episodes"])  # as load_steps
+            cut = holdout_cut(count, holdout_fraction, str(dataset.directory))
             episode = dataset.scan().select("episode").collect()["episode"].to_numpy()
             boundaries = np.flatnonzero(np.diff(episode, prepend=-1))  # the first row of every episode
             self.starts.append(boundaries[:cut + 1])  # + the first held-out row: where training rows end
@@ -196,15 +203,38 @@ def few_shot(frame: pl.DataFrame, transitions: int, start: float, name: str) -> 
     ).drop("before", "steps")
 
 
-def read_few_shot(dataset: Dataset, transitions: int, start: float) -> pl.DataFrame:
-    """`few_shot` of a dataset without reading it whole: the slice is found on the columns
-    without observations, then only its episodes' rows are read (a few thousand of 10M Atari
-    frames at `paper` scale). Taking the slice again from those episodes, from their start,
-    gives the same rows."""
+def slice_episodes(dataset: Dataset, transitions: int, start: float, largest: int | None = None) -> list[int]:
+    """The dataset's episodes (ids) that hold the fine-tuning slice of `transitions`: the first
+    `transitions` of the `largest` slice (`few_shot` at `start`; default: the slice itself), so
+    that the slices of several sizes are nested, each a prefix of the larger ones. Read from the
+    columns without observations."""
     name = str(dataset.directory)
     light = dataset.scan().select(pl.exclude("obs")).with_columns(source=pl.col("episode")).collect()
-    episodes = few_shot(light, transitions, start, name)["source"].unique().to_list()
-    return few_shot(dataset.scan().filter(pl.col("episode").is_in(episodes)).collect(), transitions, 0.0, name)
+    outer = few_shot(light, largest or transitions, start, name)
+    return few_shot(outer, transitions, 0.0, name)["source"].unique().sort().to_list()
+
+
+def read_few_shot(dataset: Dataset, transitions: int, start: float, largest: int | None = None) -> pl.DataFrame:
+    """`few_shot` of a dataset without reading it whole (see slice_episodes): only the slice's
+    episodes' rows are read (a few thousand of 10M Atari frames at `paper` scale), and taking
+    the slice again from them, from their start, gives the same rows."""
+    episodes = slice_episodes(dataset, transitions, start, largest)
+    return few_shot(dataset.scan().filter(pl.col("episode").is_in(episodes)).collect(), transitions, 0.0,
+                    str(dataset.directory))
+
+
+def held_back_from(dataset: Dataset, transitions: int, start: float) -> int:
+    """The first episode of the slice of `transitions` at `start`: the episodes from here on are
+    held back from pretraining when a fine-tuning run of a source task (the transfer control)
+    draws its slices (all prefixes of that one) from this dataset."""
+    return slice_episodes(dataset, transitions, start)[0]
+
+
+def kept_episodes(datasets: dict[str, list[str]], held_back: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Pretraining's `kept` (see load_steps): for each task's dataset of `datasets` that a held-back
+    slice is cut from ({task: {dataset, transitions, start}}), the episodes before that slice."""
+    return {entry["dataset"]: held_back_from(open_dataset(entry["dataset"]), entry["transitions"], entry["start"])
+            for task, entry in held_back.items() if entry["dataset"] in datasets.get(task, [])}
 
 
 def task_steps(frame: pl.DataFrame, obs: dict[str, Any], task: str, index: int) -> TaskSteps:

@@ -6,8 +6,8 @@ at once and stepped in lockstep; the policy acts for all running episodes in one
 asked for its target return), with every checkpoint the run has ("last" and "best", or "final" for a pretrained
 model; "last" alone for online DQN and the d3rlpy peers) and, for models with a trained world
 model, with and without beam-search planning.
-Rows (docs/architecture.md, "Evaluation rows and lineage"): experiment, scale, task, method,
-model, seed, checkpoint, planning, planning_width, planning_horizon, episode, env_seed, return,
+Rows (docs/architecture.md, "Evaluation rows and lineage"): experiment, scale, task, transitions
+(the fine-tuning data's size; 0 for a pretrained model), method, model, seed, checkpoint, planning, planning_width, planning_horizon, episode, env_seed, return,
 length, normalized — with normalized = (return - random) / (reference - random) and the
 random/reference scores and their source in every row. The evaluation is an MLflow run too; its lineage file names that run and
 carries the evaluated model's record (training run, git SHA, config hash, datasets).
@@ -307,7 +307,8 @@ def evaluate(spec: EvaluateSpec, out: dict[str, str], threads: int = 1) -> pl.Da
                      time.monotonic() - started)
             frames.append(pl.DataFrame({
                 "experiment": spec["experiment"], "scale": spec["scale"], "task": spec["task"],
-                "method": spec["method"], "model": spec["model"], "seed": spec["seed"], "checkpoint": name,
+                "transitions": spec["transitions"], "method": spec["method"], "model": spec["model"],
+                "seed": spec["seed"], "checkpoint": name,
                 "planning": label, "planning_width": settings["width"], "planning_horizon": settings["horizon"],
                 "episode": np.arange(len(returns)), "env_seed": spec["env_seed"] + np.arange(len(returns)),
                 "return": returns, "length": lengths,

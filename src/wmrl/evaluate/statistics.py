@@ -35,6 +35,11 @@ def mean(scores: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
+def iqm_difference(x: np.ndarray, y: np.ndarray) -> float:
+    """IQM(x) - IQM(y): how much higher one arm scores than another (the transfer control's measure)."""
+    return iqm(x) - iqm(y)
+
+
 def stratified_bootstrap_ci(scores: np.ndarray | tuple[np.ndarray, ...],
                             statistic: Callable[..., float] = iqm, repetitions: int = 2000,
                             confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:

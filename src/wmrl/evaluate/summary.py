@@ -1,10 +1,11 @@
 """Aggregates over runs, computed from the evaluation rows (docs/architecture.md, "Evaluation rows").
 
-A run is one trained model (method, model, seed); its score on a task is the mean over its
-evaluation episodes. For every (method, model, checkpoint, planning) the runs' normalized scores
-form a (seeds, tasks) matrix: IQM and mean with stratified bootstrap CIs over it, probability of
-improvement between methods evaluated the same way on the same tasks, and per task the mean
-return and normalized score with bootstrap CIs over seeds.
+A run is one trained model (method, model, fine-tuning data size, seed); its score on a task is
+the mean over its evaluation episodes. For every arm (method, model, transitions, checkpoint,
+planning) the runs' normalized scores form a (seeds, tasks) matrix: IQM and mean with stratified
+bootstrap CIs over it; between arms of two methods evaluated alike (same data size, checkpoint and
+planning) on the same tasks, the probability of improvement and the IQM difference, each with
+its CI; and per task the mean return and normalized score with bootstrap CIs over seeds.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from wmrl.evaluate.statistics import iqm, mean, probability_of_improvement, stratified_bootstrap_ci
+from wmrl.evaluate.statistics import iqm, iqm_difference, mean, probability_of_improvement, stratified_bootstrap_ci
 
-SETTING = ["checkpoint", "planning"]
+SETTING = ["transitions", "checkpoint", "planning"]
 ARM = ["method", "model", *SETTING]
 
 
@@ -63,11 +64,13 @@ def summarize(episodes: pl.DataFrame, repetitions: int, confidence: float) -> di
     for (key_x, x), (key_y, y) in itertools.permutations(arms.items(), 2):
         same_setting = key_x[2:] == key_y[2:] and set(x["task"]) == set(y["task"]) and key_x[0] != key_y[0]
         if same_setting:
-            point, low, high = stratified_bootstrap_ci((score_matrix(x), score_matrix(y)),
-                                                       probability_of_improvement, **interval)
+            pair = (score_matrix(x), score_matrix(y))
+            point, low, high = stratified_bootstrap_ci(pair, probability_of_improvement, **interval)
+            difference, difference_low, difference_high = stratified_bootstrap_ci(pair, iqm_difference, **interval)
             improvement.append({"method": key_x[0], "model": key_x[1], "than": key_y[0], "than_model": key_y[1],
                                 **dict(zip(SETTING, key_x[2:], strict=True)), "runs": min(len(x), len(y)),
-                                "probability": point,
-                                "probability_low": low, "probability_high": high})
+                                "probability": point, "probability_low": low, "probability_high": high,
+                                "difference": difference, "difference_low": difference_low,
+                                "difference_high": difference_high})
     return {"aggregate": pl.DataFrame(aggregate), "per_task": pl.DataFrame(per_task),
             "improvement": pl.DataFrame(improvement)}

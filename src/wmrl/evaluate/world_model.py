@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 from wmrl.data import open_dataset
-from wmrl.data.windows import WindowSampler, load_steps
+from wmrl.data.windows import WindowSampler, kept_episodes, load_steps
 from wmrl.evaluate.memory import memory_probe
 from wmrl.evaluate.rollout import task_view
 from wmrl.jobs import WorldModelSpec, check_spec
@@ -65,9 +65,10 @@ def world_model_error(spec: WorldModelSpec, out: str, probe_out: str) -> pl.Data
     model, checkpoint = load_model(spec["model"])
     rows, probe_rows = [], []
     labels = {"size": spec["size"], "backbone": spec["backbone"], "seed": spec["seed"]}
+    kept = kept_episodes(spec["datasets"], spec["held_back"])  # the held-out episodes of pretraining's own split
     for task in spec["tasks"]:
         datasets = [open_dataset(d) for d in spec["datasets"][task]]
-        steps = load_steps(datasets, task, checkpoint["tasks"].index(task), "heldout", spec["holdout_fraction"])
+        steps = load_steps(datasets, task, checkpoint["tasks"].index(task), "heldout", spec["holdout_fraction"], kept)
         layout, obs_mask = task_view(model, checkpoint, task)
         sampler = WindowSampler([steps], layout, spec["horizon"])
         batch = {k: torch.from_numpy(v) for k, v in

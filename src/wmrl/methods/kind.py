@@ -19,11 +19,16 @@ class RunContext(Protocol):
 
     cfg: DictConfig
     task: str
+    transitions: int  # the size of its fine-tuning data (finetune.data.sizes)
     method: str  # the method's name
     model: str  # the run's `model` wildcard: "<size>-<backbone>" or the kind's own label
     seed: int
     job: dict[str, Any]  # what every training job carries: work dir, MLflow names and tags, registered model
     inputs: dict[str, str]  # its input files by name (see MethodKind.inputs)
+
+    def data(self) -> dict[str, Any]:
+        """Its few-shot slice: dataset policy and seed, transitions, the largest slice it is a prefix
+        of and where that begins, and whether it is the transfer control's (a source task's held-back data)."""
 
     def env(self) -> dict[str, Any]:
         """How to build the task's environment (wmrl.envs.make_task_env)."""

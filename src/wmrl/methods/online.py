@@ -43,8 +43,7 @@ class OnlineKind(MethodKind):
         train_online(spec, out)
 
     def job_spec(self, run: RunContext, method: DictConfig) -> OnlineSpec:
-        f = run.cfg.finetune
-        settings = {**to_plain(f.online), "steps": f.data.transitions}
+        settings = {**to_plain(run.cfg.finetune.online), "steps": run.transitions}
         return {"seed": run.seed, "task": run.task, "method": run.method, **run.env(), "settings": settings,
                 **run.job}
 

@@ -75,7 +75,7 @@ class PeerKind(MethodKind):
         f = to_plain(run.cfg.finetune)
         reads = ("steps", "validate_every", "holdout_fraction") + ("window",) * self.return_conditioned(method)
         return {"seed": run.seed, "task": run.task, "method": run.method, "heldout_tasks": list(run.cfg.heldout_tasks),
-                "peer": method.algorithm, "settings": to_plain(method.settings), "data": f["data"],
+                "peer": method.algorithm, "settings": to_plain(method.settings), "data": run.data(),
                 "finetune": {key: f[key] for key in reads},  # a Decision Transformer reads our windows' steps
                 "inputs": run.inputs, **run.job}
 

@@ -64,12 +64,13 @@ class WorldActionKind(MethodKind):
     def job_spec(self, run: RunContext, method: DictConfig) -> FinetuneSpec:
         cfg = run.cfg
         f = to_plain(cfg.finetune)
-        settings = {k: v for k, v in f.items() if k not in ("data", "seeds", "methods_run", "methods", "online")}
+        settings = {k: v for k, v in f.items()
+                    if k not in ("data", "seeds", "methods_run", "methods", "curve_methods", "control", "online")}
         if method.learning_rate is not None:
             settings["learning_rate"] = method.learning_rate
         return {
             "seed": run.seed, "task": run.task, "method": run.method, "init": method.init,
-            "heldout_tasks": list(cfg.heldout_tasks), "suite": run.suite(), "data": f["data"],
+            "heldout_tasks": list(cfg.heldout_tasks), "suite": run.suite(), "data": run.data(),
             "channel_layout": cfg.pretrain.channel_layout, "positions": cfg.pretrain.window,
             "model": {**run.model_spec(), **to_plain(method.model)},
             "loss": self.loss(cfg, method), "decision": self.decision(method),

@@ -29,8 +29,8 @@ from wmrl.files import publish
 from wmrl.jobs import ReportSpec, check_spec
 from wmrl.report import backbones, plots
 from wmrl.report.checks import checks
-from wmrl.report.tables import (busy_seconds, claims_table, cost_table, datasets_table, headline, job_costs,
-                                lineage_table, training_speed, with_kinds)
+from wmrl.report.tables import (busy_seconds, claims_table, control_result, cost_table, datasets_table, headline,
+                                job_costs, lineage_table, size_comparisons, training_speed, with_kinds)
 
 log = logging.getLogger("wmrl")
 ONLINE_BINS = 20  # online training episodes are averaged in this many bins of environment steps
@@ -42,11 +42,11 @@ def fine_tuning_curves(curves: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.D
     offline, online = [], []
     for run in curves:
         frame = pl.read_parquet(run["file"])
-        labels = {key: pl.lit(run[key]) for key in ("task", "method", "model", "seed")}
+        labels = {key: pl.lit(run[key]) for key in ("task", "transitions", "method", "model", "seed")}
         if run["online"]:
             if frame.is_empty():
                 continue
-            width = math.ceil(run["steps"] / ONLINE_BINS)
+            width = math.ceil(run["transitions"] / ONLINE_BINS)  # online: as many env steps as the data's transitions
             online.append(frame.with_columns(step=(pl.col("step") // width + 1) * width).group_by("step")
                           .agg(pl.col("episode_return").mean()).with_columns(**labels))
         else:
@@ -54,6 +54,14 @@ def fine_tuning_curves(curves: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.D
     offline_schema = {"step": pl.Int64, "metric": pl.String, "value": pl.Float64}
     return (pl.concat(offline, how="diagonal") if offline else pl.DataFrame(schema=offline_schema),
             pl.concat(online, how="diagonal") if online else pl.DataFrame(schema={"step": pl.Int64}))
+
+
+def summaries(episodes: pl.DataFrame, methods: dict[str, dict[str, str]], interval: dict[str, Any]
+              ) -> dict[str, pl.DataFrame]:
+    """The aggregate, per-task and improvement tables of evaluation rows, each with its methods' kinds."""
+    scores = {name: with_kinds(frame, methods) for name, frame in summarize(episodes, **interval).items()}
+    scores["improvement"] = with_kinds(scores["improvement"], methods, column="than", kind="than_kind")
+    return scores
 
 
 def data_uri(path: str) -> str:
@@ -69,28 +77,43 @@ def build_report(spec: ReportSpec, out: dict[str, str]) -> None:
     inputs, interval = spec["inputs"], {"repetitions": spec["bootstrap_repetitions"],
                                         "confidence": spec["confidence"]}
     episodes = pl.concat([pl.read_parquet(f) for f in inputs["evaluations"]], how="vertical")
-    methods = spec["methods"]
-    scores = {name: with_kinds(frame, methods) for name, frame in summarize(episodes, **interval).items()}
-    scores["improvement"] = with_kinds(scores["improvement"], methods, column="than", kind="than_kind")
+    methods, compared, control = spec["methods"], spec["compare"], spec["control"]
+    in_control = (pl.col("task") == control["task"]) & (pl.col("transitions") > 0) if control else pl.lit(False)
+    scores = summaries(episodes.filter(~in_control), methods, interval)
     runs = with_kinds(run_scores(episodes), methods)
     datasets = datasets_table(inputs["datasets"])
     lineage = lineage_table(inputs["lineage"], dict(zip(datasets["directory"], datasets["md5"], strict=True)))
     jobs = job_costs(spec["benchmarks"])
     curves, online = fine_tuning_curves(inputs["curves"])
     errors = pl.concat([pl.read_parquet(f) for f in inputs["world_model"]], how="vertical")
-    with_lineage = episodes.join(lineage.drop("scale", "experiment"), on=["task", "method", "model", "seed"],
+    with_lineage = episodes.join(lineage.drop("scale", "experiment"),
+                                 on=["task", "transitions", "method", "model", "seed"],
                                  how="left")  # the episodes' CSV: every row with its run's lineage
-    setting = {"checkpoint": spec["compare"]["checkpoint"], "planning": spec["compare"]["planning"]}
+    setting = {"checkpoint": compared["checkpoint"], "planning": compared["planning"]}
+    sizes = size_comparisons(scores["aggregate"], scores["improvement"], compared["method"], compared["baseline"],
+                             setting, spec["data_sizes"])
+    control_scores = summaries(episodes.filter(in_control), methods, interval) if control else None
+    control_sizes = size_comparisons(control_scores["aggregate"], control_scores["improvement"], control["method"],
+                                     control["baseline"], setting, spec["data_sizes"]) if control else None
+    judged = control_result(control_sizes)
+    at_size = {**setting, "transitions": compared["transitions"]}
     tables = {**scores, "episodes": with_lineage, "runs": runs, "datasets": datasets, "lineage": lineage,
               "jobs": jobs, "cost": cost_table(jobs), "training_speed": training_speed(lineage, methods),
-              "world_model": errors, "claims": claims_table(scores["aggregate"], scores["improvement"],
-                                                            spec["claims"], setting)}
+              "world_model": errors, "sizes": sizes,
+              "claims": claims_table(scores["aggregate"], scores["improvement"], spec["claims"], at_size, judged)}
+    if control:
+        tables |= {"control": control_sizes, "control_aggregate": control_scores["aggregate"]}
 
-    figures = {"iqm": plots.iqm_plot(scores["aggregate"]), "per_seed": plots.per_seed_plot(runs),
-               "curves": plots.curves_plot(curves, online, **interval), "world_model": plots.world_model_plot(errors)}
+    shown = pl.col("transitions").is_in([0, compared["transitions"]])  # the headline's size, and not fine-tuned
+    figures = {"data_curve": plots.data_curve_plot(scores["aggregate"], setting, control_scores, control),
+               "iqm": plots.iqm_plot(scores["aggregate"].filter(shown)),
+               "per_seed": plots.per_seed_plot(runs.filter(shown)),
+               "curves": plots.curves_plot(curves.filter(shown) if not curves.is_empty() else curves,
+                                           online, **interval),
+               "world_model": plots.world_model_plot(errors)}
     if "scaling" in out:
         parameters = dict(lineage.select("model", "parameters").drop_nulls().unique().rows())
-        figures["scaling"] = plots.scaling_plot(scores["aggregate"], parameters)
+        figures["scaling"] = plots.scaling_plot(scores["aggregate"].filter(shown), parameters)
     if "backbone_errors" in out:
         probe = pl.concat([pl.read_parquet(f) for f in inputs["memory_probe"]], how="vertical")
         section_tables, section_figures = backbones.section(errors, probe, pl.read_parquet(inputs["context_costs"][0]),
@@ -108,7 +131,7 @@ def build_report(spec: ReportSpec, out: dict[str, str]) -> None:
             table.write_csv(out[f"{name}_csv"])
 
     context = {
-        "spec": spec, "headline": headline(scores["aggregate"], scores["improvement"], spec["compare"]),
+        "spec": spec, "headline": headline(scores["aggregate"], scores["improvement"], compared, sizes, judged),
         "tables": {name: table.to_dicts() for name, table in tables.items() if name not in ("episodes", "jobs")},
         "figures": {name: data_uri(out[name]) for name in figures},
         "checks": checks(spec, tables, curves),

@@ -24,7 +24,7 @@ def checks(spec: dict[str, Any], tables: dict[str, pl.DataFrame], curves: pl.Dat
     found += [_amount(tables["runs"]), *_few_runs(tables["aggregate"]), *_finite(tables["episodes"], curves),
               *_cut(tables["episodes"], spec), *_below_random(tables["aggregate"]), *_lineage(tables["lineage"]),
               *_cost(tables["jobs"], spec), *_budget(tables["training_speed"]), *_world_model(tables["world_model"]),
-              *_planning(tables["aggregate"]), *_variants(tables["aggregate"], spec)]
+              *_planning(tables["aggregate"]), *_variants(tables["aggregate"], spec), *_control(tables, spec)]
     order = {"failed": 0, "note": 1, "ok": 2}
     return sorted(found, key=lambda item: order[item["status"]])
 
@@ -138,27 +138,53 @@ def _world_model(errors: pl.DataFrame) -> list[dict[str, str]]:
 
 def _planning(aggregate: pl.DataFrame) -> list[dict[str, str]]:
     """Where planning lowers a method's IQM: its interval lies below the greedy policy's point."""
-    greedy = aggregate.filter(planning="none").select("method", "model", "checkpoint", greedy="iqm")
-    planned = aggregate.filter(pl.col("planning") != "none").join(greedy, on=["method", "model", "checkpoint"])
+    arm = ["method", "model", "transitions", "checkpoint"]
+    greedy = aggregate.filter(planning="none").select(*arm, greedy="iqm")
+    planned = aggregate.filter(pl.col("planning") != "none").join(greedy, on=arm)
     lower = planned.filter(pl.col("iqm_high") < pl.col("greedy"))
-    return [entry("note", "planning lowers the score", f"{row['method']} [{row['model']}] {row['checkpoint']}: "
+    return [entry("note", "planning lowers the score", f"{row['method']} [{row['model']}] {row['checkpoint']}, "
+                  f"{row['transitions']} transitions: "
                   f"IQM {row['greedy']:.2f} greedy, {row['iqm']:.2f} [{row['iqm_low']:.2f}, {row['iqm_high']:.2f}] "
                   f"with {row['planning']}") for row in lower.iter_rows(named=True)]
 
 
 def _variants(aggregate: pl.DataFrame, spec: dict[str, Any]) -> list[dict[str, str]]:
-    """What each variant tried (report.variants) gave, beside the headline's method, in its setting."""
+    """What each variant tried (report.variants) gave, beside the headline's method, in its setting,
+    at the largest data size where the variant ran."""
     compare = spec["compare"]
     arms = aggregate.filter(checkpoint=compare["checkpoint"], planning=compare["planning"])
 
-    def iqm(method: str) -> str:
-        rows = arms.filter(method=method)
+    def iqm(method: str, transitions: int) -> str:
+        rows = arms.filter(method=method, transitions=transitions)
         if rows.is_empty():
             return f"{method}: not evaluated in this setting"
         row = rows.row(0, named=True)
         return f"{method} {row['iqm']:.2f} [{row['iqm_low']:.2f}, {row['iqm_high']:.2f}]"
 
-    return [entry("note", "variant tried", f"{iqm(name)}, against {iqm(compare['method'])} "
-                  f"(IQM normalized, {compare['checkpoint']} checkpoint, planning {compare['planning']}); "
-                  f"the headline compares {compare['method']} with {compare['baseline']}, fixed before the run")
-            for name in spec.get("variants", [])]
+    found = []
+    for name in spec.get("variants", []):
+        size = max(arms.filter(method=name)["transitions"].to_list(), default=max(spec["data_sizes"]))
+        found.append(entry("note", "variant tried", f"{iqm(name, size)}, against {iqm(compare['method'], size)} "
+                           f"(IQM normalized, {size} transitions, {compare['checkpoint']} checkpoint, planning "
+                           f"{compare['planning']}); the headline compares {compare['method']} with "
+                           f"{compare['baseline']}, fixed before the run"))
+    return found
+
+
+def _control(tables: dict[str, pl.DataFrame], spec: dict[str, Any]) -> list[dict[str, str]]:
+    """Whether the bench can see transfer where it must exist (the control), before any null is read."""
+    control = spec["control"]
+    if control is None:
+        return [entry("note", "no transfer control", "the experiment has no positive control "
+                      "(finetune.control): a null result cannot be told from an instrument that could not see one")]
+    smallest = tables["control"].row(0, named=True)
+    what = (f"{control['method']} vs {control['baseline']} on held-back {control['task']} episodes, "
+            f"{smallest['transitions']} transitions")
+    if smallest["verdict"] == "not evaluated":
+        return [entry("failed", "transfer control", f"{what}: not evaluated")]
+    difference = (f"IQM difference {smallest['difference']:+.2f} [{smallest['difference_low']:+.2f}, "
+                  f"{smallest['difference_high']:+.2f}]")
+    if smallest["difference_low"] > 0:
+        return [entry("ok", "transfer control", f"{what}: {difference}; the bench detects transfer on known dynamics")]
+    return [entry("failed", "transfer control", f"{what}: {difference}, CI not above 0; the fine-tuning recipe or the "
+                  f"budget hides transfer, so every null verdict here is inconclusive")]

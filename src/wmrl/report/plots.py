@@ -7,6 +7,8 @@ Methods that are not ours are marked by their kind ("· peer", "· online") and 
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -72,6 +74,40 @@ def iqm_plot(aggregate: pl.DataFrame) -> Figure:
         _reference_lines(axis)
         axis.set_title(f"{title} ({rows[0]['seeds']} seeds x {rows[0]['tasks']} tasks)", loc="left")
     axes[-1, 0].set_xlabel(f"IQM {NORMALIZED}")
+    return figure
+
+
+def data_curve_plot(aggregate: pl.DataFrame, setting: dict[str, str], control_scores: dict[str, pl.DataFrame] | None,
+                    control: dict[str, Any] | None) -> Figure:
+    """Score against fine-tuning data: IQM normalized score [CI] of every fine-tuned method (the
+    best model of each) at each data size (transitions, log scale) in `setting` (checkpoint,
+    planning), peers included; beside it the transfer control's two methods on their held-back
+    source-task episodes, when the experiment has one."""
+    figure, axes = panels(2 if control else 1, 4.6, 3.3)
+    shown = [("held-out tasks", aggregate)]
+    if control:
+        shown.append((f"control: {control['task']}, episodes held back from pretraining",
+                      control_scores["aggregate"]))
+    names = sorted({name for _, frame in shown for name in frame["method"].to_list()})
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}  # one colour per method in both panels
+    for axis, (title, frame) in zip(axes, shown, strict=True):
+        arms = (frame.filter(pl.col("transitions") > 0, **setting)
+                .sort("iqm", descending=True).unique(["method", "transitions"], keep="first", maintain_order=True))
+        for (method,), line in arms.group_by("method", maintain_order=True):
+            line = line.sort("transitions")
+            kind = line["kind"][0]
+            style = {"ls": "-" if kind == "ours" else "--", "marker": "o" if len(line) > 1 else "s"}
+            axis.errorbar(line["transitions"], line["iqm"], yerr=[line["iqm"] - line["iqm_low"],
+                                                                  line["iqm_high"] - line["iqm"]],
+                          capsize=3, color=colours[method], label=method if kind == "ours" else f"{method} · {kind}",
+                          **style)
+        axis.set_xscale("log")
+        _reference_lines(axis, vertical=False)
+        axis.set_title(title, loc="left")
+        axis.set_xlabel("fine-tuning data (transitions, log scale)")
+        axis.legend(frameon=False, fontsize=7)
+    axes[0].set_ylabel(f"IQM {NORMALIZED}")
+    figure.tight_layout()
     return figure
 
 

@@ -104,7 +104,8 @@ def lineage_table(files: list[str], md5: dict[str, str]) -> pl.DataFrame:
         datasets = sorted(model["datasets"])
         rows.append({
             **{key: evaluation[key] for key in ("scale", "experiment", "task", "method", "model")},
-            "seed": int(evaluation["seed"]), "parameters": model.get("parameters"),
+            "transitions": int(evaluation["transitions"]), "seed": int(evaluation["seed"]),
+            "parameters": model.get("parameters"),
             "trained_parameters": model.get("trained_parameters", model.get("parameters")),
             "from_pretraining": " ".join(model.get("from_pretraining", [])),
             "eval_run_id": evaluation["run_id"], "eval_run_url": evaluation["run_url"],
@@ -145,9 +146,10 @@ def training_speed(lineage: pl.DataFrame, methods: dict[str, dict[str, str]]) ->
 
 
 def compare(aggregate: pl.DataFrame, improvement: pl.DataFrame, method: str, baseline: str,
-            setting: dict[str, str]) -> dict[str, Any]:
-    """`method` against `baseline` in one setting (checkpoint, planning): their aggregate rows
-    (the best model of each), P(method > baseline) and the verdict the CIs support:
+            setting: dict[str, Any]) -> dict[str, Any]:
+    """`method` against `baseline` in one setting (data size, checkpoint, planning): their aggregate
+    rows (the best model of each), P(method > baseline), the IQM difference, and the verdict the
+    CIs support:
 
     * "yes": P's interval lies above 1/2 and the method's IQM interval above 0 (random play);
     * "no useful transfer": P's interval lies above 1/2, but the method is not above random;
@@ -174,14 +176,67 @@ def compare(aggregate: pl.DataFrame, improvement: pl.DataFrame, method: str, bas
     return {"verdict": verdict, "method": ours, "baseline": theirs, "improvement": p, **setting}
 
 
-def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, chosen: dict[str, str]) -> dict[str, Any]:
+def size_comparisons(aggregate: pl.DataFrame, improvement: pl.DataFrame, method: str, baseline: str,
+                     setting: dict[str, Any], sizes: list[int]) -> pl.DataFrame:
+    """`compare` at every data size (`setting` without one): one row per size with both methods'
+    IQM [CI], P(method > baseline) [CI], the IQM difference [CI] and the verdict."""
+    rows = []
+    for size in sorted(sizes):
+        answer = compare(aggregate, improvement, method, baseline, {**setting, "transitions": size})
+        row = {"transitions": size, "method": method, "baseline": baseline,
+               "verdict": answer["verdict"] or "not evaluated"}
+        if answer["verdict"] is not None:
+            for arm in ("method", "baseline"):
+                row |= {f"{arm}_{key}": answer[arm][key] for key in ("iqm", "iqm_low", "iqm_high", "runs")}
+            row |= {key: answer["improvement"][key] for key in DIFFERENCE_COLUMNS}
+        rows.append(row)
+    numbers = {f"{arm}_{key}": pl.Float64 for arm in ("method", "baseline") for key in ("iqm", "iqm_low", "iqm_high")}
+    return pl.DataFrame(rows, schema={"transitions": pl.Int64, "method": pl.String, "baseline": pl.String,
+                                      "verdict": pl.String, **numbers, "method_runs": pl.Int64,
+                                      "baseline_runs": pl.Int64, **{key: pl.Float64 for key in DIFFERENCE_COLUMNS}})
+
+
+DIFFERENCE_COLUMNS = ("probability", "probability_low", "probability_high", "difference", "difference_low",
+                      "difference_high")
+
+
+def control_result(comparisons: pl.DataFrame | None) -> dict[str, Any] | None:
+    """The transfer control's outcome from its `size_comparisons` (None: the experiment has none):
+    it passes when, at the smallest size, the method beats the baseline with the CI of the IQM
+    difference above 0 ("passed"); "failed" otherwise, "not evaluated" without rows."""
+    if comparisons is None:
+        return None
+    smallest = comparisons.row(0, named=True)
+    if smallest["verdict"] == "not evaluated":
+        status = "not evaluated"
+    else:
+        status = "passed" if smallest["difference_low"] > 0 else "failed"
+    return {"status": status, "smallest": smallest}
+
+
+def read_control(verdict: str | None, control: dict[str, Any] | None) -> str | None:
+    """A verdict as the control lets it stand: a finding of no transfer (any verdict but "yes")
+    means nothing when the control did not pass — the bench could not see transfer where it must
+    exist — so it becomes "inconclusive". Without a control the verdict stands as it is."""
+    if control is None or control["status"] == "passed" or verdict in (None, "yes"):
+        return verdict
+    return "inconclusive"
+
+
+def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, chosen: dict[str, Any],
+             sizes: pl.DataFrame, control: dict[str, Any] | None) -> dict[str, Any]:
     """The answer to the experiment's question: `compare` of the chosen method and baseline in the
-    chosen setting, the best fine-tuned method in that setting, and which of the three are below
-    random."""
-    setting = {"checkpoint": chosen["checkpoint"], "planning": chosen["planning"]}
+    chosen setting (data size, checkpoint, planning) as the control lets it stand (`read_control`;
+    the comparison's own verdict kept as "measured"), whether any data size shows transfer
+    (`sizes`: size_comparisons), the best fine-tuned method in that setting, and which of the three
+    are below random."""
+    setting = {key: chosen[key] for key in ("transitions", "checkpoint", "planning")}
     answer = compare(aggregate, improvement, chosen["method"], chosen["baseline"], setting)
+    answer |= {"control": control, "measured": answer["verdict"],
+               "any_size": bool((sizes["verdict"] == "yes").any()), "sizes": len(sizes)}
     if answer["verdict"] is None:
         return answer
+    answer["verdict"] = read_control(answer["verdict"], control)
     fine_tuned = aggregate.filter(**setting).filter(~pl.col("method").is_in([MULTIGAME, SINGLEGAME]))
     best = fine_tuned.sort("iqm", descending=True).row(0, named=True)
     arms = (answer["method"], answer["baseline"], best)
@@ -189,22 +244,25 @@ def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, chosen: dict[st
 
 
 def claims_table(aggregate: pl.DataFrame, improvement: pl.DataFrame, claims: list[dict[str, str]],
-                 setting: dict[str, str]) -> pl.DataFrame:
+                 setting: dict[str, Any], control: dict[str, Any] | None) -> pl.DataFrame:
     """One row per claim (`report.claims`), judged like the headline in its setting: both methods'
-    IQM and CI, P(method > baseline) and CI, the verdict ("not evaluated" where a method has no rows);
-    a claim with a `model` compares both methods at that model, otherwise each at its best."""
+    IQM and CI, P(method > baseline) and CI, the verdict as the control lets it stand ("not
+    evaluated" where a method has no rows; "measured": the comparison's own); a claim with a
+    `model` compares both methods at that model, otherwise each at its best."""
     rows = []
     for claim in claims:
         at_model = aggregate.filter(model=claim["model"]) if claim.get("model") else aggregate
         answer = compare(at_model, improvement, claim["method"], claim["baseline"], setting)
+        verdict = read_control(answer["verdict"], control)
         row = {"claim": claim["claim"], "method": claim["method"], "baseline": claim["baseline"],
-               "model": claim.get("model") or "best of each", "verdict": answer["verdict"] or "not evaluated"}
+               "model": claim.get("model") or "best of each", "verdict": verdict or "not evaluated",
+               "measured": answer["verdict"] or "not evaluated"}
         if answer["verdict"] is not None:
             for arm in ("method", "baseline"):
                 row |= {f"{arm}_{key}": answer[arm][key] for key in ("iqm", "iqm_low", "iqm_high")}
-            row |= {key: answer["improvement"][key] for key in ("probability", "probability_low", "probability_high")}
+            row |= {key: answer["improvement"][key] for key in DIFFERENCE_COLUMNS}
         rows.append(row)
     numbers = [f"{arm}_{key}" for arm in ("method", "baseline") for key in ("iqm", "iqm_low", "iqm_high")]
     schema = {"claim": pl.String, "method": pl.String, "baseline": pl.String, "model": pl.String, "verdict": pl.String,
-              **{name: pl.Float64 for name in numbers + ["probability", "probability_low", "probability_high"]}}
+              "measured": pl.String, **{name: pl.Float64 for name in numbers + list(DIFFERENCE_COLUMNS)}}
     return pl.DataFrame(rows, schema=schema)

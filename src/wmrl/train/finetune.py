@@ -77,13 +77,15 @@ class Setup:
 def setup(spec: dict[str, Any]) -> Setup:
     """The module and data of the fine-tuning run `spec` describes, seeded, weights loaded."""
     cfg, seed, task, suite = spec["finetune"], spec["seed"], spec["task"], list(spec["suite"])
-    if task not in spec["heldout_tasks"]:
-        raise ValueError(f"fine-tuning runs on held-out tasks; {task!r} is not one of {spec['heldout_tasks']}")
+    if task not in spec["heldout_tasks"] and not spec["data"]["control"]:
+        raise ValueError(f"fine-tuning runs on held-out tasks (or the transfer control's held-back data); {task!r} "
+                         f"is not one of {spec['heldout_tasks']}")
     dataset = open_dataset(spec["inputs"]["dataset"])
     if dataset.card["task"] != task:
         raise ValueError(f"{dataset.directory} holds task {dataset.card['task']!r}, not {task!r}")
     name = str(dataset.directory)
-    frame = read_few_shot(dataset, spec["data"]["transitions"], spec["data"]["start"])
+    data = spec["data"]
+    frame = read_few_shot(dataset, data["transitions"], data["start"], data["largest"])
     log.info("few-shot data: %d transitions in %d episodes from %s (policy steps %d..%d)",
              spec["data"]["transitions"], frame["episode"].n_unique(), name, frame["policy_step"].min(),
              frame["policy_step"].max())

@@ -40,8 +40,9 @@ def train_peer(spec: PeerSpec, out: dict[str, str]) -> None:
     torch.set_num_threads(1)
     plain_logs()
     task, settings, steps = spec["task"], spec["finetune"], spec["finetune"]["steps"]
-    if task not in spec["heldout_tasks"]:
-        raise ValueError(f"peers train on held-out tasks; {task!r} is not one of {spec['heldout_tasks']}")
+    if task not in spec["heldout_tasks"] and not spec["data"]["control"]:
+        raise ValueError(f"peers train on held-out tasks (or the transfer control's held-back data); {task!r} is "
+                         f"not one of {spec['heldout_tasks']}")
     claim_work_dir(Path(spec["work_dir"]), spec)
     dataset = open_dataset(spec["inputs"]["dataset"])
     if dataset.card["task"] != task:
@@ -73,7 +74,7 @@ def train_peer(spec: PeerSpec, out: dict[str, str]) -> None:
 
 
 def training_episodes(dataset: Dataset, data: dict[str, Any], holdout_fraction: float) -> MDPDataset:
-    """The transitions `finetune` trains on — the few-shot slice `data` ({transitions, start}) of
-    `dataset`, all but its last `holdout_fraction` of episodes — as a d3rlpy dataset."""
-    frame = read_few_shot(dataset, data["transitions"], data["start"])
+    """The transitions `finetune` trains on — the few-shot slice `data` ({transitions, start, largest})
+    of `dataset`, all but its last `holdout_fraction` of episodes — as a d3rlpy dataset."""
+    frame = read_few_shot(dataset, data["transitions"], data["start"], data["largest"])
     return to_mdp_dataset(split_episodes(frame, "train", holdout_fraction, str(dataset.directory)), dataset.card)

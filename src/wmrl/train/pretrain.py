@@ -21,7 +21,7 @@ import torch
 
 from wmrl import tracking
 from wmrl.data import open_dataset
-from wmrl.data.windows import ReplayChunks, load_steps
+from wmrl.data.windows import ReplayChunks, kept_episodes, load_steps
 from wmrl.files import claim_work_dir
 from wmrl.jobs import PretrainSpec, check_spec
 from wmrl.models.serving import world_action_pyfunc
@@ -43,12 +43,16 @@ def pretrain(spec: PretrainSpec, out: dict[str, str], threads: int = 1) -> None:
     if leaked:
         raise ValueError(f"held-out tasks {sorted(leaked)} must never enter pretraining data")
     layout, shape = suite_shape(spec["suite"], cfg["channel_layout"], cfg["window"])
+    kept = kept_episodes(spec["datasets"], spec["held_back"])  # the transfer control's episodes stay unseen
+    for directory, episodes in kept.items():
+        log.info("%s: pretraining reads its first %d episodes; the rest are held back for the transfer control",
+                 directory, episodes)
 
     def load(task: str, part: str):
         if part == "train" and cfg["stream_rows"]:
             return ReplayChunks(datasets[task], task, suite.index(task), cfg["holdout_fraction"], cfg["stream_rows"],
-                                seed)
-        return load_steps(datasets[task], task, suite.index(task), part, cfg["holdout_fraction"])
+                                seed, kept)
+        return load_steps(datasets[task], task, suite.index(task), part, cfg["holdout_fraction"], kept)
 
     data = WindowDataModule(load, tasks, layout, cfg["window"], cfg["batch_size"], cfg["heldout_windows"], seed,
                             cfg["stream_refresh"])
