@@ -47,9 +47,9 @@ def test_dry_run_shows_the_default_dag(tmp_path):
     # laptop's default experiment: five MinAtar games, random and DQN data, one seed
     stats = job_stats(out)
     assert stats["generate_dataset"] == 10
-    # the curve (5 methods x 3 sizes, 6 + 3 + 3 seeds), the largest-only methods (3 x 3 seeds) and the
+    # the curve (5 methods x 3 sizes, 6 + 3 + 3 seeds), online DQN at the largest (3 seeds) and the
     # control (2 methods x 12 seeds)
-    assert stats["finetune"] + stats["train_peer"] + stats["train_online"] == 5 * 12 + 3 * 3 + 2 * 12
+    assert stats["finetune"] + stats["train_peer"] + stats["train_online"] == 5 * 12 + 1 * 3 + 2 * 12
     assert "data/laptop/minatar/breakout/dqn/seed0" in out
 
 

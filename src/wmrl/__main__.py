@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="finetune: the methods timed against the reference peer (finetune.methods names)")
     bench.add_argument("--reference", default="d3rlpy_cql", help="finetune: the peer whose score is the target")
     bench.add_argument("--reference-steps", type=int, default=10_000, help="finetune: the reference's steps")
+    bench.add_argument("--max-steps", type=int, default=1_000, help="finetune: the other methods' steps at most")
     bench.add_argument("--seeds", default="0,1", help="finetune: training seeds, comma-separated")
     bench.add_argument("--episodes", type=int, default=20, help="finetune: evaluation episodes per check and seed")
     bench.add_argument("--scale", default="laptop", help="finetune: the scale whose settings and data are used")
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
             bench_finetune.main(args.methods.split(","), args.reference, args.reference_steps,
                                 [int(s) for s in args.seeds.split(",")], args.episodes, args.threads or 1, out,
-                                args.scale)
+                                args.scale, args.max_steps)
         else:
             from wmrl.bench import pretrain as bench_pretrain
 

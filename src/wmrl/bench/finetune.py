@@ -8,9 +8,11 @@ ours through the pipeline's own fine-tuning setup and Lightning loop, the peers 
 `wmrl.peers.d3rlpy.train` — is stopped every `every` of its gradient steps and played by the
 evaluation stage's agents (`episodes` greedy episodes per seed, the evaluation's env seeds); its
 time to score is the training wall time (evaluations left out) at the first check whose score,
-the mean over seeds, reaches the target. Figures: the ratio of each method's time to the
-reference's own, printed and written to JSON with every check's score. Goal: ratio <= 1 for
-`scratch`. A first crossing of a noisy score is optimistic for every method alike.
+the mean over seeds, reaches the target. The other methods train up to `steps` gradient steps
+(1,000 by default: enough to reach the target, more than the pipeline's laptop budget of 300),
+on the largest few-shot slice. Figures: the ratio of each method's time to the reference's own,
+printed and written to JSON with every check's score. Goal: ratio <= 0.5 for `scratch`. A first
+crossing of a noisy score is optimistic for every method alike.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from wmrl.train.finetune import setup
 from wmrl.train.peer import training_episodes
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository: its config/ (data/ is read from the working directory)
-GOAL = 1.0
+GOAL = 0.5
 
 
 def score(spec: dict[str, Any], checkpoint: dict[str, Any], episodes: int) -> float:
@@ -117,11 +119,11 @@ def mean_over_seeds(runs: list[list[dict]]) -> list[dict]:
 
 
 def main(methods: list[str], reference_method: str, reference_steps: int, seeds: list[int], episodes: int,
-         threads: int, out: str, scale: str = "laptop") -> dict:
+         threads: int, out: str, scale: str = "laptop", steps: int = 1_000) -> dict:
     torch.set_num_threads(threads)
     cfg = compose({"scale": scale}, ROOT)
     task = cfg.heldout_tasks[0]
-    steps, every = cfg.finetune.steps, cfg.finetune.validate_every
+    every = cfg.finetune.validate_every
     curves = {}
     for method in [reference_method, *methods]:
         model = method_models(cfg, method)[0]
