@@ -106,6 +106,7 @@ def test_a_null_verdict_stands_only_when_the_transfer_control_passes(control_dif
                           {**SETTING, "transitions": 250}, control)
     assert claims.row(0, named=True)["verdict"] == verdict and claims["measured"][0] == "no measurable difference"
     assert read_control("yes", control) == "yes"  # a found effect needs no control to be seen
+    assert read_control("too few runs to decide", control) == "too few runs to decide"
     assert read_control("no", None) == "no"  # no control: the verdict stands, the report notes it has none
     unevaluated = size_comparisons(control_aggregate, control_improvement, "pretrained", "scratch",
                                    {"checkpoint": "best", "planning": "none"}, [250])
@@ -195,6 +196,11 @@ def test_claims_are_judged_like_the_headline_and_unevaluated_ones_say_so():
               {"claim": "z beats x", "method": "z", "baseline": "x"}]
     table = claims_table(aggregate, improvement, claims, {**SETTING, "transitions": 250}, None)
     assert table["verdict"].to_list() == ["yes", "no", "not evaluated"]
+    assert table["transitions"].to_list() == [250, 250, 250]
+    at_largest = claims_table(aggregate.with_columns(transitions=pl.lit(5000)),
+                              pl.DataFrame([improvement_row("x", "y", 0.8, 1.0, transitions=5000)]), claims[:1],
+                              {**SETTING, "transitions": 250}, None)  # x and y ran at 5,000 only: judged there
+    assert at_largest.row(0, named=True)["transitions"] == 5000 and at_largest["verdict"][0] == "yes"
     assert table.row(0, named=True)["method_iqm_low"] == 0.7 and table.row(0, named=True)["probability"] == 0.9
     assert table.row(2, named=True)["probability"] is None
 
@@ -213,8 +219,8 @@ def test_the_smoke_report_renders_offline_in_a_browser(smoke_run, tmp_path):
         assert browser.failures() == []
         requests = browser.requests()
         assert requests[0] == page.as_uri() and all(url.startswith("data:image/svg+xml") for url in requests[1:])
-        assert len(requests) - 1 == sum(1 for name in report_files(cfg) if name in ("iqm", "per_seed", "curves",
-                                                                                    "world_model", "scaling"))
+        assert len(requests) - 1 == sum(1 for name in report_files(cfg) if name in ("data_curve", "iqm", "per_seed",
+                                                                                    "curves", "world_model", "scaling"))
         found = browser.evaluate("""JSON.stringify({
             tables: [...document.querySelectorAll('table[id]')].map(t => [t.id, t.tBodies[0].rows.length]),
             images: [...document.images].map(i => i.complete && i.naturalWidth > 0),
@@ -248,7 +254,7 @@ def test_figures_are_the_same_bytes_for_the_same_tables_and_scaling_reads_parame
         svgs.append([(tmp_path / f"{run}-{name}.svg").read_bytes() for name in ("iqm", "scaling", "data_curve")])
     assert svgs[0] == svgs[1]
     curve = svgs[0][2].decode()
-    assert "fine-tuning data (transitions, log scale)" in curve and "control: c, episodes held back" in curve
+    assert "fine-tuning data (transitions, log scale)" in curve and "control: c (held-back episodes)" in curve
     scaling = svgs[0][1].decode()
     assert "model parameters" in scaling and "pretrained [transformer]" in scaling
     assert "10^{6}" in scaling and "10^{7}" in scaling  # the parameter axis is log-scaled (tick labels)

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +15,7 @@ from conftest import PYTHON, ROOT, snakemake_command, snakemake_env
 from wmrl.config import compose
 from wmrl.dag.experiment import dataset_dirs
 from wmrl.dag.paths import MULTIGAME
-from wmrl.dag.targets import pretrain_models, report_files, world_model_errors
+from wmrl.dag.targets import finetune_runs, pretrain_models, report_files, size_seeds, world_model_errors
 from wmrl.data import open_dataset
 
 
@@ -42,14 +43,18 @@ def test_smoke_pipeline_end_to_end(smoke_run):
     # held-out next-observation and reward losses fall well below those of the untrained model
     assert (world_model["trained"] < 0.8 * world_model["untrained"]).all(), world_model
 
-    # stage 4: a row for every (method, task, seed, checkpoint, planning) that applies
+    # stage 4: a row for every (method, task, data size, seed, checkpoint, planning) that applies
     episodes = pl.read_parquet(tmp_path / report_files(cfg)["episodes"])
-    runs = episodes.group_by("method", "task", "seed", "checkpoint", "planning").len()
+    runs = episodes.group_by("method", "task", "transitions", "seed", "checkpoint", "planning").len()
     assert (runs["len"] == cfg.evaluate.episodes).all()
-    fine_tuned = runs.filter(pl.col("task") == "breakout")
+    trained = Counter((run["task"], run["method"]) for run in finetune_runs(cfg))  # (task, method): sizes x seeds
     for method, settings in {"pretrained": 4, "scratch": 4, "bc": 2, "dqn_online": 1, "d3rlpy_cql": 1,
                              "d3rlpy_bc": 1}.items():
-        assert len(fine_tuned.filter(pl.col("method") == method)) == settings * len(cfg.finetune.seeds), method
+        for task in ("breakout", "space_invaders"):  # the held-out task and the control's
+            found = runs.filter(pl.col("method") == method, pl.col("task") == task, pl.col("transitions") > 0)
+            assert len(found) == settings * trained[task, method], (task, method)
+    control_runs = sum(len(size_seeds(cfg, size)) for size in cfg.finetune.data.sizes)  # every size, its seeds
+    assert trained["space_invaders", "pretrained"] == trained["space_invaders", "scratch"] == control_runs
     assert set(runs.filter(pl.col("method") == MULTIGAME)["task"]) == set(cfg.source_tasks)
     aggregate = pl.read_parquet(tmp_path / report_files(cfg)["aggregate_parquet"])
     assert set(aggregate.filter(kind="peer")["method"]) == {"d3rlpy_cql", "d3rlpy_bc"}  # peers share the tables

@@ -51,7 +51,8 @@ def fine_tuning_curves(curves: list[dict[str, Any]]) -> tuple[pl.DataFrame, pl.D
                           .agg(pl.col("episode_return").mean()).with_columns(**labels))
         else:
             offline.append(frame.unpivot(index="step", variable_name="metric").with_columns(**labels))
-    offline_schema = {"step": pl.Int64, "metric": pl.String, "value": pl.Float64}
+    offline_schema = {"step": pl.Int64, "metric": pl.String, "value": pl.Float64, "task": pl.String,
+                      "transitions": pl.Int64, "method": pl.String, "model": pl.String, "seed": pl.Int64}
     return (pl.concat(offline, how="diagonal") if offline else pl.DataFrame(schema=offline_schema),
             pl.concat(online, how="diagonal") if online else pl.DataFrame(schema={"step": pl.Int64}))
 
@@ -62,6 +63,18 @@ def summaries(episodes: pl.DataFrame, methods: dict[str, dict[str, str]], interv
     scores = {name: with_kinds(frame, methods) for name, frame in summarize(episodes, **interval).items()}
     scores["improvement"] = with_kinds(scores["improvement"], methods, column="than", kind="than_kind")
     return scores
+
+
+def transfer_control(episodes: pl.DataFrame, spec: ReportSpec, interval: dict[str, Any], setting: dict[str, str]
+                     ) -> tuple[dict[str, pl.DataFrame] | None, pl.DataFrame | None]:
+    """The transfer control's summaries (of its own evaluation rows) and its comparison at every
+    data size; (None, None) for an experiment without one."""
+    control = spec["control"]
+    if control is None:
+        return None, None
+    scores = summaries(episodes, spec["methods"], interval)
+    return scores, size_comparisons(scores["aggregate"], scores["improvement"], control["method"], control["baseline"],
+                                    setting, spec["data_sizes"])
 
 
 def data_uri(path: str) -> str:
@@ -92,9 +105,7 @@ def build_report(spec: ReportSpec, out: dict[str, str]) -> None:
     setting = {"checkpoint": compared["checkpoint"], "planning": compared["planning"]}
     sizes = size_comparisons(scores["aggregate"], scores["improvement"], compared["method"], compared["baseline"],
                              setting, spec["data_sizes"])
-    control_scores = summaries(episodes.filter(in_control), methods, interval) if control else None
-    control_sizes = size_comparisons(control_scores["aggregate"], control_scores["improvement"], control["method"],
-                                     control["baseline"], setting, spec["data_sizes"]) if control else None
+    control_scores, control_sizes = transfer_control(episodes.filter(in_control), spec, interval, setting)
     judged = control_result(control_sizes)
     at_size = {**setting, "transitions": compared["transitions"]}
     tables = {**scores, "episodes": with_lineage, "runs": runs, "datasets": datasets, "lineage": lineage,
@@ -107,9 +118,8 @@ def build_report(spec: ReportSpec, out: dict[str, str]) -> None:
     shown = pl.col("transitions").is_in([0, compared["transitions"]])  # the headline's size, and not fine-tuned
     figures = {"data_curve": plots.data_curve_plot(scores["aggregate"], setting, control_scores, control),
                "iqm": plots.iqm_plot(scores["aggregate"].filter(shown)),
-               "per_seed": plots.per_seed_plot(runs.filter(shown)),
-               "curves": plots.curves_plot(curves.filter(shown) if not curves.is_empty() else curves,
-                                           online, **interval),
+               "per_seed": plots.per_seed_plot(runs.filter(shown & ~in_control)),
+               "curves": plots.curves_plot(curves.filter(shown & ~in_control), online, **interval),
                "world_model": plots.world_model_plot(errors)}
     if "scaling" in out:
         parameters = dict(lineage.select("model", "parameters").drop_nulls().unique().rows())

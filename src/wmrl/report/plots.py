@@ -86,8 +86,7 @@ def data_curve_plot(aggregate: pl.DataFrame, setting: dict[str, str], control_sc
     figure, axes = panels(2 if control else 1, 4.6, 3.3)
     shown = [("held-out tasks", aggregate)]
     if control:
-        shown.append((f"control: {control['task']}, episodes held back from pretraining",
-                      control_scores["aggregate"]))
+        shown.append((f"control: {control['task']} (held-back episodes)", control_scores["aggregate"]))
     names = sorted({name for _, frame in shown for name in frame["method"].to_list()})
     colours = {name: f"C{i % 10}" for i, name in enumerate(names)}  # one colour per method in both panels
     for axis, (title, frame) in zip(axes, shown, strict=True):
@@ -102,6 +101,9 @@ def data_curve_plot(aggregate: pl.DataFrame, setting: dict[str, str], control_sc
                           capsize=3, color=colours[method], label=method if kind == "ours" else f"{method} · {kind}",
                           **style)
         axis.set_xscale("log")
+        sizes = sorted(set(arms["transitions"].to_list()))
+        axis.set_xticks(sizes, [f"{size:,}" for size in sizes])
+        axis.minorticks_off()
         _reference_lines(axis, vertical=False)
         axis.set_title(title, loc="left")
         axis.set_xlabel("fine-tuning data (transitions, log scale)")

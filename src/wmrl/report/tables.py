@@ -215,10 +215,11 @@ def control_result(comparisons: pl.DataFrame | None) -> dict[str, Any] | None:
 
 
 def read_control(verdict: str | None, control: dict[str, Any] | None) -> str | None:
-    """A verdict as the control lets it stand: a finding of no transfer (any verdict but "yes")
-    means nothing when the control did not pass — the bench could not see transfer where it must
-    exist — so it becomes "inconclusive". Without a control the verdict stands as it is."""
-    if control is None or control["status"] == "passed" or verdict in (None, "yes"):
+    """A verdict as the control lets it stand: a finding of no transfer ("no", "no measurable
+    difference", "no useful transfer") means nothing when the control did not pass — the bench
+    could not see transfer where it must exist — so it becomes "inconclusive". Without a control,
+    or for "yes" and "too few runs to decide", the verdict stands as it is."""
+    if control is None or control["status"] == "passed" or verdict in (None, "yes", "too few runs to decide"):
         return verdict
     return "inconclusive"
 
@@ -243,19 +244,28 @@ def headline(aggregate: pl.DataFrame, improvement: pl.DataFrame, chosen: dict[st
     return {**answer, "best": best, "below_random": [arm["method"] for arm in arms if arm["iqm_high"] < 0]}
 
 
+def claim_size(aggregate: pl.DataFrame, claim: dict[str, str], setting: dict[str, Any]) -> int:
+    """The data size a claim is judged at: the headline's (`setting`) when both its methods ran
+    there, else the largest size both ran at (a method off the curve runs at the largest only)."""
+    sizes = [set(aggregate.filter(method=claim[key])["transitions"].to_list()) for key in ("method", "baseline")]
+    common = sizes[0] & sizes[1]
+    return setting["transitions"] if setting["transitions"] in common or not common else max(common)
+
+
 def claims_table(aggregate: pl.DataFrame, improvement: pl.DataFrame, claims: list[dict[str, str]],
                  setting: dict[str, Any], control: dict[str, Any] | None) -> pl.DataFrame:
-    """One row per claim (`report.claims`), judged like the headline in its setting: both methods'
-    IQM and CI, P(method > baseline) and CI, the verdict as the control lets it stand ("not
-    evaluated" where a method has no rows; "measured": the comparison's own); a claim with a
-    `model` compares both methods at that model, otherwise each at its best."""
+    """One row per claim (`report.claims`), judged like the headline in its setting, at the size
+    `claim_size` gives: both methods' IQM and CI, P(method > baseline) and CI, the verdict as the
+    control lets it stand ("not evaluated" where a method has no rows; "measured": the comparison's
+    own); a claim with a `model` compares both methods at that model, otherwise each at its best."""
     rows = []
     for claim in claims:
         at_model = aggregate.filter(model=claim["model"]) if claim.get("model") else aggregate
-        answer = compare(at_model, improvement, claim["method"], claim["baseline"], setting)
+        size = claim_size(at_model, claim, setting)
+        answer = compare(at_model, improvement, claim["method"], claim["baseline"], {**setting, "transitions": size})
         verdict = read_control(answer["verdict"], control)
         row = {"claim": claim["claim"], "method": claim["method"], "baseline": claim["baseline"],
-               "model": claim.get("model") or "best of each", "verdict": verdict or "not evaluated",
+               "model": claim.get("model") or "best of each", "transitions": size, "verdict": verdict or "not evaluated",
                "measured": answer["verdict"] or "not evaluated"}
         if answer["verdict"] is not None:
             for arm in ("method", "baseline"):
@@ -263,6 +273,7 @@ def claims_table(aggregate: pl.DataFrame, improvement: pl.DataFrame, claims: lis
             row |= {key: answer["improvement"][key] for key in DIFFERENCE_COLUMNS}
         rows.append(row)
     numbers = [f"{arm}_{key}" for arm in ("method", "baseline") for key in ("iqm", "iqm_low", "iqm_high")]
-    schema = {"claim": pl.String, "method": pl.String, "baseline": pl.String, "model": pl.String, "verdict": pl.String,
-              "measured": pl.String, **{name: pl.Float64 for name in numbers + list(DIFFERENCE_COLUMNS)}}
+    schema = {"claim": pl.String, "method": pl.String, "baseline": pl.String, "model": pl.String,
+              "transitions": pl.Int64, "verdict": pl.String, "measured": pl.String,
+              **{name: pl.Float64 for name in numbers + list(DIFFERENCE_COLUMNS)}}
     return pl.DataFrame(rows, schema=schema)
