@@ -262,7 +262,7 @@ def test_a_bad_peer_method_names_its_key(method, expected):
 def test_a_running_peer_needs_epochs_that_divide_the_steps():
     steps = compose({}, ROOT).finetune.steps
     with pytest.raises(ConfigError, match=rf"peer d3rlpy_cql trains 'finetune.steps' \({steps}\) in epochs of "
-                                          r"'finetune.validate_every' \(30\) steps"):
-        compose({"finetune": {"validate_every": 30}}, ROOT)
-    compose({"finetune": {"validate_every": 30, "methods_run": ["pretrained", "scratch"]},  # curve_methods: defined
+                                          r"'finetune.validate_every' \(70\) steps"):
+        compose({"finetune": {"validate_every": 70}}, ROOT)
+    compose({"finetune": {"validate_every": 70, "methods_run": ["pretrained", "scratch"]},  # curve_methods: defined
              "report": {"variants": [], "claims": []}}, ROOT)  # no peer runs
