@@ -159,7 +159,6 @@ class ReportSpec(TypedDict):
     probe_delays: list[int]
     match_parameters: bool
     data_sizes: list[int]  # finetune.data.sizes, ascending
-    heldout_tasks: list[str]
     control: dict[str, Any] | None  # the transfer control: task, method, baseline (None: none)
     not_run: list[str]  # what the experiment defines but does not run, said in the report
     methods: dict[str, dict[str, str]]  # name -> report group, label, recipe

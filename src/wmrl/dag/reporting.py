@@ -12,7 +12,8 @@ from wmrl.config import to_plain
 from wmrl.dag.experiment import (compares_backbones, dataset_dirs, fewshot_dataset, pretrain_datasets, run_tasks,
                                  score_datasets)
 from wmrl.dag.paths import CONTEXT_COSTS, FINETUNE, MULTIGAME, REPORT_TEMPLATE, SINGLEGAME, evaluate_lineage
-from wmrl.dag.targets import benchmark_files, evaluate_runs, finetune_runs, memory_probes, world_model_errors
+from wmrl.dag.targets import (benchmark_files, evaluate_runs, finetune_runs, memory_probes, run_sizes,
+                              world_model_errors)
 from wmrl.jobs import ReportSpec
 from wmrl.methods import kind_of
 from wmrl.provenance import config_hash
@@ -32,7 +33,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
     curves = [{"file": f"{FINETUNE.format(**run)}/{kind_of(methods[run['method']]).files['curve']}", **run,
                "online": kind_of(methods[run["method"]]).online}
               for run in finetune_runs(cfg)]
-    sizes = sorted(f.data.sizes)
+    sizes = list(f.data.sizes)  # ascending (config.checks)
     compare = {**to_plain(cfg.report.compare), "transitions": cfg.report.compare.transitions or sizes[0]}
     not_run = [f"method {name} (defined in finetune.methods, not in methods_run)" for name in f.methods
                if name not in f.methods_run]
@@ -43,8 +44,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
     not_run += [f"{name}: no 'best' checkpoint ({kind_of(method).no_best})" for name, method in methods.items()
                 if "best" not in kind_of(method).files]
     not_run += [f"{name} at {sizes[:-1]} transitions (not in finetune.curve_methods: the largest size only)"
-                for name in f.methods_run if len(sizes) > 1 and f.curve_methods is not None
-                and name not in f.curve_methods]
+                for name in f.methods_run if run_sizes(cfg, name) != sizes]
     not_run += [] if p.single_game else ["single-game pretraining (pretrain.single_game is false)"]
     not_run += [] if cfg.evaluate.source_tasks else ["the pretrained model on its source tasks "
                                                      "(evaluate.source_tasks is false)"]
@@ -54,7 +54,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
         "config_hash": config_hash(to_plain(cfg)), "episodes": cfg.evaluate.episodes, "sizes": list(p.sizes_run),
         "backbones": list(p.backbones), "probe_delays": list(cfg.evaluate.memory_probe_delays),
         "match_parameters": p.match_parameters,
-        "data_sizes": sizes, "heldout_tasks": list(cfg.heldout_tasks),
+        "data_sizes": sizes,
         "control": to_plain(f.control) if f.control is not None else None, "not_run": not_run,
         "methods": method_labels(cfg),
         "decision": {"actions": cfg.evaluate.decision_actions,  # how return-conditioned methods are evaluated

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from wmrl.evaluate.statistics import MIN_RUNS
+from wmrl.report.tables import control_result
 
 LAPTOP_MEMORY_MB = 2048  # the goal every job meets below `paper` scale
 
@@ -177,14 +178,15 @@ def _control(tables: dict[str, pl.DataFrame], spec: dict[str, Any]) -> list[dict
     if control is None:
         return [entry("note", "no transfer control", "the experiment has no positive control "
                       "(finetune.control): a null result cannot be told from an instrument that could not see one")]
-    smallest = tables["control"].row(0, named=True)
+    judged = control_result(tables["control"])
+    smallest = judged["smallest"]
     what = (f"{control['method']} vs {control['baseline']} on held-back {control['task']} episodes, "
             f"{smallest['transitions']} transitions")
-    if smallest["verdict"] == "not evaluated":
+    if judged["status"] == "not evaluated":
         return [entry("failed", "transfer control", f"{what}: not evaluated")]
     difference = (f"IQM difference {smallest['difference']:+.2f} [{smallest['difference_low']:+.2f}, "
                   f"{smallest['difference_high']:+.2f}]")
-    if smallest["difference_low"] > 0:
+    if judged["status"] == "passed":
         return [entry("ok", "transfer control", f"{what}: {difference}; the bench detects transfer on known dynamics")]
     return [entry("failed", "transfer control", f"{what}: {difference}, CI not above 0; the fine-tuning recipe or the "
                   f"budget hides transfer, so every null verdict here is inconclusive")]

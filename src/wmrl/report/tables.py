@@ -265,8 +265,8 @@ def claims_table(aggregate: pl.DataFrame, improvement: pl.DataFrame, claims: lis
         answer = compare(at_model, improvement, claim["method"], claim["baseline"], {**setting, "transitions": size})
         verdict = read_control(answer["verdict"], control)
         row = {"claim": claim["claim"], "method": claim["method"], "baseline": claim["baseline"],
-               "model": claim.get("model") or "best of each", "transitions": size, "verdict": verdict or "not evaluated",
-               "measured": answer["verdict"] or "not evaluated"}
+               "model": claim.get("model") or "best of each", "transitions": size,
+               "verdict": verdict or "not evaluated", "measured": answer["verdict"] or "not evaluated"}
         if answer["verdict"] is not None:
             for arm in ("method", "baseline"):
                 row |= {f"{arm}_{key}": answer[arm][key] for key in ("iqm", "iqm_low", "iqm_high")}
