@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from wmrl.data.dataset import Dataset, decode_obs, open_dataset
+from wmrl.data.dataset import Dataset, decode_obs
 from wmrl.models.config import CHANNEL_LAYOUTS
 
 
@@ -230,11 +230,12 @@ def held_back_from(dataset: Dataset, transitions: int, start: float) -> int:
     return slice_episodes(dataset, transitions, start)[0]
 
 
-def kept_episodes(datasets: dict[str, list[str]], held_back: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Pretraining's `kept` (see load_steps): for each task's dataset of `datasets` that a held-back
-    slice is cut from ({task: {dataset, transitions, start}}), the episodes before that slice."""
-    return {entry["dataset"]: held_back_from(open_dataset(entry["dataset"]), entry["transitions"], entry["start"])
-            for task, entry in held_back.items() if entry["dataset"] in datasets.get(task, [])}
+def kept_episodes(datasets: dict[str, list[Dataset]], held_back: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Pretraining's `kept` (see load_steps): for each task's open dataset of `datasets` that a
+    held-back slice is cut from ({task: {dataset, transitions, start}}), the episodes before that slice."""
+    return {entry["dataset"]: held_back_from(dataset, entry["transitions"], entry["start"])
+            for task, entry in held_back.items() for dataset in datasets.get(task, [])
+            if str(dataset.directory) == entry["dataset"]}
 
 
 def task_steps(frame: pl.DataFrame, obs: dict[str, Any], task: str, index: int) -> TaskSteps:

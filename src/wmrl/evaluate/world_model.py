@@ -65,10 +65,11 @@ def world_model_error(spec: WorldModelSpec, out: str, probe_out: str) -> pl.Data
     model, checkpoint = load_model(spec["model"])
     rows, probe_rows = [], []
     labels = {"size": spec["size"], "backbone": spec["backbone"], "seed": spec["seed"]}
-    kept = kept_episodes(spec["datasets"], spec["held_back"])  # the held-out episodes of pretraining's own split
+    datasets = {task: [open_dataset(d) for d in spec["datasets"][task]] for task in spec["tasks"]}
+    kept = kept_episodes(datasets, spec["held_back"])  # the held-out episodes of pretraining's own split
     for task in spec["tasks"]:
-        datasets = [open_dataset(d) for d in spec["datasets"][task]]
-        steps = load_steps(datasets, task, checkpoint["tasks"].index(task), "heldout", spec["holdout_fraction"], kept)
+        steps = load_steps(datasets[task], task, checkpoint["tasks"].index(task), "heldout", spec["holdout_fraction"],
+                           kept)
         layout, obs_mask = task_view(model, checkpoint, task)
         sampler = WindowSampler([steps], layout, spec["horizon"])
         batch = {k: torch.from_numpy(v) for k, v in

@@ -43,7 +43,7 @@ def pretrain(spec: PretrainSpec, out: dict[str, str], threads: int = 1) -> None:
     if leaked:
         raise ValueError(f"held-out tasks {sorted(leaked)} must never enter pretraining data")
     layout, shape = suite_shape(spec["suite"], cfg["channel_layout"], cfg["window"])
-    kept = kept_episodes(spec["datasets"], spec["held_back"])  # the transfer control's episodes stay unseen
+    kept = kept_episodes(datasets, spec["held_back"])  # the transfer control's episodes stay unseen
     for directory, episodes in kept.items():
         log.info("%s: pretraining reads its first %d episodes; the rest are held back for the transfer control",
                  directory, episodes)
