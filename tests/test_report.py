@@ -246,9 +246,9 @@ def test_figures_are_the_same_bytes_for_the_same_tables_and_scaling_reads_parame
     parameters = {"small-transformer": 1_000_000, "large-transformer": 9_000_000}
     svgs = []
     for run in ("a", "b"):
-        control = {"aggregate": aggregate.filter(method="pretrained")}
+        control = aggregate.filter(method="pretrained")
         for name, figure in {"iqm": plots.iqm_plot(aggregate), "scaling": plots.scaling_plot(aggregate, parameters),
-                             "data_curve": plots.data_curve_plot(aggregate, SETTING, control, {"task": "c"})
+                             "data_curve": plots.data_curve_plot(aggregate, SETTING, control, "c")
                              }.items():
             plots.save(figure, tmp_path / f"{run}-{name}.svg")
         svgs.append([(tmp_path / f"{run}-{name}.svg").read_bytes() for name in ("iqm", "scaling", "data_curve")])

@@ -116,7 +116,8 @@ def build_report(spec: ReportSpec, out: dict[str, str]) -> None:
         tables |= {"control": control_sizes, "control_aggregate": control_scores["aggregate"]}
 
     shown = pl.col("transitions").is_in([0, compared["transitions"]])  # the headline's size, and not fine-tuned
-    figures = {"data_curve": plots.data_curve_plot(scores["aggregate"], setting, control_scores, control),
+    figures = {"data_curve": plots.data_curve_plot(scores["aggregate"], setting, tables.get("control_aggregate"),
+                                                   control and control["task"]),
                "iqm": plots.iqm_plot(scores["aggregate"].filter(shown)),
                "per_seed": plots.per_seed_plot(runs.filter(shown & ~in_control)),
                "curves": plots.curves_plot(curves.filter(shown & ~in_control), online, **interval),

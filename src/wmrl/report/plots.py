@@ -7,8 +7,6 @@ Methods that are not ours are marked by their kind ("· peer", "· online") and 
 
 from __future__ import annotations
 
-from typing import Any
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -77,16 +75,16 @@ def iqm_plot(aggregate: pl.DataFrame) -> Figure:
     return figure
 
 
-def data_curve_plot(aggregate: pl.DataFrame, setting: dict[str, str], control_scores: dict[str, pl.DataFrame] | None,
-                    control: dict[str, Any] | None) -> Figure:
+def data_curve_plot(aggregate: pl.DataFrame, setting: dict[str, str], control_aggregate: pl.DataFrame | None = None,
+                    control_task: str | None = None) -> Figure:
     """Score against fine-tuning data: IQM normalized score [CI] of every fine-tuned method (the
     best model of each) at each data size (transitions, log scale) in `setting` (checkpoint,
     planning), peers included; beside it the transfer control's two methods on their held-back
     source-task episodes, when the experiment has one."""
-    figure, axes = panels(2 if control else 1, 4.6, 3.3)
+    figure, axes = panels(1 if control_aggregate is None else 2, 4.6, 3.3)
     shown = [("held-out tasks", aggregate)]
-    if control:
-        shown.append((f"control: {control['task']} (held-back episodes)", control_scores["aggregate"]))
+    if control_aggregate is not None:
+        shown.append((f"control: {control_task} (held-back episodes)", control_aggregate))
     names = sorted({name for _, frame in shown for name in frame["method"].to_list()})
     colours = {name: f"C{i % 10}" for i, name in enumerate(names)}  # one colour per method in both panels
     for axis, (title, frame) in zip(axes, shown, strict=True):
