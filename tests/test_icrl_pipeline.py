@@ -33,7 +33,7 @@ def test_icrl_section_composes_per_scale_and_family_and_leaves_other_experiments
         bandit = compose({"scale": scale, "experiment": "icrl_bandit"}, ROOT)
         room = compose({"scale": scale, "experiment": "icrl_darkroom"}, ROOT)
         assert (bandit.icrl.family, room.icrl.family) == ("bandit", "darkroom")
-        assert bandit.icrl.noise_variance == 0.3
+        assert bandit.icrl.noise_std == 0.3
         assert compose({"scale": scale, "experiment": "cartpole"}, ROOT).icrl is None
     assert compose({"scale": "paper", "experiment": "icrl_bandit"}, ROOT).icrl.horizon == 500  # DPT's H
 

@@ -64,7 +64,7 @@ class IcrlConfig:
     family: str = "bandit"  # bandit | darkroom
     arms: int = 5  # bandit: K
     horizon: int = 500  # bandit: pulls per task (= DPT's context H); Dark Room: steps per episode and context
-    noise_variance: float = 0.3  # bandit: reward variance (DPT's code uses 0.3 as the standard deviation)
+    noise_std: float = 0.3  # bandit: the reward noise's standard deviation (DPT's code: 0.3)
     train_tasks: int = 100_000  # bandit: training tasks (arm means drawn with task_seed)
     heldout_seed: int = 1_000_003  # bandit: held-out tasks' means are drawn with this seed instead
     task_seed: int = 0  # bandit: the training tasks' seed; Dark Room: the goal split's seed
@@ -91,8 +91,8 @@ def check_icrl(cfg: DictConfig) -> None:
                               ("pretrain.model.batch_size", icrl.pretrain.model.batch_size, 1)):
         if value < least:
             problems.append(f"'icrl.{key}' must be at least {least}, got {value}")
-    if icrl.noise_variance <= 0:
-        problems.append(f"'icrl.noise_variance' must be positive, got {icrl.noise_variance}")
+    if icrl.noise_std <= 0:
+        problems.append(f"'icrl.noise_std' must be positive, got {icrl.noise_std}")
     if icrl.family == "bandit" and icrl.heldout_seed == icrl.task_seed:
         problems.append("'icrl.heldout_seed' must differ from 'icrl.task_seed': held-out bandits would be the "
                         "training ones")

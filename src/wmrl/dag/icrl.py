@@ -23,7 +23,7 @@ def _base(cfg: DictConfig) -> dict[str, Any]:
 def task_settings(cfg: DictConfig) -> dict[str, Any]:
     """The task-defining part of the ICRL section (what every ICRL job shares)."""
     icrl = to_plain(cfg.icrl)
-    return {key: icrl[key] for key in ("family", "arms", "horizon", "noise_variance", "train_tasks", "heldout_seed",
+    return {key: icrl[key] for key in ("family", "arms", "horizon", "noise_std", "train_tasks", "heldout_seed",
                                        "task_seed", "heldout_goals", "histories_per_task")}
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from wmrl.icrl.tasks import DARKROOM_HORIZON, DARKROOM_SIZE, NOISE_VARIANCE, BanditEnv, DarkRoomEnv, optimal_arm
+from wmrl.icrl.tasks import DARKROOM_HORIZON, DARKROOM_SIZE, NOISE_STD, BanditEnv, DarkRoomEnv, optimal_arm
 
 # --------------------------------------------------------------------------- online bandit policies
 
@@ -74,9 +74,9 @@ class Thompson(ArmStatistics):
     """Thompson sampling with a Gaussian prior and known Gaussian noise (conjugate posterior)."""
 
     def __init__(self, arms: int, prior_mean: float = 0.5, prior_variance: float = 1 / 12,
-                 noise_variance: float = NOISE_VARIANCE):
+                 noise_std: float = NOISE_STD):
         super().__init__(arms)
-        self.prior_mean, self.prior_variance, self.noise_variance = prior_mean, prior_variance, noise_variance
+        self.prior_mean, self.prior_variance, self.noise_variance = prior_mean, prior_variance, noise_std ** 2
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance of each arm's mean."""
@@ -116,10 +116,10 @@ class Oracle:
 
 
 def play_bandit(policy, means: Sequence[float], horizon: int, rng: np.random.Generator,
-                noise_variance: float = NOISE_VARIANCE) -> tuple[np.ndarray, np.ndarray]:
+                noise_std: float = NOISE_STD) -> tuple[np.ndarray, np.ndarray]:
     """Play `policy` on the bandit `means` for `horizon` pulls; return the reward and the
     (expected) regret max_a mu_a - mu_{a_t} of each step."""
-    env = BanditEnv(means, horizon, noise_variance)
+    env = BanditEnv(means, horizon, noise_std)
     env.reset(seed=int(rng.integers(2**31)))
     best = float(np.max(env.means))
     rewards, regret = np.zeros(horizon), np.zeros(horizon)

@@ -8,7 +8,7 @@ a baseline) | ``task`` (index among the held-out tasks) | ``seed`` (evaluation s
 * ``online`` (bandits): the expected regret max_a mu_a - mu_{a_t} of pull ``step`` (1..H) of a
   method that learns from its own pulls: DPT samples its predicted distribution over the optimal
   arm with its own transitions as context; UCB (c = `ucb_c`), Thompson sampling (Gaussian prior
-  N(0.5, 1/12), the moments of U(0, 1), and the known noise variance), the empirical mean, a
+  N(0.5, 1/12), the moments of U(0, 1), and the known noise standard deviation), the empirical mean, a
   uniform policy and the oracle. The cumulative regret after T pulls is the sum of steps 1..T.
 * ``offline`` (bandits): the suboptimality max_a mu_a - mu_{a_hat} of the arm chosen from the
   first ``step`` (1..H) pulls of a fixed history (DPT's Dirichlet-mixed behaviour, drawn per
@@ -72,36 +72,36 @@ def _frame(setting: str, method: str, model_seed: int | None, values: np.ndarray
 # --------------------------------------------------------------------------- bandits
 
 
-def online_baseline(name: str, arms: int, noise_variance: float, c: float, means: list[float]):
-    return {"ucb": lambda: UCB(arms, c), "thompson": lambda: Thompson(arms, noise_variance=noise_variance),
+def online_baseline(name: str, arms: int, noise_std: float, c: float, means: list[float]):
+    return {"ucb": lambda: UCB(arms, c), "thompson": lambda: Thompson(arms, noise_std=noise_std),
             "empirical_mean": lambda: EmpiricalMean(arms), "uniform": lambda: Uniform(arms),
             "oracle": lambda: Oracle(means)}[name]()
 
 
-def bandit_baselines_online(means: np.ndarray, horizon: int, seed: int, noise_variance: float, c: float
+def bandit_baselines_online(means: np.ndarray, horizon: int, seed: int, noise_std: float, c: float
                             ) -> dict[str, np.ndarray]:
     """Per-step regret (tasks, horizon) of each online baseline."""
     regrets = {}
     for name in ONLINE_BASELINES:
         rows = []
         for task, task_means in enumerate(means):
-            policy = online_baseline(name, means.shape[1], noise_variance, c, task_means)
+            policy = online_baseline(name, means.shape[1], noise_std, c, task_means)
             rows.append(play_bandit(policy, task_means, horizon, np.random.default_rng([seed, task]),
-                                    noise_variance)[1])
+                                    noise_std)[1])
         regrets[name] = np.stack(rows)
     return regrets
 
 
 @torch.no_grad()
 def dpt_bandit_online(model: DecisionPretrainedTransformer, means: np.ndarray, horizon: int, seed: int,
-                      noise_variance: float) -> np.ndarray:
+                      noise_std: float) -> np.ndarray:
     """Per-step regret (tasks, horizon) of DPT sampling its predicted arm, its pulls as context."""
     mu = torch.as_tensor(means, dtype=torch.float32)
     noise = torch.Generator().manual_seed(OFFLINE_SEED * 2 + seed)
     zeros = torch.zeros(len(mu), dtype=torch.long)
 
     def pull(actions: torch.Tensor):
-        reward = mu.gather(1, actions[:, None]).squeeze(1) + noise_variance ** 0.5 * torch.randn(
+        reward = mu.gather(1, actions[:, None]).squeeze(1) + noise_std * torch.randn(
             len(mu), generator=noise)
         return zeros, reward, zeros
 
@@ -109,9 +109,9 @@ def dpt_bandit_online(model: DecisionPretrainedTransformer, means: np.ndarray, h
     return (mu.max(1, keepdim=True).values - mu.gather(1, actions)).double().numpy()
 
 
-def offline_histories(means: np.ndarray, horizon: int, seed: int, noise_variance: float):
+def offline_histories(means: np.ndarray, horizon: int, seed: int, noise_std: float):
     """One fixed history per held-out task for evaluation seed `seed` (DPT's behaviour mix)."""
-    return bandit_histories(means, horizon, OFFLINE_SEED + seed, 1, noise_variance).frame
+    return bandit_histories(means, horizon, OFFLINE_SEED + seed, 1, noise_std).frame
 
 
 def bandit_baselines_offline(means: np.ndarray, frame: pl.DataFrame, c: float) -> dict[str, np.ndarray]:
@@ -200,16 +200,16 @@ def evaluate_icrl(spec: IcrlEvaluateSpec, out: str, threads: int = 1) -> pl.Data
     for seed in seeds:
         if icrl["family"] == "bandit":
             means = np.asarray(tasks)
-            history = offline_histories(means, horizon, seed, icrl["noise_variance"])
+            history = offline_histories(means, horizon, seed, icrl["noise_std"])
             if model is None:
-                online = bandit_baselines_online(means, horizon, seed, icrl["noise_variance"],
+                online = bandit_baselines_online(means, horizon, seed, icrl["noise_std"],
                                                  icrl["evaluate"]["ucb_c"])
                 offline = bandit_baselines_offline(means, history, icrl["evaluate"]["ucb_c"])
                 frames += [_frame("online", name, None, values, seed) for name, values in online.items()]
                 frames += [_frame("offline", name, None, values, seed) for name, values in offline.items()]
             else:
                 frames.append(_frame("online", method, model_seed,
-                                     dpt_bandit_online(model, means, horizon, seed, icrl["noise_variance"]), seed))
+                                     dpt_bandit_online(model, means, horizon, seed, icrl["noise_std"]), seed))
                 frames.append(_frame("offline", method, model_seed, dpt_bandit_offline(model, means, history), seed))
         else:
             episodes = icrl["evaluate"]["episodes"]

@@ -41,7 +41,7 @@ import polars as pl
 
 from wmrl.data.dataset import sha256_file
 from wmrl.files import publish_dir
-from wmrl.icrl.tasks import (BANDIT_HORIZON, DARKROOM_HORIZON, DARKROOM_SIZE, MOVES, NOISE_VARIANCE, darkroom_step,
+from wmrl.icrl.tasks import (BANDIT_HORIZON, DARKROOM_HORIZON, DARKROOM_SIZE, MOVES, NOISE_STD, darkroom_step,
                              optimal_darkroom_action)
 from wmrl.jobs import IcrlHistoriesSpec, check_spec
 
@@ -87,10 +87,9 @@ def history_frame(task: np.ndarray, states: np.ndarray, actions: np.ndarray, rew
 
 
 def bandit_histories(means_list: Sequence[Sequence[float]], horizon: int = BANDIT_HORIZON, seed: int = 0,
-                     per_task: int = 1, noise_variance: float = NOISE_VARIANCE) -> Histories:
+                     per_task: int = 1, noise_std: float = NOISE_STD) -> Histories:
     """`per_task` histories of `horizon` pulls for each bandit of `means_list` (DPT's behaviour mix).
-    Rewards are N(mu_a, `noise_variance`): 0.3 is the variance, as issue 13 asks (DPT's code uses
-    0.3 as the standard deviation; see `wmrl.icrl.tasks`)."""
+    Rewards are N(mu_a, `noise_std`^2), as in DPT's code (see `wmrl.icrl.tasks`)."""
     means = np.asarray(means_list, dtype=float)
     count, arms = means.shape
     rng = np.random.default_rng(seed)
@@ -103,10 +102,10 @@ def bandit_histories(means_list: Sequence[Sequence[float]], horizon: int = BANDI
     cdf[:, -1] = 1.0
     # Inverse-CDF sampling: arm i where cdf[i - 1] <= u < cdf[i].
     actions = (rng.random((rows, horizon))[:, :, None] >= cdf[:, None, :]).sum(axis=2)
-    rewards = means[task[:, None], actions] + np.sqrt(noise_variance) * rng.standard_normal((rows, horizon))
+    rewards = means[task[:, None], actions] + noise_std * rng.standard_normal((rows, horizon))
     zeros = np.zeros((rows, horizon), dtype=np.int16)
     frame = history_frame(task, zeros, actions, rewards, zeros, zeros[:, 0], np.argmax(means, axis=1)[task])
-    settings = {"arms": arms, "noise_variance": noise_variance, "coverage_weights": COVERAGE_WEIGHTS,
+    settings = {"arms": arms, "noise_std": noise_std, "coverage_weights": COVERAGE_WEIGHTS,
                 "per_task": per_task, "behaviour": "(1 - w) Dirichlet(1) + w point mass, per history"}
     return Histories("bandit", 1, arms, horizon, means.tolist(), settings, seed, frame)
 
@@ -198,7 +197,7 @@ def generate_histories(spec: IcrlHistoriesSpec, out: Path | str) -> dict[str, An
     icrl, seed = spec["icrl"], int(spec["seed"])
     if icrl["family"] == "bandit":
         means = bandit_tasks(icrl["train_tasks"], icrl["arms"], icrl["task_seed"])
-        histories = bandit_histories(means, icrl["horizon"], seed, icrl["histories_per_task"], icrl["noise_variance"])
+        histories = bandit_histories(means, icrl["horizon"], seed, icrl["histories_per_task"], icrl["noise_std"])
     else:
         train, heldout = split_goals(darkroom_goals(), icrl["heldout_goals"], icrl["task_seed"])
         histories = darkroom_histories(train, icrl["horizon"], seed, heldout, icrl["histories_per_task"])

@@ -226,8 +226,8 @@ def page(spec: dict[str, Any], tables: dict[str, pl.DataFrame], figures: dict[st
     icrl = spec["icrl"]
     p, e = icrl["pretrain"], icrl["evaluate"]
     if icrl["family"] == "bandit":
-        setup = (f"{icrl['arms']}-armed Gaussian bandits, arm means U(0, 1), reward noise variance "
-                 f"{icrl['noise_variance']} (DPT's code uses 0.3 as the standard deviation), horizon H = "
+        setup = (f"{icrl['arms']}-armed Gaussian bandits, arm means U(0, 1), reward noise standard "
+                 f"deviation {icrl['noise_std']}, horizon H = "
                  f"{icrl['horizon']}; {icrl['train_tasks']} training tasks x {icrl['histories_per_task']} "
                  f"histories; {e['tasks']} held-out tasks (means drawn with another seed) x {len(e['seeds'])} "
                  f"evaluation seeds")

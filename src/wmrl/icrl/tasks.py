@@ -1,7 +1,8 @@
 """The two task families of DPT as Gymnasium environments, the task lists, and their oracles.
 
 Bandit (one state, ``arms`` actions): pulling arm a gives a reward r ~ N(mu_a, sigma^2), the arm
-means mu ~ U(0, 1)^arms drawn once per task, sigma^2 = `noise_variance`; the episode is truncated
+means mu ~ U(0, 1)^arms drawn once per task, sigma = `noise_std` (0.3, as in DPT's code, whose
+``--var 0.3`` is passed to ``np.random.normal`` as the scale); the episode is truncated
 after `horizon` pulls. The oracle always pulls a* = argmax_a mu_a and expects horizon * mu_{a*}.
 
 Dark Room (``size`` x ``size`` grid, 5 actions): the agent starts at (0, 0); action a moves it by
@@ -20,9 +21,7 @@ import numpy as np
 
 BANDIT_ARMS = 5
 BANDIT_HORIZON = 500
-NOISE_VARIANCE = 0.3
-# DPT's bandit_env.py draws the noise as np.random.normal(0, var) with var = 0.3, i.e. a standard
-# deviation of 0.3; here 0.3 is the variance (standard deviation ~0.548), as issue 13 specifies.
+NOISE_STD = 0.3  # DPT's bandit_env.py: np.random.normal(0, var) with var = 0.3, a standard deviation
 
 DARKROOM_SIZE = 10
 DARKROOM_HORIZON = 100
@@ -53,10 +52,10 @@ class BanditEnv(gym.Env):
     """A Gaussian multi-armed bandit: observation always 0, action = arm, reward ~ N(mu_arm, sigma^2)."""
 
     def __init__(self, means: Sequence[float], horizon: int = BANDIT_HORIZON,
-                 noise_variance: float = NOISE_VARIANCE):
+                 noise_std: float = NOISE_STD):
         self.means = np.asarray(means, dtype=float)
         self.horizon = horizon
-        self.noise_std = float(np.sqrt(noise_variance))
+        self.noise_std = float(noise_std)
         self.observation_space = gym.spaces.Discrete(1)
         self.action_space = gym.spaces.Discrete(len(self.means))
         self.steps = 0
