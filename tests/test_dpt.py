@@ -176,7 +176,8 @@ def test_checkpoint_loads_weights_only_with_identical_logits(trained, tmp_path):
 
 def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
     """Through wmrl.train.loop.fit (MLflow, checkpoints): two runs with one seed train the same
-    weights, and a run stopped by SIGTERM at step 3 and rerun ends with them too."""
+    weights, and a run stopped by SIGTERM at step 3 and rerun ends with them too, its snapshots (the
+    context curve's checkpoints, one per validation) those of the unbroken run."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from wmrl import tracking
@@ -187,16 +188,22 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
     write_bandits(*bandit_frame(100, K, H, 0), data)
     tracking.prepare(["dpt-test"])
     trainer = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}
-    settings = {"steps": 6, "checkpoint_every": 100, "validate_every": 6, "grad_clip": 1.0, "holdout_fraction": 0.1,
+    settings = {"steps": 6, "checkpoint_every": 100, "validate_every": 2, "grad_clip": 1.0, "holdout_fraction": 0.1,
                 "learning_rate": 1e-3, "batch_size": 16, "layers": 2, "trainer": trainer}
 
     def run(name: str):
         spec = {"dataset": str(data), "seed": 0, "work_dir": str(tmp_path / name), "run_name": name,
                 "mlflow_experiment": "dpt-test", "tags": {"rule": "test"}, "dpt": settings}
         train_dpt(spec, {"model": str(tmp_path / f"{name}.pt")})
-        return torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"]
+        return torch.load(tmp_path / f"{name}.pt", weights_only=True)
 
     first, second = run("a"), run("b")
+    assert sorted(first["snapshots"]) == ["2", "4", "6"]
+    snapshots = first["snapshots"]
+    assert any(not torch.equal(snapshots["2"][k], snapshots["6"][k]) for k in snapshots["2"])
+    for key in first["state_dict"]:
+        torch.testing.assert_close(snapshots["6"][key], first["state_dict"][key], rtol=0, atol=0)
+    first, second = first["state_dict"], second["state_dict"]
     initial = DPTModule(1, K, H, {"layers": 2}).model.state_dict()  # any init: training moved the weights
     assert any(not torch.equal(first[k], initial[k]) for k in first)
     for key in first:
@@ -212,8 +219,10 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
             run("c")
     assert stopped.value.code == 143 and (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
     resumed = run("c")
-    for key in first:
-        torch.testing.assert_close(resumed[key], first[key], rtol=0, atol=0)
+    assert sorted(resumed["snapshots"]) == sorted(snapshots)
+    for step, weights in snapshots.items():
+        for key in weights:
+            torch.testing.assert_close(resumed["snapshots"][step][key], weights[key], rtol=0, atol=0)
 
 
 def test_history_stream_is_a_function_of_the_step():

@@ -6,6 +6,7 @@ the Snakefile builds its DAG without gymnasium.)"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,6 +38,7 @@ class IcrlPretrainConfig:
     backbones: list[str] = field(default_factory=lambda: ["transformer"])  # transformer | ssm (S4-ICRL) | gru
     seeds: list[int] = field(default_factory=lambda: [0])
     steps: int = 2_000
+    schedule: str = "constant"  # learning rate: constant (DPT) | cosine (decayed to 0 over `steps`)
     validate_every: int = 500
     checkpoint_every: int = 500
     grad_clip: float = 1.0
@@ -62,8 +64,11 @@ class IcrlConfig:
     DAG (histories -> pretrain -> evaluate -> report) instead of the world-model one."""
 
     family: str = "bandit"  # bandit | darkroom
+    control: Optional[str] = None  # bandit: the DPT model (dpt_<backbone>) judged as the positive control
     arms: int = 5  # bandit: K
-    horizon: int = 500  # bandit: pulls per task (= DPT's context H); Dark Room: steps per episode and context
+    horizon: int = 500  # bandit: pulls per task (= DPT's context H); Dark Room: DPT's context (transitions)
+    size: int = 10  # Dark Room: the room's side (size x size cells, each a goal)
+    episode_steps: int = 100  # Dark Room: steps per episode
     noise_std: float = 0.3  # bandit: the reward noise's standard deviation (DPT's code: 0.3)
     train_tasks: int = 100_000  # bandit: training tasks (arm means drawn with task_seed)
     heldout_seed: int = 1_000_003  # bandit: held-out tasks' means are drawn with this seed instead
@@ -91,14 +96,25 @@ def check_icrl(cfg: DictConfig) -> None:
                               ("pretrain.model.batch_size", icrl.pretrain.model.batch_size, 1)):
         if value < least:
             problems.append(f"'icrl.{key}' must be at least {least}, got {value}")
+    models = [f"dpt_{b}" for b in icrl.pretrain.backbones]
+    if icrl.control is not None and (icrl.family != "bandit" or icrl.control not in models):
+        problems.append(f"'icrl.control' must name one of the bandit experiment's models {models}, got "
+                        f"{icrl.control!r} ({icrl.family})")
+    if icrl.pretrain.schedule not in ("constant", "cosine"):
+        problems.append(f"'icrl.pretrain.schedule' must be constant or cosine, got {icrl.pretrain.schedule!r}")
     if icrl.noise_std <= 0:
         problems.append(f"'icrl.noise_std' must be positive, got {icrl.noise_std}")
     if icrl.family == "bandit" and icrl.heldout_seed == icrl.task_seed:
         problems.append("'icrl.heldout_seed' must differ from 'icrl.task_seed': held-out bandits would be the "
                         "training ones")
     if icrl.family == "darkroom":
-        if not 1 <= icrl.heldout_goals < 100:
-            problems.append(f"'icrl.heldout_goals' must be in 1..99 (of the 100 goals), got {icrl.heldout_goals}")
+        cells = icrl.size ** 2
+        if icrl.size < 2 or icrl.episode_steps < 1:
+            problems.append(f"'icrl.size' must be at least 2 and 'icrl.episode_steps' at least 1, got {icrl.size} "
+                            f"and {icrl.episode_steps}")
+        elif not 1 <= icrl.heldout_goals < cells:
+            problems.append(f"'icrl.heldout_goals' must be in 1..{cells - 1} (of the {cells} goals), got "
+                            f"{icrl.heldout_goals}")
         elif icrl.evaluate.tasks > icrl.heldout_goals:
             problems.append(f"'icrl.evaluate.tasks' ({icrl.evaluate.tasks}) exceeds the {icrl.heldout_goals} "
                             f"held-out goals")

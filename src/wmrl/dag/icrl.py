@@ -8,8 +8,19 @@ from typing import Any
 from omegaconf import DictConfig
 
 from wmrl.config import to_plain
-from wmrl.dag.paths import (ICRL_BASELINES, ICRL_BENCHMARKS, ICRL_EVALUATE, ICRL_FIGURES, ICRL_HISTORIES, ICRL_PRETRAIN,
-                            ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_TABLES, REPORT)
+from wmrl.dag.paths import (
+    ICRL_BASELINES,
+    ICRL_BENCHMARKS,
+    ICRL_CONTROL_TABLE,
+    ICRL_EVALUATE,
+    ICRL_FIGURES,
+    ICRL_HISTORIES,
+    ICRL_PRETRAIN,
+    ICRL_PRETRAIN_MLFLOW,
+    ICRL_PRETRAIN_MODEL,
+    ICRL_TABLES,
+    REPORT,
+)
 from wmrl.dag.tracked import tracked
 from wmrl.jobs import IcrlEvaluateSpec, IcrlHistoriesSpec, IcrlPretrainSpec, IcrlReportSpec
 from wmrl.provenance import config_hash
@@ -23,8 +34,9 @@ def _base(cfg: DictConfig) -> dict[str, Any]:
 def task_settings(cfg: DictConfig) -> dict[str, Any]:
     """The task-defining part of the ICRL section (what every ICRL job shares)."""
     icrl = to_plain(cfg.icrl)
-    return {key: icrl[key] for key in ("family", "arms", "horizon", "noise_std", "train_tasks", "heldout_seed",
-                                       "task_seed", "heldout_goals", "histories_per_task")}
+    return {key: icrl[key] for key in ("family", "arms", "horizon", "size", "episode_steps", "noise_std",
+                                       "train_tasks", "heldout_seed", "task_seed", "heldout_goals",
+                                       "histories_per_task")}
 
 
 def histories_dirs(cfg: DictConfig) -> list[str]:
@@ -54,8 +66,8 @@ def pretrain_spec(cfg: DictConfig, backbone: str, seed: int) -> IcrlPretrainSpec
     """Everything one DPT pretraining job needs (`wmrl.train.dpt.train_dpt`'s spec)."""
     p = to_plain(cfg.icrl.pretrain)
     settings = {**p["model"], "backbone": backbone, "trainer": p["trainer"],
-                **{key: p[key] for key in ("steps", "validate_every", "checkpoint_every", "grad_clip",
-                                           "holdout_fraction")}}
+                **{key: p[key] for key in ("steps", "schedule", "validate_every", "checkpoint_every",
+                                           "grad_clip", "holdout_fraction")}}
     wildcards = {"backbone": backbone, "seed": int(seed)}
     names = tracked(cfg, "icrl_pretrain", ICRL_PRETRAIN, wildcards)
     return {"dataset": dataset(cfg, seed), "seed": int(seed), "dpt": settings,
@@ -98,7 +110,8 @@ def report_files(cfg: DictConfig) -> dict[str, str]:
     family = cfg.icrl.family
     return {"html": f"{directory}/report.html", "rows": f"{directory}/scores/rows.parquet",
             **{name: f"{directory}/figures/{name}.svg" for name in ICRL_FIGURES[family]},
-            **{f"{name}_csv": f"{directory}/tables/{name}.csv" for name in ICRL_TABLES[family]}}
+            **{f"{name}_csv": f"{directory}/tables/{name}.csv"
+               for name in ICRL_TABLES[family] + ((ICRL_CONTROL_TABLE,) if cfg.icrl.control else ())}}
 
 
 def benchmark_files(cfg: DictConfig) -> dict[str, list[str]]:

@@ -91,9 +91,11 @@ ICRL_BENCHMARKS = {
     "icrl_report": "benchmarks/icrl_report/{scale}/{experiment}.tsv",
 }
 # The ICRL report's outputs by family, relative to REPORT: figures (SVG) and tables (CSV) by name.
-ICRL_FIGURES = {"bandit": ("online_regret", "offline_suboptimality"), "darkroom": ("returns",)}
-ICRL_TABLES = {"bandit": ("online_final", "offline_final", "improvement", "claims", "cost"),
-               "darkroom": ("returns_final", "claims", "cost")}
+ICRL_FIGURES = {"bandit": ("online_regret", "offline_suboptimality", "context_curve"),
+                "darkroom": ("returns", "context_curve")}
+ICRL_TABLES = {"bandit": ("online_final", "offline_final", "improvement", "claims", "context_gain", "cost"),
+               "darkroom": ("returns_final", "claims", "context_gain", "cost")}
+ICRL_CONTROL_TABLE = "control"  # bandit experiments that set icrl.control
 
 
 def wildcards(pattern: str, path: str) -> dict[str, str]:

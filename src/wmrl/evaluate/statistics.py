@@ -69,3 +69,14 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     per_task = [np.mean((x[:, t, None] > y[None, :, t]) + 0.5 * (x[:, t, None] == y[None, :, t]))
                 for t in range(x.shape[1])]
     return float(np.mean(per_task))
+
+
+def bootstrap_over_tasks(matrix: np.ndarray, repetitions: int, confidence: float, seed: int = 0
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over tasks (rows) of each column, and its percentile bootstrap CI resampling tasks."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(matrix), size=(repetitions, len(matrix)))
+    replicates = matrix[index].mean(1)
+    alpha = (1 - confidence) / 2
+    lower, upper = np.quantile(replicates, [alpha, 1 - alpha], axis=0)
+    return matrix.mean(0), lower, upper

@@ -10,7 +10,6 @@ intensities scaled to [0, 1]). A model that predicts
 
 from __future__ import annotations
 
-
 import numpy as np
 import polars as pl
 import torch

@@ -17,6 +17,10 @@ a baseline) | ``task`` (index among the held-out tasks) | ``seed`` (evaluation s
 * ``darkroom``: the return of in-context episode ``step`` (1..E) on a held-out goal: DPT samples
   its predicted action with its previous episode (its last H transitions) as context, from an
   empty context in episode 1; the oracle (reference) and a uniform policy.
+* ``context_accuracy`` / ``context_cross_entropy`` (each model, at each training snapshot
+  ``checkpoint``): the in-context learning curve of `wmrl.icrl.curve` at context length ``step``
+  (0..H) on the held-out tasks' histories (bandits: the offline histories above; Dark Room:
+  `CURVE_HISTORIES` uniform histories per held-out goal). ``checkpoint`` is null in other rows.
 
 Seeds: evaluation seed s draws the offline histories with seed OFFLINE_SEED + s, and every
 baseline's randomness for task i from ``default_rng([s, i])`` (the same stream start for every
@@ -34,17 +38,28 @@ import polars as pl
 import torch
 
 from wmrl.files import publish
-from wmrl.icrl.baselines import (UCB, EmpiricalMean, Oracle, Thompson, Uniform, empirical_choice, lcb_choice,
-                                 play_bandit, play_darkroom)
-from wmrl.icrl.histories import bandit_histories
+from wmrl.icrl.baselines import (
+    UCB,
+    EmpiricalMean,
+    Oracle,
+    Thompson,
+    Uniform,
+    empirical_choice,
+    lcb_choice,
+    play_bandit,
+    play_darkroom,
+)
+from wmrl.icrl.curve import dpt_curve
+from wmrl.icrl.histories import bandit_histories, darkroom_histories
 from wmrl.icrl.tasks import MOVES, bandit_tasks, darkroom_goals, darkroom_step, optimal_darkroom_action, split_goals
 from wmrl.jobs import IcrlEvaluateSpec, check_spec
 from wmrl.models.dpt import DecisionPretrainedTransformer, choose, deploy_online
 
 log = logging.getLogger("wmrl")
 OFFLINE_SEED = 500_000
+CURVE_HISTORIES = 20  # Dark Room: uniform histories per held-out goal and evaluation seed for the context curve
 ROWS = {"setting": pl.String(), "method": pl.String(), "model_seed": pl.Int64(), "task": pl.Int64(),
-        "seed": pl.Int64(), "step": pl.Int64(), "value": pl.Float64()}
+        "seed": pl.Int64(), "step": pl.Int64(), "value": pl.Float64(), "checkpoint": pl.Int64()}
 ONLINE_BASELINES = ("ucb", "thompson", "empirical_mean", "uniform", "oracle")
 OFFLINE_BASELINES = ("lcb", "empirical_mean")
 DARKROOM_BASELINES = ("oracle", "uniform")
@@ -56,17 +71,19 @@ def heldout_tasks(icrl: dict[str, Any]) -> list:
     count = icrl["evaluate"]["tasks"]
     if icrl["family"] == "bandit":
         return bandit_tasks(count, icrl["arms"], icrl["heldout_seed"]).tolist()
-    _, heldout = split_goals(darkroom_goals(), icrl["heldout_goals"], icrl["task_seed"])
+    _, heldout = split_goals(darkroom_goals(icrl["size"]), icrl["heldout_goals"], icrl["task_seed"])
     return [list(goal) for goal in heldout[:count]]
 
 
-def _frame(setting: str, method: str, model_seed: int | None, values: np.ndarray, seed: int) -> pl.DataFrame:
-    """Rows of `values` (tasks, steps) for one method and evaluation seed; steps count from 1."""
+def _frame(setting: str, method: str, model_seed: int | None, values: np.ndarray, seed: int, first_step: int = 1,
+           checkpoint: int | None = None) -> pl.DataFrame:
+    """Rows of `values` (tasks, steps) for one method and evaluation seed; steps count from `first_step`."""
     tasks, steps = values.shape
-    return pl.DataFrame({"setting": [setting] * (tasks * steps), "method": [method] * (tasks * steps),
-                         "model_seed": [model_seed] * (tasks * steps), "task": np.repeat(np.arange(tasks), steps),
-                         "seed": [seed] * (tasks * steps), "step": np.tile(np.arange(1, steps + 1), tasks),
-                         "value": values.reshape(-1).astype(float)}, schema=ROWS)
+    n = tasks * steps
+    return pl.DataFrame({"setting": [setting] * n, "method": [method] * n, "model_seed": [model_seed] * n,
+                         "task": np.repeat(np.arange(tasks), steps), "seed": [seed] * n,
+                         "step": np.tile(np.arange(first_step, first_step + steps), tasks),
+                         "value": values.reshape(-1).astype(float), "checkpoint": [checkpoint] * n}, schema=ROWS)
 
 
 # --------------------------------------------------------------------------- bandits
@@ -141,16 +158,16 @@ def dpt_bandit_offline(model: DecisionPretrainedTransformer, means: np.ndarray, 
 # --------------------------------------------------------------------------- Dark Room
 
 
-def darkroom_baselines(goals: list, episodes: int, horizon: int, seed: int) -> dict[str, np.ndarray]:
-    """Return per episode (goals, episodes) of the oracle and a uniform policy."""
+def darkroom_baselines(goals: list, episodes: int, horizon: int, seed: int, size: int) -> dict[str, np.ndarray]:
+    """Return per episode (goals, episodes) of the oracle and a uniform policy (episodes of `horizon` steps)."""
     out = {name: np.zeros((len(goals), episodes)) for name in DARKROOM_BASELINES}
     for task, goal in enumerate(goals):
         goal = tuple(goal)
-        out["oracle"][task] = play_darkroom(lambda s, h, g=goal: optimal_darkroom_action(s, g), goal, episodes,
-                                            seed, horizon=horizon)
+        out["oracle"][task] = play_darkroom(lambda s, h, g=goal: optimal_darkroom_action(s, g, size), goal, episodes,
+                                            seed, size, horizon)
         rng = np.random.default_rng([seed, task])
         out["uniform"][task] = play_darkroom(lambda s, h, r=rng: int(r.integers(len(MOVES))), goal, episodes, seed,
-                                             horizon=horizon)
+                                             size, horizon)
     return out
 
 
@@ -185,40 +202,78 @@ def dpt_darkroom(model: DecisionPretrainedTransformer, goals: list, episodes: in
 # --------------------------------------------------------------------------- the job
 
 
+def curve_histories(icrl: dict[str, Any], tasks: list, seed: int) -> dict[str, np.ndarray]:
+    """The held-out tasks' histories the context curve reads for evaluation seed `seed` (module doc)."""
+    from wmrl.train.dpt import histories_from_frame
+
+    if icrl["family"] == "bandit":
+        histories = bandit_histories(np.asarray(tasks), icrl["horizon"], OFFLINE_SEED + seed, 1, icrl["noise_std"])
+    else:
+        histories = darkroom_histories([tuple(goal) for goal in tasks], icrl["horizon"], OFFLINE_SEED + seed,
+                                       per_task=CURVE_HISTORIES, size=icrl["size"])
+    card = {"horizon": histories.horizon, "states": histories.states, "actions": histories.actions}
+    return vars(histories_from_frame(histories.frame, card))
+
+
+def curve_rows(path: str, method: str, model_seed: int, histories: dict[str, np.ndarray], tasks: int,
+               seed: int) -> list[pl.DataFrame]:
+    """The context-curve rows of every training snapshot of the model saved at `path`."""
+    from wmrl.train.dpt import load_dpt, snapshot_steps
+
+    frames = []
+    for step in snapshot_steps(path):
+        scores = dpt_curve(load_dpt(path, step), histories, tasks)
+        frames += [_frame(name, method, model_seed, values, seed, first_step=0, checkpoint=step)
+                   for name, values in scores.items()]
+    return frames
+
+
+def baseline_rows(icrl: dict[str, Any], tasks: list, seed: int) -> list[pl.DataFrame]:
+    """Every baseline's rows for evaluation seed `seed`."""
+    horizon = icrl["horizon"]
+    if icrl["family"] == "darkroom":
+        returns = darkroom_baselines(tasks, icrl["evaluate"]["episodes"], icrl["episode_steps"], seed, icrl["size"])
+        return [_frame("darkroom", name, None, values, seed) for name, values in returns.items()]
+    means, c = np.asarray(tasks), icrl["evaluate"]["ucb_c"]
+    online = bandit_baselines_online(means, horizon, seed, icrl["noise_std"], c)
+    offline = bandit_baselines_offline(means, offline_histories(means, horizon, seed, icrl["noise_std"]), c)
+    return ([_frame("online", name, None, values, seed) for name, values in online.items()]
+            + [_frame("offline", name, None, values, seed) for name, values in offline.items()])
+
+
+def model_rows(icrl: dict[str, Any], tasks: list, seed: int, model: DecisionPretrainedTransformer, method: str,
+               model_seed: int) -> list[pl.DataFrame]:
+    """A DPT model's rows for evaluation seed `seed` (its context curve apart)."""
+    if icrl["family"] == "darkroom":
+        returns = dpt_darkroom(model, tasks, icrl["evaluate"]["episodes"], icrl["episode_steps"], seed)
+        return [_frame("darkroom", method, model_seed, returns, seed)]
+    means, horizon = np.asarray(tasks), icrl["horizon"]
+    history = offline_histories(means, horizon, seed, icrl["noise_std"])
+    return [_frame("online", method, model_seed, dpt_bandit_online(model, means, horizon, seed, icrl["noise_std"]),
+                   seed),
+            _frame("offline", method, model_seed, dpt_bandit_offline(model, means, history), seed)]
+
+
 def evaluate_icrl(spec: IcrlEvaluateSpec, out: str, threads: int = 1) -> pl.DataFrame:
     """Play spec["model"] (a DPT file, `wmrl.train.dpt.save_dpt`) or, without one, the baselines on
-    the held-out tasks for every evaluation seed; write the rows (`ROWS`) to `out`."""
+    the held-out tasks for every evaluation seed, with the model's context curve at each of its
+    snapshots; write the rows (`ROWS`) to `out`."""
     check_spec(spec, IcrlEvaluateSpec)
     from wmrl.train.dpt import load_dpt
 
     torch.set_num_threads(threads)
     icrl = spec["icrl"]
-    tasks, horizon, seeds = heldout_tasks(icrl), icrl["horizon"], icrl["evaluate"]["seeds"]
-    model = load_dpt(spec["model"]) if spec.get("model") else None
+    tasks, seeds = heldout_tasks(icrl), icrl["evaluate"]["seeds"]
     method, model_seed = spec["method"], spec.get("model_seed")
+    model = load_dpt(spec["model"]) if spec.get("model") else None
     frames = []
     for seed in seeds:
-        if icrl["family"] == "bandit":
-            means = np.asarray(tasks)
-            history = offline_histories(means, horizon, seed, icrl["noise_std"])
-            if model is None:
-                online = bandit_baselines_online(means, horizon, seed, icrl["noise_std"],
-                                                 icrl["evaluate"]["ucb_c"])
-                offline = bandit_baselines_offline(means, history, icrl["evaluate"]["ucb_c"])
-                frames += [_frame("online", name, None, values, seed) for name, values in online.items()]
-                frames += [_frame("offline", name, None, values, seed) for name, values in offline.items()]
-            else:
-                frames.append(_frame("online", method, model_seed,
-                                     dpt_bandit_online(model, means, horizon, seed, icrl["noise_std"]), seed))
-                frames.append(_frame("offline", method, model_seed, dpt_bandit_offline(model, means, history), seed))
+        if model is None:
+            frames += baseline_rows(icrl, tasks, seed)
         else:
-            episodes = icrl["evaluate"]["episodes"]
-            if model is None:
-                frames += [_frame("darkroom", name, None, values, seed)
-                           for name, values in darkroom_baselines(tasks, episodes, horizon, seed).items()]
-            else:
-                frames.append(_frame("darkroom", method, model_seed,
-                                     dpt_darkroom(model, tasks, episodes, horizon, seed), seed))
+            frames += model_rows(icrl, tasks, seed, model, method, model_seed)
+            frames += curve_rows(spec["model"], method, model_seed, curve_histories(icrl, tasks, seed), len(tasks),
+                                 seed)
         log.info("evaluated %s on %d held-out tasks, seed %d", method, len(tasks), seed)
     rows = pl.concat(frames)
     Path(out).parent.mkdir(parents=True, exist_ok=True)

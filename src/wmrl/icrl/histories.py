@@ -41,8 +41,15 @@ import polars as pl
 
 from wmrl.data.dataset import sha256_file
 from wmrl.files import publish_dir
-from wmrl.icrl.tasks import (BANDIT_HORIZON, DARKROOM_HORIZON, DARKROOM_SIZE, MOVES, NOISE_STD, darkroom_step,
-                             optimal_darkroom_action)
+from wmrl.icrl.tasks import (
+    BANDIT_HORIZON,
+    DARKROOM_HORIZON,
+    DARKROOM_SIZE,
+    MOVES,
+    NOISE_STD,
+    darkroom_step,
+    optimal_darkroom_action,
+)
 from wmrl.jobs import IcrlHistoriesSpec, check_spec
 
 FORMAT = "wmrl.icrl/1"
@@ -199,6 +206,6 @@ def generate_histories(spec: IcrlHistoriesSpec, out: Path | str) -> dict[str, An
         means = bandit_tasks(icrl["train_tasks"], icrl["arms"], icrl["task_seed"])
         histories = bandit_histories(means, icrl["horizon"], seed, icrl["histories_per_task"], icrl["noise_std"])
     else:
-        train, heldout = split_goals(darkroom_goals(), icrl["heldout_goals"], icrl["task_seed"])
-        histories = darkroom_histories(train, icrl["horizon"], seed, heldout, icrl["histories_per_task"])
+        train, heldout = split_goals(darkroom_goals(icrl["size"]), icrl["heldout_goals"], icrl["task_seed"])
+        histories = darkroom_histories(train, icrl["horizon"], seed, heldout, icrl["histories_per_task"], icrl["size"])
     return write_histories(histories, out)

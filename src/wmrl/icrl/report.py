@@ -33,8 +33,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from wmrl.evaluate.statistics import MIN_RUNS, probability_of_improvement, stratified_bootstrap_ci  # noqa: E402
-from wmrl.jobs import IcrlReportSpec, check_spec
+from wmrl.evaluate.statistics import MIN_RUNS, bootstrap_over_tasks, probability_of_improvement, stratified_bootstrap_ci  # noqa: E402
+from wmrl.icrl.context_report import LEARNT, MIN_CONTEXT_GAIN, context_figure, context_gain, control_table, gate  # noqa: E402
+from wmrl.jobs import IcrlReportSpec, check_spec  # noqa: E402
 from wmrl.report.plots import save  # noqa: E402
 
 CURVE_POINTS = 100  # steps drawn per curve (evenly spaced): bounds the bootstrap's cost at H = 500
@@ -52,17 +53,6 @@ def task_matrix(rows: pl.DataFrame, method: str, setting: str) -> tuple[np.ndarr
     matrix = means["value"].to_numpy().reshape(-1, len(steps))
     runs = chosen.filter(pl.col("step") == steps[0]).group_by("task").len()["len"].min()
     return steps, matrix, int(runs)
-
-
-def bootstrap_over_tasks(matrix: np.ndarray, repetitions: int, confidence: float, seed: int = 0
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over tasks (rows) of each column, and its percentile bootstrap CI resampling tasks."""
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(matrix), size=(repetitions, len(matrix)))
-    replicates = matrix[index].mean(1)
-    alpha = (1 - confidence) / 2
-    lower, upper = np.quantile(replicates, [alpha, 1 - alpha], axis=0)
-    return matrix.mean(0), lower, upper
 
 
 def cumulative(rows: pl.DataFrame) -> pl.DataFrame:
@@ -157,6 +147,16 @@ def cost_table(benchmarks: dict[str, list[str]]) -> pl.DataFrame:
     return pl.DataFrame(records, schema=schema)
 
 
+def context_reference(rows: pl.DataFrame, family: str) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """The context curve's reference (bandits): the share of held-out histories whose empirically
+    best arm after t pulls is the optimal one, from the offline rows (suboptimality 0)."""
+    if family != "bandit":
+        return None
+    chosen = rows.filter((pl.col("setting") == "offline") & (pl.col("method") == "empirical_mean"))
+    shares = chosen.group_by("step").agg((pl.col("value") == 0).mean()).sort("step")
+    return {"empirical best arm": (shares["step"].to_numpy(), shares["value"].to_numpy())}
+
+
 def build_icrl_report(spec: IcrlReportSpec, out: dict[str, str]) -> None:
     """Read every evaluation's rows, write the tables, figures and the page named in `out`."""
     check_spec(spec, IcrlReportSpec)
@@ -168,6 +168,11 @@ def build_icrl_report(spec: IcrlReportSpec, out: dict[str, str]) -> None:
     dpts = spec["methods"]
     tables: dict[str, pl.DataFrame] = {}
     figures: dict[str, str] = {}
+    gains = context_gain(rows, dpts, reps, confidence)
+    figures["context_curve"] = ("In-context learning curve on held-out tasks: accuracy and cross-entropy against "
+                                "context length at each training snapshot")
+    save(context_figure(rows, dpts, context_reference(rows, icrl["family"]), figures["context_curve"]),
+         out["context_curve"])
     if icrl["family"] == "bandit":
         online = cumulative(rows)
         horizon = int(online["step"].max())
@@ -189,14 +194,16 @@ def build_icrl_report(spec: IcrlReportSpec, out: dict[str, str]) -> None:
                                 "lower": lower, "upper": upper, "runs_method": x.size, "runs_baseline": y.size})
             point, low, high, runs = difference(online, "online", (dpt, horizon), ("thompson", horizon), reps,
                                                 confidence)
-            claims.append({"claim": f"DPT ≈ Thompson sampling online on held-out tasks ({dpt})",
+            claims.append({"claim": f"DPT ≈ Thompson sampling online on held-out tasks ({dpt})", "method": dpt,
                            "measure": f"final cumulative regret, {dpt} - thompson (step {horizon})",
                            "difference [CI]": interval(point, low, high), "runs": runs,
                            "verdict": verdict(low, high, runs, "refuted: DPT's regret is higher",
                                               "refuted: DPT's regret is lower",
                                               "consistent (no difference detected)")})
         tables["improvement"] = pl.DataFrame(improvement)
-        tables["claims"] = pl.DataFrame(claims)
+        tables["claims"] = gate(pl.DataFrame(claims), gains)
+        if icrl["control"]:
+            tables["control"] = control_table(tables["online_final"], tables["offline_final"], gains, icrl["control"])
     else:
         episodes = int(rows["step"].max())
         methods = dpts + ["oracle", "uniform"]
@@ -212,14 +219,28 @@ def build_icrl_report(spec: IcrlReportSpec, out: dict[str, str]) -> None:
                                 (f"DPT beats a uniform policy on held-out goals ({dpt})", (dpt, episodes),
                                  ("uniform", episodes))):
                 point, low, high, runs = difference(rows, "darkroom", a, b, reps, confidence)
-                claims.append({"claim": claim, "measure": f"return, {a[0]} ep {a[1]} - {b[0]} ep {b[1]}",
+                claims.append({"claim": claim, "method": dpt, "measure": f"return, {a[0]} ep {a[1]} - {b[0]} ep {b[1]}",
                                "difference [CI]": interval(point, low, high), "runs": runs,
                                "verdict": verdict(low, high, runs, "supported", "refuted", "not shown")})
-        tables["claims"] = pl.DataFrame(claims)
+        tables["claims"] = gate(pl.DataFrame(claims), gains)
+    tables["context_gain"] = gains
     tables["cost"] = cost_table(spec["benchmarks"])
     for name, frame in tables.items():
         frame.write_csv(out[f"{name}_csv"])
     Path(out["html"]).write_text(page(spec, tables, figures, out))
+
+
+def control_box(spec: dict[str, Any], tables: dict[str, pl.DataFrame]) -> list[str]:
+    """The positive control's verdict and criteria, first on the page (bandit experiments that set one)."""
+    if "control" not in tables:
+        return []
+    icrl = spec["icrl"]
+    passed = tables["control"]["pass"][-1]
+    return [f"<h2>Positive control: {'PASS' if passed else 'FAIL'}</h2>",
+            f"<p>{html.escape(icrl['control'])} on {icrl['arms']}-armed bandits, H = {icrl['horizon']}, "
+            f"{icrl['pretrain']['steps']} training steps on {icrl['train_tasks']} training tasks, "
+            f"{icrl['evaluate']['tasks']} held-out tasks. The criteria were fixed before any run was read "
+            f"(wmrl.icrl.context_report).</p>", table_html(tables["control"])]
 
 
 def page(spec: dict[str, Any], tables: dict[str, pl.DataFrame], figures: dict[str, str], out: dict[str, str]) -> str:
@@ -232,7 +253,8 @@ def page(spec: dict[str, Any], tables: dict[str, pl.DataFrame], figures: dict[st
                  f"histories; {e['tasks']} held-out tasks (means drawn with another seed) x {len(e['seeds'])} "
                  f"evaluation seeds")
     else:
-        setup = (f"Dark Room 10x10, episodes of {icrl['horizon']} steps; {100 - icrl['heldout_goals']} training "
+        setup = (f"Dark Room {icrl['size']}x{icrl['size']}, episodes of {icrl['episode_steps']} steps, DPT's context "
+                 f"{icrl['horizon']} transitions; {icrl['size'] ** 2 - icrl['heldout_goals']} training "
                  f"goals x {icrl['histories_per_task']} uniform-random histories; {e['tasks']} held-out goals x "
                  f"{len(e['seeds'])} evaluation seeds x {e['episodes']} in-context episodes")
     model = p["model"]
@@ -245,12 +267,16 @@ def page(spec: dict[str, Any], tables: dict[str, pl.DataFrame], figures: dict[st
              f"({spec['bootstrap_repetitions']} repetitions) over held-out tasks; below {MIN_RUNS} runs a claim "
              f"reads “too few runs to decide”. Every method was played by the same code on the same held-out "
              f"tasks and seeds (wmrl.icrl.evaluate).</p>",
-             "<h2>Claims</h2>", table_html(tables["claims"])]
+             *control_box(spec, tables), "<h2>Claims</h2>", table_html(tables["claims"]),
+             "<h2>Has each model learnt in context?</h2>",
+             f"<p>Accuracy at the final snapshot from an empty context to the longest one on held-out tasks; "
+             f"“{LEARNT}” needs a gain of at least {MIN_CONTEXT_GAIN} with its CI above 0, and a model that has "
+             f"not learnt in context has none of its claims judged.</p>", table_html(tables["context_gain"])]
     for name, title in figures.items():
         svg = Path(out[name]).read_text()
         parts += [f"<h2>{html.escape(title)}</h2>", svg[svg.index("<svg"):]]
     for name, frame in tables.items():
-        if name != "claims":
+        if name not in ("claims", "context_gain", "control"):
             parts += [f"<h2>{html.escape(name.replace('_', ' '))}</h2>", table_html(frame)]
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}")

@@ -10,13 +10,15 @@ LightningDataModule): batch n is drawn with a generator seeded with (seed, n), s
 the batches an unbroken one would; the histories of the last `holdout_fraction` of the tasks are
 never trained on and are the validation set (val/loss, the accuracy of the argmax at the first and
 last positions). Output ``model.pt`` (`save_dpt`): {"state_dict", "shape": {states, actions,
-horizon}, "config": DPTConfig fields, "card"}, loadable with ``torch.load(weights_only=True)``;
-`load_dpt` rebuilds the model.
+horizon}, "config": DPTConfig fields, "card", "snapshots": {step: state_dict} at every validation},
+loadable with ``torch.load(weights_only=True)``; `load_dpt` rebuilds the model, final or at a
+snapshot (the in-context learning curve's checkpoints, `wmrl.icrl.curve`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.icrl.histories import HISTORIES, read_histories
 from wmrl.jobs import IcrlPretrainSpec, check_spec
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, dpt_loss
-from wmrl.train.loop import fit
+from wmrl.train.loop import Snapshots, fit
 from wmrl.train.module import WindowStream, loader
 
 log = logging.getLogger("wmrl")
@@ -58,8 +60,13 @@ class HistoryArrays:
         return {name: value[index] for name, value in vars(self).items()}
 
     def sample(self, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """`size` distinct histories (all of them, shuffled, if there are fewer)."""
-        return self.rows(rng.permutation(len(self))[:size])
+        """`size` distinct histories (all of them, if there are fewer), each history's context in a
+        fresh random order (DPT shuffles the context per sample: its transitions are exchangeable,
+        and each order trains other prefixes)."""
+        batch = self.rows(rng.permutation(len(self))[:size])
+        order = np.argsort(rng.random(batch["actions"].shape), axis=1)
+        return {name: np.take_along_axis(value, order, 1) if name in SEQUENCES else value
+                for name, value in batch.items()}
 
     def split(self, holdout_fraction: float) -> tuple[HistoryArrays, HistoryArrays]:
         """(train, heldout): the held-out part is every history of the last `holdout_fraction` of
@@ -105,12 +112,15 @@ def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 class DPTModule(L.LightningModule):
-    """The model and its loss (`dpt_loss`), AdamW at a constant learning rate as in DPT."""
+    """The model and its loss (`dpt_loss`); AdamW at a constant learning rate as in DPT, or decayed
+    along a cosine to 0 over `steps` gradient steps (`schedule: cosine`)."""
 
-    def __init__(self, states: int, actions: int, horizon: int, config: dict[str, Any]):
+    def __init__(self, states: int, actions: int, horizon: int, config: dict[str, Any], steps: int = 0,
+                 schedule: str = "constant"):
         super().__init__()
         self.save_hyperparameters()
         self.config = DPTConfig(**config)
+        self.steps, self.schedule = steps, schedule
         self.model = DecisionPretrainedTransformer(states, actions, horizon, self.config)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -134,8 +144,20 @@ class DPTModule(L.LightningModule):
         self.log_dict({f"val/{name}": value for name, value in self.metrics(batch).items()}, batch_size=size)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate,
-                                 weight_decay=self.config.weight_decay)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate,
+                                      weight_decay=self.config.weight_decay)
+        return optimizer_schedule(optimizer, self.schedule, self.steps)
+
+
+def optimizer_schedule(optimizer: torch.optim.Optimizer, schedule: str, steps: int):
+    """Lightning's optimizer configuration: the constant rate, or lr_t = lr (1 + cos(pi t / steps)) / 2."""
+    if schedule == "constant":
+        return optimizer
+    if schedule != "cosine":
+        raise ValueError(f"learning-rate schedule {schedule!r} is not one of constant, cosine")
+    cosine = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                               lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
 
 class HistoryData(L.LightningDataModule):
@@ -160,19 +182,28 @@ class HistoryData(L.LightningDataModule):
             yield to_tensors(self.heldout.rows(np.arange(start, min(start + self.batch_size, len(self.heldout)))))
 
 
-def save_dpt(model: DecisionPretrainedTransformer, path: Path | str, card: dict[str, Any] | None = None) -> None:
-    """The model as plain dicts and tensors (weights-only loadable), written whole."""
+def save_dpt(model: DecisionPretrainedTransformer, path: Path | str, card: dict[str, Any] | None = None,
+             snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> None:
+    """The model as plain dicts and tensors (weights-only loadable), written whole; `snapshots`:
+    its weights at earlier gradient steps (`wmrl.train.loop.Snapshots`), kept under their step."""
     save_checkpoint({"state_dict": model.state_dict(),
                      "shape": {"states": model.states, "actions": model.actions, "horizon": model.horizon},
-                     "config": asdict(model.config), "card": dict(card or {})}, path)
+                     "config": asdict(model.config), "card": dict(card or {}),
+                     "snapshots": {str(step): weights for step, weights in (snapshots or {}).items()}}, path)
 
 
-def load_dpt(path: Path | str) -> DecisionPretrainedTransformer:
-    """A model saved by `save_dpt` (read weights-only), in eval mode."""
+def load_dpt(path: Path | str, step: int | None = None) -> DecisionPretrainedTransformer:
+    """A model saved by `save_dpt` (read weights-only), in eval mode: its final weights, or its
+    snapshot at gradient step `step`."""
     saved = load_checkpoint(path)
     model = DecisionPretrainedTransformer(**saved["shape"], config=DPTConfig(**saved["config"]))
-    model.load_state_dict(saved["state_dict"])
+    model.load_state_dict(saved["state_dict"] if step is None else saved["snapshots"][str(step)])
     return model.eval()
+
+
+def snapshot_steps(path: Path | str) -> list[int]:
+    """The gradient steps at which a saved model kept snapshots, ascending."""
+    return sorted(int(step) for step in load_checkpoint(path)["snapshots"])
 
 
 def dataset_card(directory: Path | str, card: dict[str, Any]) -> dict[str, Any]:
@@ -197,14 +228,16 @@ def train_dpt(spec: IcrlPretrainSpec, out: dict[str, str], threads: int = 1) -> 
     train, heldout = histories.split(settings.get("holdout_fraction", 0.0))
     config = {name: settings[name] for name in DPTConfig.__dataclass_fields__ if name in settings}
     L.seed_everything(seed, workers=True)
-    module = DPTModule(int(card["states"]), int(card["actions"]), int(card["horizon"]), config)
+    module = DPTModule(int(card["states"]), int(card["actions"]), int(card["horizon"]), config, settings["steps"],
+                       settings.get("schedule", "constant"))
     log.info("DPT: %s parameters, %s backbone, %d training and %d held-out histories",
              f"{module.model.parameter_count():,}", module.config.backbone, len(train), len(heldout))
     data = HistoryData(train, heldout, module.config.batch_size, seed)
     used = {str(spec["dataset"]): dataset_card(spec["dataset"], card)}
-    fitted = fit(module, data, spec, settings, resume, used)
+    snapshots = Snapshots()
+    fitted = fit(module, data, spec, settings, resume, used, extra_callbacks=(snapshots,))
     if fitted.primary:
-        save_dpt(module.model, out["model"], card)
+        save_dpt(module.model, out["model"], card, {**snapshots.weights, settings["steps"]: module.model.state_dict()})
         if "mlflow" in out:  # the lineage record downstream jobs read (not registered: weights-only file)
             tracking.write_record(out["mlflow"], fitted.run_id, spec, None, used, module.model.parameter_count(),
                                   training=fitted.training(settings["steps"]))

@@ -78,6 +78,26 @@ class ValidationCurve(L.Callback):
         self.rows = list(state["rows"])
 
 
+class Snapshots(L.Callback):
+    """The model's weights at every validation, by gradient step (``module.model``'s state dict,
+    copied to the CPU): the checkpoints an in-context learning curve is drawn at. Kept in the resume
+    checkpoints like the curve, so a resumed job still has the snapshots taken before it was killed."""
+
+    def __init__(self):
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_validation_end(self, trainer, module):
+        if not trainer.sanity_checking:
+            weights = module.model.state_dict()
+            self.weights[trainer.global_step] = {name: value.detach().cpu().clone() for name, value in weights.items()}
+
+    def state_dict(self):
+        return {"weights": {str(step): weights for step, weights in self.weights.items()}}
+
+    def load_state_dict(self, state):
+        self.weights = {int(step): weights for step, weights in state["weights"].items()}
+
+
 class TrainingClock(L.Callback):
     """Wall seconds of training (drawing batches, gradient steps, checkpoints) with validations
     left out, summed over the runs of a resumed job: kept in its checkpoints like the curve."""
@@ -140,13 +160,15 @@ class Fitted:
 
 
 def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], settings: dict[str, Any],
-        resume: bool, datasets: dict[str, dict[str, Any]], keep_best: bool = False) -> Fitted:
+        resume: bool, datasets: dict[str, dict[str, Any]], keep_best: bool = False,
+        extra_callbacks: tuple[L.Callback, ...] = ()) -> Fitted:
     """Train `module` on `data` for settings["steps"] gradient steps, tracked as the job's MLflow
-    run (tags from spec, `datasets` {directory: card} logged as inputs)."""
+    run (tags from spec, `datasets` {directory: card} logged as inputs); `extra_callbacks` (e.g.
+    `Snapshots`) join the loop's own and are checkpointed with them."""
     work_dir = Path(spec["work_dir"])
     checkpoints = work_dir / "checkpoints"
     curve, clock = ValidationCurve(), TrainingClock()
-    callbacks = [curve, clock, CheckpointAtSigterm(checkpoints / LAST),
+    callbacks = [curve, clock, *extra_callbacks, CheckpointAtSigterm(checkpoints / LAST),
                  L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0,
                                                      every_n_train_steps=settings["checkpoint_every"])]
     if keep_best:
