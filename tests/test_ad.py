@@ -1,5 +1,5 @@
-"""Algorithm Distillation: the noise-distillation learning histories (wmrl.icrl.learning) and
-their contract kind (wmrl.icrl.histories), on tiny Dark Rooms."""
+"""Algorithm Distillation: the noise-distillation learning histories (wmrl.icrl.learning), their
+contract kind (wmrl.icrl.histories) and the model (wmrl.models.ad), on tiny Dark Rooms."""
 
 from __future__ import annotations
 
@@ -8,13 +8,21 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from wmrl.icrl.histories import CARD, HISTORIES, SCHEMAS, HistoriesError, read_histories, write_histories
 from wmrl.icrl.learning import LearningArrays, noise_distillation_histories
 from wmrl.icrl.tasks import darkroom_step, optimal_darkroom_action
+from wmrl.models.ad import ADConfig, AlgorithmDistillation, ad_loss, deploy_darkroom
 from wmrl.train.dpt import load_histories
 
 SIZE, GOALS, EPISODES, STEPS = 5, [(1, 2), (4, 4), (0, 3)], 10, 6
+BACKBONES = ["transformer", "ssm", "gru"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +124,67 @@ def test_windows_are_consecutive_steps_with_the_previous_action_and_reward(histo
         arrays.windows(1, np.random.default_rng(0), EPISODES * STEPS + 1)
     train, heldout = arrays.split(1 / 3)
     assert (len(train), len(heldout)) == (80, 40) and set(heldout.task) == {2} and train.none_action == none
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_the_model_is_causal_across_episode_boundaries(backbone, histories):
+    torch.manual_seed(0)
+    model = AlgorithmDistillation(SIZE * SIZE, 5, ADConfig(backbone=backbone, layers=2, context_steps=15)).eval()
+    arrays = arrays_of(histories)
+    window, other = (arrays.windows_at(np.array([row]), np.array([0]), 15) for row in (0, 119))
+    inputs = [torch.from_numpy(window[name]) for name in ("states", "prev_actions", "prev_rewards")]
+    others = [torch.from_numpy(other[name]) for name in ("states", "prev_actions", "prev_rewards")]
+    full = model(*inputs)
+    assert full.shape == (1, 15, 5)
+    for t in (3, 8):  # episodes start at steps 6 and 12: the changed steps cross two boundaries, then one
+        changed = model(*(torch.cat([x[:, :t + 1], y[:, t + 1:]], 1) for x, y in zip(inputs, others, strict=True)))
+        torch.testing.assert_close(changed[:, :t + 1], full[:, :t + 1])
+        assert not torch.allclose(changed[:, t + 1:], full[:, t + 1:])
+    with pytest.raises(ValueError, match="context of 15 steps"):
+        model(*(torch.cat([x, x[:, :1]], 1) for x in inputs))
+
+
+def test_loss_is_the_mean_cross_entropy_over_positions():
+    logits, actions = torch.randn(2, 4, 5), torch.randint(0, 5, (2, 4))
+    expected = np.mean([-torch.log_softmax(logits[b, t], -1)[actions[b, t]].item() for b in range(2) for t in range(4)])
+    assert ad_loss(logits, actions).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_training_lowers_the_loss(histories):
+    torch.manual_seed(0)
+    config = ADConfig(layers=2, context_steps=24, batch_size=32)
+    model = AlgorithmDistillation(SIZE * SIZE, 5, config)
+    arrays, rng = arrays_of(histories), np.random.default_rng(0)
+
+    def loss_on(batch):
+        inputs = (torch.from_numpy(batch[name]) for name in ("states", "prev_actions", "prev_rewards"))
+        return ad_loss(model(*inputs), torch.from_numpy(batch["actions"]))
+
+    probe = arrays.windows(256, np.random.default_rng(1), config.context_steps)
+    with torch.no_grad():
+        before = loss_on(probe).item()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    for _ in range(100):
+        loss = loss_on(arrays.windows(config.batch_size, rng, config.context_steps))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss_on(probe).item()
+    assert before > 1.5 and after < before - 0.3, (before, after)
+
+
+def test_deployment_plays_every_goal_in_parallel():
+    torch.manual_seed(0)
+    model = AlgorithmDistillation(SIZE * SIZE, 5, ADConfig(layers=1, context_steps=8))
+    returns = deploy_darkroom(model, GOALS, episodes=3, episode_steps=STEPS, size=SIZE,  # 18 steps: the window slides
+                              generator=torch.Generator().manual_seed(0))
+    assert returns.shape == (3, 3)
+    assert ((returns >= 0) & (returns <= STEPS)).all() and (returns == returns.round()).all()
+    again = deploy_darkroom(model, GOALS, 3, STEPS, SIZE, torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(returns, again)
+    with pytest.raises(ValueError, match="cannot play"):
+        deploy_darkroom(model, GOALS, 1, STEPS, size=4)
