@@ -1,7 +1,7 @@
-"""In-context pretraining datasets of DPT: one row per history, written as Parquet + ``card.json``.
+"""In-context pretraining datasets: one row per history, written as Parquet + ``card.json``.
 
-The contract (the DPT model reads it): one directory holding ``histories.parquet``, one row per
-training history,
+The contract (the DPT and AD models read it): one directory holding ``histories.parquet``, one row
+per training history, of one of two kinds. ``contexts`` (DPT's: a context and a query) has
 
 ==============  ============  ==========================================================
 column          type          meaning
@@ -15,9 +15,18 @@ query_state     Int16         the state DPT is asked about (bandit: 0; Dark Room
 optimal_action  Int16         the oracle's action at the query state (the label)
 ==============  ============  ==========================================================
 
-every list of length ``horizon`` (H), and ``card.json`` = {"format": "wmrl.icrl/1", "family":
-"bandit" | "darkroom", "states", "actions", "horizon", "histories" (rows), "tasks" (bandit: arm
-means; Dark Room: goals [x, y]), "settings", "seed", "sha256" (of the Parquet file)}.
+and ``learning`` (AD's: consecutive episodes of one learner, `wmrl.icrl.learning`) has ``task``,
+``states``, ``actions``, ``rewards``, ``next_states`` as above and, instead of the query,
+
+===============  ============  ==========================================================
+optimal_actions  List(Int16)   the oracle's action at each step's state (for accuracy curves)
+===============  ============  ==========================================================
+
+every list of length ``horizon`` (H), and ``card.json`` = {"format": "wmrl.icrl/2", "kind":
+"contexts" | "learning", "family": "bandit" | "darkroom", "states", "actions", "horizon",
+"histories" (rows), "tasks" (bandit: arm means; Dark Room: goals [x, y]), "settings", "seed",
+"sha256" (of the Parquet file)}; a ``learning`` card adds "episodes" and "episode_steps", whose
+product is the horizon.
 
 Behaviour policies (DPT's): a bandit history pulls arms i.i.d. from
 p = (1 - w) Dirichlet(1, ..., 1) + w e_j, the coverage weight w drawn from {0, 0.1, ..., 1} and
@@ -52,16 +61,18 @@ from wmrl.icrl.tasks import (
 )
 from wmrl.jobs import IcrlHistoriesSpec, check_spec
 
-FORMAT = "wmrl.icrl/1"
+FORMAT = "wmrl.icrl/2"
 HISTORIES = "histories.parquet"
 CARD = "card.json"
 COVERAGE_WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
-SCHEMA = {
+STEPS = {
     "task": pl.Int64(), "states": pl.List(pl.Int16()), "actions": pl.List(pl.Int16()),
-    "rewards": pl.List(pl.Float32()), "next_states": pl.List(pl.Int16()), "query_state": pl.Int16(),
-    "optimal_action": pl.Int16(),
+    "rewards": pl.List(pl.Float32()), "next_states": pl.List(pl.Int16()),
 }
-CARD_KEYS = ("format", "family", "states", "actions", "horizon", "histories", "tasks", "settings", "seed", "sha256")
+SCHEMA = {**STEPS, "query_state": pl.Int16(), "optimal_action": pl.Int16()}
+SCHEMAS = {"contexts": SCHEMA, "learning": {**STEPS, "optimal_actions": pl.List(pl.Int16())}}
+CARD_KEYS = ("format", "kind", "family", "states", "actions", "horizon", "histories", "tasks", "settings", "seed",
+             "sha256")
 
 
 class HistoriesError(ValueError):
@@ -70,7 +81,8 @@ class HistoriesError(ValueError):
 
 @dataclass(frozen=True)
 class Histories:
-    """An in-context dataset in memory: its rows and what its card says about them."""
+    """An in-context dataset in memory: its rows and what its card says about them (`episodes` and
+    `episode_steps`: the learning kind's only)."""
 
     family: str
     states: int
@@ -80,14 +92,22 @@ class Histories:
     settings: dict[str, Any]
     seed: int
     frame: pl.DataFrame
+    kind: str = "contexts"
+    episodes: int | None = None
+    episode_steps: int | None = None
+
+
+def kind_frame(kind: str, columns: dict[str, np.ndarray]) -> pl.DataFrame:
+    """The rows of the contract's `kind` from arrays: per-step columns (histories, H), the others (histories,)."""
+    return pl.DataFrame([pl.Series(name, columns[name]).cast(dtype) for name, dtype in SCHEMAS[kind].items()])
 
 
 def history_frame(task: np.ndarray, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
                   next_states: np.ndarray, query_state: np.ndarray, optimal_action: np.ndarray) -> pl.DataFrame:
-    """The rows of the contract from arrays: per-step columns (histories, H), the others (histories,)."""
-    columns = {"task": task, "states": states, "actions": actions, "rewards": rewards,
-               "next_states": next_states, "query_state": query_state, "optimal_action": optimal_action}
-    return pl.DataFrame([pl.Series(name, values).cast(SCHEMA[name]) for name, values in columns.items()])
+    """The rows of the contexts kind from arrays."""
+    return kind_frame("contexts", {"task": task, "states": states, "actions": actions, "rewards": rewards,
+                                   "next_states": next_states, "query_state": query_state,
+                                   "optimal_action": optimal_action})
 
 
 # --------------------------------------------------------------------------- generators
@@ -152,22 +172,39 @@ def darkroom_histories(goals: Sequence[tuple[int, int]], horizon: int = DARKROOM
 
 def write_histories(histories: Histories, out: Path | str) -> dict[str, Any]:
     """Write `histories` into directory `out` (through ``<out>.partial``); return its card."""
+    if histories.kind not in SCHEMAS:
+        raise ValueError(f"unknown kind {histories.kind!r} of in-context dataset; choose one of {', '.join(SCHEMAS)}")
+    if dict(histories.frame.schema) != SCHEMAS[histories.kind]:
+        raise ValueError(f"schema {dict(histories.frame.schema)} is not the {histories.kind} kind's")
     if histories.family == "darkroom":
         check_heldout(histories.tasks, histories.settings["heldout_goals"])
+    layout = {}
+    if histories.kind == "learning":
+        layout = {"episodes": histories.episodes, "episode_steps": histories.episode_steps}
+        check_layout(layout, histories.horizon, "learning histories")
     with publish_dir(out) as partial:
         partial.mkdir(parents=True)
         histories.frame.write_parquet(partial / HISTORIES, compression="zstd", compression_level=3, statistics=True)
-        card = {"format": FORMAT, "family": histories.family, "states": histories.states,
-                "actions": histories.actions, "horizon": histories.horizon, "histories": histories.frame.height,
-                "tasks": histories.tasks, "settings": histories.settings, "seed": histories.seed,
-                "sha256": sha256_file(partial / HISTORIES)}
+        card = {"format": FORMAT, "kind": histories.kind, "family": histories.family, "states": histories.states,
+                "actions": histories.actions, "horizon": histories.horizon, **layout,
+                "histories": histories.frame.height, "tasks": histories.tasks, "settings": histories.settings,
+                "seed": histories.seed, "sha256": sha256_file(partial / HISTORIES)}
         (partial / CARD).write_text(json.dumps(card, indent=1) + "\n")
     return card
 
 
+def check_layout(layout: dict[str, Any], horizon: int, where: str) -> None:
+    """Raise unless a learning dataset's episodes x episode_steps (positive integers) make its horizon."""
+    episodes, steps = layout.get("episodes"), layout.get("episode_steps")
+    if not (isinstance(episodes, int) and isinstance(steps, int) and episodes > 0 and steps > 0
+            and episodes * steps == horizon):
+        raise HistoriesError(f"{where}: {episodes} episodes of {steps} steps do not make the horizon {horizon}")
+
+
 def read_histories(directory: Path | str) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The rows and card of an in-context dataset, checked against the contract (card keys and
-    format, the Parquet file's sha256, schema, row count and list lengths)."""
+    """The rows and card of an in-context dataset, checked against the contract (card keys, format
+    and kind, the learning kind's episodes, the Parquet file's sha256, the kind's schema, row count
+    and list lengths)."""
     directory = Path(directory)
     path, card_path = directory / HISTORIES, directory / CARD
     if not card_path.is_file() or not path.is_file():
@@ -177,14 +214,19 @@ def read_histories(directory: Path | str) -> tuple[pl.DataFrame, dict[str, Any]]
     if missing or card["format"] != FORMAT:
         raise HistoriesError(f"{card_path}: keys {missing} missing or format {card.get('format')!r} "
                              f"is not {FORMAT!r}")
+    if card["kind"] not in SCHEMAS:
+        raise HistoriesError(f"{card_path}: kind {card['kind']!r} is not one of {', '.join(SCHEMAS)}")
+    if card["kind"] == "learning":
+        check_layout(card, card["horizon"], str(card_path))
     if sha256_file(path) != card["sha256"]:
         raise HistoriesError(f"{path}: sha256 does not match the card: truncated or edited; regenerate it")
     frame = pl.read_parquet(path)
-    if dict(frame.schema) != SCHEMA:
-        raise HistoriesError(f"{path}: schema {dict(frame.schema)} is not {SCHEMA}")
+    schema = SCHEMAS[card["kind"]]
+    if dict(frame.schema) != schema:
+        raise HistoriesError(f"{path}: schema {dict(frame.schema)} is not the {card['kind']} kind's {schema}")
     if frame.height != card["histories"]:
         raise HistoriesError(f"{path}: {frame.height} rows, the card says {card['histories']}")
-    for column in ("states", "actions", "rewards", "next_states"):
+    for column in (name for name, dtype in schema.items() if isinstance(dtype, pl.List)):
         if frame.height and not (frame[column].list.len() == card["horizon"]).all():
             raise HistoriesError(f"{path}: {column} lists are not all of length {card['horizon']}")
     return frame, card

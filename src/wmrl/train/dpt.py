@@ -2,7 +2,7 @@
 histories.
 
 Data contract: `wmrl.icrl.histories` (``histories.parquet`` + ``card.json``, format
-``wmrl.icrl/1``); its one checked reader, `wmrl.icrl.histories.read_histories`, serves here too
+``wmrl.icrl/2``, the contexts kind); its one checked reader, `wmrl.icrl.histories.read_histories`, serves here too
 (`load_histories` turns its rows into arrays).
 
 Training is resumable through `wmrl.train.loop.fit` (unchanged: it takes any LightningModule and
@@ -104,6 +104,8 @@ def load_histories(directory: Path | str) -> tuple[HistoryArrays, dict[str, Any]
     """A history dataset directory, read and checked by `wmrl.icrl.histories.read_histories`: its
     histories as arrays and its card."""
     frame, card = read_histories(directory)
+    if card["kind"] != "contexts":
+        raise ValueError(f"{directory}: DPT trains on the contexts kind of histories, not {card['kind']!r}")
     return histories_from_frame(frame, card), card
 
 
