@@ -36,6 +36,7 @@ wildcard_constraints:
     backbone=r"[a-z]+",
     task="|".join(CFG.tasks),
     model=r"[A-Za-z0-9_]+(-[a-z]+)?",
+    data=r"contexts|learning",
 
 
 onstart:

@@ -1,15 +1,16 @@
-# In-context RL (an experiment that sets `icrl`; wmrl.dag.icrl): history datasets -> DPT pretraining
-# (backbone x seed) -> evaluation on held-out tasks (each model; the baselines once) -> report.
+# In-context RL (an experiment that sets `icrl`; wmrl.dag.icrl): history datasets (kind x seed) ->
+# pretraining (method x backbone x seed) -> evaluation on held-out tasks (each model; the baselines
+# once) -> report.
 
 
 rule icrl_histories:
     output:
         directory(ICRL_HISTORIES),
     params:
-        spec=lambda wc: icrl.histories_spec(CFG, int(wc.seed)),
+        spec=lambda wc: icrl.histories_spec(CFG, wc.data, int(wc.seed)),
         code=code_hash(*ICRL_HISTORIES_CODE),
     log:
-        "logs/icrl_histories/{scale}/{experiment}/seed{seed}.log",
+        "logs/icrl_histories/{scale}/{experiment}/{data}-seed{seed}.log",
     benchmark:
         ICRL_BENCHMARKS["icrl_histories"]
     threads: 1
@@ -21,15 +22,15 @@ rule icrl_histories:
 
 rule icrl_pretrain:
     input:
-        dataset=lambda wc: icrl.dataset(CFG, int(wc.seed)),
+        dataset=lambda wc: icrl.dataset(CFG, wc.model, int(wc.seed)),
     output:
         model=ICRL_PRETRAIN_MODEL,
         mlflow=ICRL_PRETRAIN_MLFLOW,
     params:
-        spec=lambda wc: icrl.pretrain_spec(CFG, wc.backbone, int(wc.seed)),
+        spec=lambda wc: icrl.pretrain_spec(CFG, wc.model, int(wc.seed)),
         code=code_hash(*ICRL_PRETRAIN_CODE),
     log:
-        "logs/icrl_pretrain/{scale}/{experiment}/{backbone}-seed{seed}.log",
+        "logs/icrl_pretrain/{scale}/{experiment}/{model}-seed{seed}.log",
     benchmark:
         ICRL_BENCHMARKS["icrl_pretrain"]
     threads: 1
@@ -49,7 +50,7 @@ rule icrl_evaluate:
         spec=lambda wc: icrl.evaluate_spec(CFG, wc.run),
         code=code_hash(*ICRL_EVALUATE_CODE),
     wildcard_constraints:
-        run=r"baselines|[a-z]+-seed\d+",
+        run=r"baselines|[a-z]+_[a-z]+-seed\d+",
     log:
         "logs/icrl_evaluate/{scale}/{experiment}/{run}.log",
     benchmark:

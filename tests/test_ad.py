@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from wmrl.icrl.histories import CARD, HISTORIES, SCHEMAS, HistoriesError, read_histories, write_histories
-from wmrl.icrl.learning import LearningArrays, noise_distillation_histories
+from wmrl.icrl.arrays import LearningArrays
+from wmrl.icrl.learning import noise_distillation_histories
 from wmrl.icrl.tasks import darkroom_step, optimal_darkroom_action
 from wmrl.models.ad import ADConfig, AlgorithmDistillation, ad_loss, deploy_darkroom
-from wmrl.train.dpt import load_histories
+from wmrl.icrl.methods import ICRL_METHODS
 
 SIZE, GOALS, EPISODES, STEPS = 5, [(1, 2), (4, 4), (0, 3)], 10, 6
 BACKBONES = ["transformer", "ssm", "gru"]
@@ -77,7 +78,7 @@ def test_learning_histories_round_trip_and_an_edited_file_is_refused(tmp_path, h
         "episode_steps": STEPS, "histories": 120}
     assert len(LearningArrays.from_frame(frame, read_card)) == 120
     with pytest.raises(ValueError, match="contexts kind"):
-        load_histories(tmp_path / "learning")  # DPT's loader
+        ICRL_METHODS["dpt"].arrays(frame, read_card)  # DPT does not learn from learning histories
 
     card_path = tmp_path / "learning" / CARD
     card_path.write_text(json.dumps({**card, "episodes": EPISODES + 1}))

@@ -1,18 +1,21 @@
-"""The Decision-Pretrained Transformer (wmrl.models.dpt) and its training (wmrl.train.dpt), on tiny
+"""The Decision-Pretrained Transformer (wmrl.models.dpt) and its training (wmrl.train.icrl), on tiny
 synthetic bandit histories in the data contract's shape."""
 
 from __future__ import annotations
-
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
+from wmrl.icrl.arrays import ContextArrays
+from wmrl.icrl.histories import Histories, read_histories, write_histories
+from wmrl.icrl.methods import ICRL_METHODS
 from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, deploy_online, dpt_loss
-from wmrl.icrl.histories import Histories, write_histories
-from wmrl.train.dpt import (DPTModule, HistoryData, histories_from_frame, load_dpt, load_histories, save_dpt,
-                            to_tensors, train_dpt)
+from wmrl.train.icrl import HistoryData, IcrlModule, load_model, save_model, to_tensors, train_icrl
+
+DPT = ICRL_METHODS["dpt"]
+histories_from_frame = ContextArrays.from_frame
 
 SCHEMA = {"task": pl.Int64, "states": pl.List(pl.Int16), "actions": pl.List(pl.Int16),
           "rewards": pl.List(pl.Float32), "next_states": pl.List(pl.Int16), "query_state": pl.Int16,
@@ -36,7 +39,11 @@ def bandit_frame(n: int, arms: int, horizon: int, seed: int, noise: float = 0.3)
 
 
 def card(arms: int = K, horizon: int = H, states: int = 1) -> dict:
-    return {"states": states, "actions": arms, "horizon": horizon, "family": "bandit"}
+    return {"states": states, "actions": arms, "horizon": horizon, "family": "bandit", "kind": "contexts"}
+
+
+def shape(arms: int = K, horizon: int = H) -> dict:
+    return {"states": 1, "actions": arms, "horizon": horizon, "grid": 0}
 
 
 def write_bandits(frame: pl.DataFrame, means: np.ndarray, out) -> dict:
@@ -99,13 +106,14 @@ def test_loss_is_the_mean_cross_entropy_over_positions():
 def test_reads_the_contract(tmp_path):
     frame, means = bandit_frame(10, K, H, 0)
     written = write_bandits(frame, means, tmp_path / "bandits")
-    histories, read_card = load_histories(tmp_path / "bandits")
+    frame_read, read_card = read_histories(tmp_path / "bandits")
+    histories = DPT.arrays(frame_read, read_card)
     assert read_card == written and len(histories) == 10
     assert histories.actions.shape == (10, H) and histories.rewards.dtype == np.float32
     np.testing.assert_array_equal(histories.actions[3], frame["actions"][3].to_numpy())
     train, heldout = histories.split(0.2)
     assert (len(train), len(heldout)) == (8, 2) and set(heldout.task) == {8, 9}
-    with pytest.raises(ValueError, match="transitions"):
+    with pytest.raises(ValueError, match="steps"):
         histories_from_frame(frame, card(horizon=H + 1))
     with pytest.raises(ValueError, match="actions"):
         histories_from_frame(frame, card(arms=2))
@@ -117,12 +125,12 @@ def trained():
     torch.manual_seed(0)
     torch.set_num_threads(1)
     train = histories_from_frame(bandit_frame(2000, K, H, 0)[0], card())
-    module = DPTModule(1, K, H, {"learning_rate": 1e-3})
+    module = IcrlModule("dpt", shape(), {"learning_rate": 1e-3})
     optimizer = module.configure_optimizers()
     rng, losses = np.random.default_rng(0), []
     for _ in range(300):
         batch = to_tensors(train.sample(64, rng))
-        loss = dpt_loss(module.logits(batch), batch["optimal_action"])
+        loss = DPT.metrics(module.model, batch)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -165,10 +173,11 @@ def test_online_deployment_beats_uniform(trained):
 
 def test_checkpoint_loads_weights_only_with_identical_logits(trained, tmp_path):
     model, _ = trained
-    save_dpt(model, tmp_path / "model.pt", card())
+    save_model(DPT, model, shape(), tmp_path / "model.pt", card())
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
-    assert saved["shape"] == {"states": 1, "actions": K, "horizon": H} and saved["card"] == card()
-    loaded = load_dpt(tmp_path / "model.pt")
+    assert saved["shape"] == shape() and saved["card"] == card() and saved["method"] == "dpt"
+    method, loaded = load_model(tmp_path / "model.pt")
+    assert method is DPT
     q, s, a, r, s2 = random_context(4, H, 1, K)
     with torch.no_grad():
         torch.testing.assert_close(loaded(q, s, a, r, s2), model(q, s, a, r, s2), rtol=0, atol=0)
@@ -193,8 +202,8 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
 
     def run(name: str):
         spec = {"dataset": str(data), "seed": 0, "work_dir": str(tmp_path / name), "run_name": name,
-                "mlflow_experiment": "dpt-test", "tags": {"rule": "test"}, "dpt": settings}
-        train_dpt(spec, {"model": str(tmp_path / f"{name}.pt")})
+                "mlflow_experiment": "dpt-test", "tags": {"rule": "test"}, "method": "dpt", "model": settings}
+        train_icrl(spec, {"model": str(tmp_path / f"{name}.pt")})
         return torch.load(tmp_path / f"{name}.pt", weights_only=True)
 
     first, second = run("a"), run("b")
@@ -204,7 +213,7 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
     for key in first["state_dict"]:
         torch.testing.assert_close(snapshots["6"][key], first["state_dict"][key], rtol=0, atol=0)
     first, second = first["state_dict"], second["state_dict"]
-    initial = DPTModule(1, K, H, {"layers": 2}).model.state_dict()  # any init: training moved the weights
+    initial = IcrlModule("dpt", shape(), {"layers": 2}).model.state_dict()  # any init: training moved the weights
     assert any(not torch.equal(first[k], initial[k]) for k in first)
     for key in first:
         torch.testing.assert_close(second[key], first[key], rtol=0, atol=0)
@@ -214,7 +223,7 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
             raise SIGTERMException
 
     with monkeypatch.context() as patch:
-        patch.setattr(DPTModule, "on_train_batch_end", stop, raising=False)
+        patch.setattr(IcrlModule, "on_train_batch_end", stop, raising=False)
         with pytest.raises(SystemExit) as stopped:
             run("c")
     assert stopped.value.code == 143 and (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
@@ -228,7 +237,7 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
 def test_history_stream_is_a_function_of_the_step():
     """Batch n depends on (seed, n) alone: what makes a resumed job see an unbroken job's batches."""
     histories = histories_from_frame(bandit_frame(50, K, H, 0)[0], card())
-    data = HistoryData(histories, histories.subset(np.zeros(len(histories), bool)), 8, seed=0)
+    data = HistoryData(DPT, DPTConfig(), histories, histories.subset(np.zeros(len(histories), bool)), 8, seed=0)
 
     class Trainer:
         global_step, global_rank, world_size = 0, 0, 1

@@ -14,14 +14,15 @@ from conftest import ROOT, snakemake_command, snakemake_env
 from wmrl.config import ConfigError, compose, to_plain
 from wmrl.dag import icrl
 from wmrl.dag.targets import stage_targets
-from wmrl.icrl.evaluate import DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BASELINES, evaluate_icrl, heldout_tasks
+from wmrl.icrl.evaluate import (DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BASELINES, SOURCE_LEARNER, evaluate_icrl,
+                                heldout_tasks)
 from wmrl.icrl.histories import generate_histories, read_histories
 from wmrl.icrl.report import verdict
+from wmrl.icrl.methods import ICRL_METHODS
 from wmrl.icrl.tasks import bandit_tasks
-from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig
-from wmrl.train.dpt import save_dpt
+from wmrl.train.icrl import IcrlModule, save_model
 
-EXPERIMENTS = ("icrl_bandit", "icrl_darkroom")
+EXPERIMENTS = ("icrl_bandit", "icrl_bandit_control", "icrl_darkroom")
 
 
 def smoke(experiment: str, **overrides):
@@ -45,49 +46,66 @@ def test_icrl_section_errors_name_every_problem_at_once():
     with pytest.raises(ConfigError, match="heldout_seed"):
         smoke("icrl_bandit", icrl={"heldout_seed": 0, "task_seed": 0})
     with pytest.raises(ConfigError, match="exceeds the 20 held-out goals"):
-        smoke("icrl_darkroom", icrl={"evaluate": {"tasks": 21}})
+        smoke("icrl_darkroom", icrl={"evaluate": {"tasks": 21}, "heldout_goals": 20})
     with pytest.raises(ConfigError, match="unknown key 'icrl.arm'"):
         smoke("icrl_bandit", icrl={"arm": 3})
 
 
-def test_dag_helpers_give_one_run_per_backbone_and_seed_and_the_baselines_once():
+def test_dag_helpers_give_one_run_per_method_backbone_and_seed_and_the_baselines_once():
     cfg = smoke("icrl_bandit")
-    assert icrl.runs(cfg) == ["baselines", "transformer-seed0", "ssm-seed0"]
-    spec = icrl.pretrain_spec(cfg, "ssm", 0)
-    assert spec["dpt"]["backbone"] == "ssm" and spec["dpt"]["steps"] == cfg.icrl.pretrain.steps
-    assert spec["dataset"] == "data/smoke/icrl/icrl_bandit/seed0"
-    assert icrl.evaluate_spec(cfg, "ssm-seed0")["model"].endswith("ssm-seed0/model.pt")
+    assert icrl.runs(cfg) == ["baselines", "dpt_transformer-seed0", "dpt_ssm-seed0"]
+    spec = icrl.pretrain_spec(cfg, "dpt_ssm", 0)
+    assert spec["method"] == "dpt" and spec["model"]["backbone"] == "ssm"
+    assert spec["model"]["steps"] == cfg.icrl.pretrain.steps
+    assert spec["dataset"] == "data/smoke/icrl/icrl_bandit/contexts-seed0"
+    assert icrl.evaluate_spec(cfg, "dpt_ssm-seed0")["model"].endswith("dpt_ssm-seed0/model.pt")
     assert set(icrl.report_files(cfg).values()) <= set(stage_targets(cfg)["all"])
+    room = smoke("icrl_darkroom")
+    assert icrl.histories_dirs(room) == ["data/smoke/icrl/icrl_darkroom/contexts-seed0",
+                                         "data/smoke/icrl/icrl_darkroom/learning-seed0"]
+    spec = icrl.pretrain_spec(room, "ad_transformer", 0)
+    assert spec["dataset"].endswith("learning-seed0") and spec["model"]["context_steps"] == 2 * 8
+    assert "control" not in " ".join(icrl.report_files(cfg)) and "control_csv" in icrl.report_files(
+        smoke("icrl_bandit_control"))
 
 
 def test_heldout_tasks_never_enter_pretraining_histories(tmp_path):
     bandit = smoke("icrl_bandit")
-    card = generate_histories(icrl.histories_spec(bandit, 0), tmp_path / "bandit")
+    card = generate_histories(icrl.histories_spec(bandit, "contexts", 0), tmp_path / "bandit")
     train = np.asarray(card["tasks"])
     heldout = np.asarray(heldout_tasks({**to_plain(bandit.icrl)}))
     np.testing.assert_array_equal(train, bandit_tasks(bandit.icrl.train_tasks, bandit.icrl.arms, 0))
     assert not any(np.isclose(train, task).all(1).any() for task in heldout)
     room = smoke("icrl_darkroom")
-    card = generate_histories(icrl.histories_spec(room, 0), tmp_path / "room")
-    goals = {tuple(goal) for goal in card["tasks"]}
     held = {tuple(goal) for goal in heldout_tasks(to_plain(room.icrl))}
-    assert len(goals) == 80 and held and not goals & held
-    frame, _ = read_histories(tmp_path / "room")
-    assert frame["task"].n_unique() == 80
+    for kind in ("contexts", "learning"):  # DPT's and AD's pretraining data
+        card = generate_histories(icrl.histories_spec(room, kind, 0), tmp_path / kind)
+        goals = {tuple(goal) for goal in card["tasks"]}
+        assert card["kind"] == kind and len(goals) == 20 and held and not goals & held
+        frame, _ = read_histories(tmp_path / kind)
+        assert frame["task"].n_unique() == 20
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_jobs_are_deterministic_for_a_fixed_seed(experiment, tmp_path):
     cfg = smoke(experiment)
-    first = generate_histories(icrl.histories_spec(cfg, 0), tmp_path / "a")
-    assert generate_histories(icrl.histories_spec(cfg, 0), tmp_path / "b")["sha256"] == first["sha256"]
-    assert generate_histories(icrl.histories_spec(cfg, 1), tmp_path / "c")["sha256"] != first["sha256"]
-    states = 1 if cfg.icrl.family == "bandit" else 100
-    save_dpt(DecisionPretrainedTransformer(states, 5, cfg.icrl.horizon, DPTConfig(dim=8, layers=1)),
-             tmp_path / "model.pt")
-    for run in ("baselines", "transformer-seed0"):
-        spec = {**icrl.evaluate_spec(cfg, run), "model": str(tmp_path / "model.pt")} if run != "baselines" \
-            else icrl.evaluate_spec(cfg, run)
+    for kind in icrl.data_kinds(cfg):
+        first = generate_histories(icrl.histories_spec(cfg, kind, 0), tmp_path / f"{kind}-a")
+        assert generate_histories(icrl.histories_spec(cfg, kind, 0), tmp_path / f"{kind}-b")["sha256"] == \
+            first["sha256"]
+        assert generate_histories(icrl.histories_spec(cfg, kind, 1), tmp_path / f"{kind}-c")["sha256"] != \
+            first["sha256"]
+        for model in icrl.model_labels(cfg):
+            if icrl.dataset(cfg, model, 0).split("/")[-1].startswith(kind):
+                spec = icrl.pretrain_spec(cfg, model, 0)
+                method = ICRL_METHODS[spec["method"]]
+                module = IcrlModule(method.name, method.shape(first), {**spec["model"], "dim": 8, "layers": 1})
+                save_model(method, module.model, method.shape(first), tmp_path / f"{model}.pt", first,
+                           {5: module.model.state_dict()})
+    for run in icrl.runs(cfg):
+        spec = icrl.evaluate_spec(cfg, run)
+        if run != "baselines":
+            spec["model"] = str(tmp_path / f"{run.split('-seed')[0]}.pt")
         one = evaluate_icrl(spec, str(tmp_path / "one.parquet"))
         assert one.equals(evaluate_icrl(spec, str(tmp_path / "two.parquet")))
 
@@ -107,7 +125,7 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
     cfg = smoke(experiment)
     files = icrl.report_files(cfg)
     assert all((tmp_path / path).is_file() for path in files.values())
-    dpts = [f"dpt_{backbone}" for backbone in cfg.icrl.pretrain.backbones]
+    dpts = icrl.model_labels(cfg)
     rows = pl.read_parquet(tmp_path / files["rows"])
     page = (tmp_path / files["html"]).read_text()
     if cfg.icrl.family == "bandit":
@@ -121,7 +139,15 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
             pl.struct("task", "seed").unique().sort().alias("keys"))
         assert keys["keys"].list.len().n_unique() == 1
     else:
-        assert set(pl.read_csv(tmp_path / files["returns_final_csv"])["method"]) == set(dpts) | set(DARKROOM_BASELINES)
+        returns = set(pl.read_csv(tmp_path / files["returns_final_csv"])["method"])
+        assert returns == set(dpts) | set(DARKROOM_BASELINES) | {SOURCE_LEARNER}
+        assert {"ad_transformer", "dpt_transformer"} <= set(dpts)  # AD ran end to end
+        assert "ad_transformer against its source learner" in page
+    gains = pl.read_csv(tmp_path / files["context_gain_csv"])
+    assert set(gains["method"]) == set(dpts) and gains["verdict"].null_count() == 0
+    curve = rows.filter(pl.col("setting") == "context_accuracy")
+    assert set(curve["checkpoint"].unique()) == {10, 20}  # every snapshot
+    assert curve["task"].n_unique() == cfg.icrl.evaluate.tasks
     claims = pl.read_csv(tmp_path / files["claims_csv"])
     assert len(claims) >= len(dpts) and claims["verdict"].null_count() == 0
     cost = pl.read_csv(tmp_path / files["cost_csv"])

@@ -118,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
         generate_histories(json.loads(args.spec), args.out)
     elif args.command == "icrl-pretrain":
         from wmrl.dag.paths import ICRL_PRETRAIN_FILES
-        from wmrl.train.dpt import train_dpt
+        from wmrl.train.icrl import train_icrl
 
-        train_dpt(json.loads(args.spec), out_files(args.out_dir, ICRL_PRETRAIN_FILES), threads=args.threads)
+        train_icrl(json.loads(args.spec), out_files(args.out_dir, ICRL_PRETRAIN_FILES), threads=args.threads)
     elif args.command == "icrl-evaluate":
         from wmrl.icrl.evaluate import evaluate_icrl
 

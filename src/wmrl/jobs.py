@@ -172,20 +172,22 @@ class IcrlHistoriesSpec(TypedDict):
     """One in-context pretraining dataset (wmrl.icrl.histories.generate_histories)."""
 
     icrl: dict[str, Any]  # the task-defining part of the icrl section
+    data: str  # the kind of histories: contexts (DPT) | learning (AD)
     seed: int
 
 
 class IcrlPretrainSpec(Tracked):
-    """One DPT pretraining job (wmrl.train.dpt.train_dpt)."""
+    """One in-context model's pretraining job (wmrl.train.icrl.train_icrl)."""
 
     dataset: str
     seed: int
-    dpt: dict[str, Any]
+    method: str  # a name of wmrl.icrl.methods.ICRL_METHODS
+    model: dict[str, Any]  # the model's config and the loop's settings
     work_dir: str
 
 
 class IcrlEvaluateSpec(TypedDict):
-    """One ICRL evaluation run (wmrl.icrl.evaluate.evaluate_icrl): a DPT model, or the baselines."""
+    """One ICRL evaluation run (wmrl.icrl.evaluate.evaluate_icrl): a model, or the baselines."""
 
     icrl: dict[str, Any]
     method: str

@@ -15,12 +15,16 @@ from wmrl.train.config import TrainerConfig, check_trainer
 from wmrl.typed import ConfigError
 
 ICRL_FAMILIES = ("bandit", "darkroom")
+# The in-context RL methods (wmrl.icrl.methods) and the kind of histories each learns from
+# (wmrl.icrl.histories): DPT a query and a context, AD a learner's consecutive episodes.
+ICRL_METHOD_DATA = {"dpt": "contexts", "ad": "learning"}
+ICRL_METHOD_FAMILIES = {"dpt": ("bandit", "darkroom"), "ad": ("darkroom",)}
 
 
 @dataclass
 class IcrlModelConfig:
-    """The Decision-Pretrained Transformer's width and optimizer (`wmrl.models.dpt.DPTConfig`; DPT's
-    sizes by default); the backbone comes from `icrl.pretrain.backbones`."""
+    """Every method's model width and optimizer (`wmrl.models.dpt.DPTConfig`, `wmrl.models.ad.ADConfig`;
+    DPT's sizes by default); the backbone comes from `icrl.pretrain.backbones`."""
 
     dim: int = 32
     layers: int = 4
@@ -33,7 +37,7 @@ class IcrlModelConfig:
 
 @dataclass
 class IcrlPretrainConfig:
-    """Supervised pretraining of DPT (one job per backbone x seed), through `wmrl.train.loop.fit`."""
+    """Supervised pretraining (one job per method x backbone x seed), through `wmrl.train.loop.fit`."""
 
     backbones: list[str] = field(default_factory=lambda: ["transformer"])  # transformer | ssm (S4-ICRL) | gru
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -58,12 +62,26 @@ class IcrlEvaluateConfig:
 
 
 @dataclass
+class IcrlADConfig:
+    """Algorithm Distillation's learning histories (`wmrl.icrl.learning`, AD-ε noise distillation)
+    and context: `histories_per_task` histories of `episodes` consecutive Dark Room episodes per
+    training goal, exploration decaying to 0 by episode `decay` x `episodes`; the model reads the
+    last `context_episodes` x `episode_steps` steps."""
+
+    episodes: int = 40
+    decay: float = 0.7
+    histories_per_task: int = 50
+    context_episodes: int = 4
+
+
+@dataclass
 class IcrlConfig:
     """In-context RL: DPT pretrained on many tasks' histories, evaluated on held-out tasks
     against the bandit baselines and the oracle. An experiment that sets this section runs the ICRL
     DAG (histories -> pretrain -> evaluate -> report) instead of the world-model one."""
 
     family: str = "bandit"  # bandit | darkroom
+    methods: list[str] = field(default_factory=lambda: ["dpt"])  # dpt | ad (Dark Room only)
     control: Optional[str] = None  # bandit: the DPT model (dpt_<backbone>) judged as the positive control
     arms: int = 5  # bandit: K
     horizon: int = 500  # bandit: pulls per task (= DPT's context H); Dark Room: DPT's context (transitions)
@@ -76,6 +94,7 @@ class IcrlConfig:
     heldout_goals: int = 20  # Dark Room: goals held out of the 100 (DPT: 80 train / 20 held out)
     histories_per_task: int = 1  # pretraining histories per training task
     data_seeds: list[int] = field(default_factory=lambda: [0])  # one history dataset per seed
+    ad: IcrlADConfig = field(default_factory=IcrlADConfig)
     pretrain: IcrlPretrainConfig = field(default_factory=IcrlPretrainConfig)
     evaluate: IcrlEvaluateConfig = field(default_factory=IcrlEvaluateConfig)
 
@@ -96,6 +115,19 @@ def check_icrl(cfg: DictConfig) -> None:
                               ("pretrain.model.batch_size", icrl.pretrain.model.batch_size, 1)):
         if value < least:
             problems.append(f"'icrl.{key}' must be at least {least}, got {value}")
+    wrong = [m for m in icrl.methods if icrl.family not in ICRL_METHOD_FAMILIES.get(m, ())]
+    if wrong or not icrl.methods:
+        problems.append(f"'icrl.methods' must name some of {ICRL_METHOD_FAMILIES} for family {icrl.family!r}, "
+                        f"got {list(icrl.methods)}")
+    if "ad" in icrl.methods and icrl.family == "darkroom":
+        ad = icrl.ad
+        if ad.episodes < 2 or not 0 < ad.decay <= 1 or ad.histories_per_task < 1:
+            problems.append(f"'icrl.ad' needs episodes >= 2, decay in (0, 1] and histories_per_task >= 1, got "
+                            f"{ad.episodes}, {ad.decay} and {ad.histories_per_task}")
+        elif not 1 <= ad.context_episodes <= ad.episodes or icrl.evaluate.episodes > ad.episodes:
+            problems.append(f"'icrl.ad.context_episodes' ({ad.context_episodes}) and 'icrl.evaluate.episodes' "
+                            f"({icrl.evaluate.episodes}) must be within 'icrl.ad.episodes' ({ad.episodes}): AD's "
+                            f"context and its source learner's curve come from histories that long")
     models = [f"dpt_{b}" for b in icrl.pretrain.backbones]
     if icrl.control is not None and (icrl.family != "bandit" or icrl.control not in models):
         problems.append(f"'icrl.control' must name one of the bandit experiment's models {models}, got "

@@ -1,5 +1,6 @@
-"""The in-context RL DAG (an experiment that sets `icrl`): history datasets -> DPT pretraining
-(backbone x seed) -> evaluation on held-out tasks (each DPT model, and the baselines once) -> report."""
+"""The in-context RL DAG (an experiment that sets `icrl`): history datasets (per kind the methods
+learn from x data seed) -> pretraining (method x backbone x seed) -> evaluation on held-out tasks
+(each model, and the baselines once) -> report."""
 
 from __future__ import annotations
 
@@ -8,19 +9,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from wmrl.config import to_plain
-from wmrl.dag.paths import (
-    ICRL_BASELINES,
-    ICRL_BENCHMARKS,
-    ICRL_CONTROL_TABLE,
-    ICRL_EVALUATE,
-    ICRL_FIGURES,
-    ICRL_HISTORIES,
-    ICRL_PRETRAIN,
-    ICRL_PRETRAIN_MLFLOW,
-    ICRL_PRETRAIN_MODEL,
-    ICRL_TABLES,
-    REPORT,
-)
+from wmrl.config.icrl import ICRL_METHOD_DATA
+from wmrl.dag.paths import (ICRL_BASELINES, ICRL_BENCHMARKS, ICRL_CONTROL_TABLE, ICRL_EVALUATE, ICRL_FIGURES,
+                            ICRL_HISTORIES, ICRL_PRETRAIN, ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_TABLES,
+                            REPORT)
 from wmrl.dag.tracked import tracked
 from wmrl.jobs import IcrlEvaluateSpec, IcrlHistoriesSpec, IcrlPretrainSpec, IcrlReportSpec
 from wmrl.provenance import config_hash
@@ -34,50 +26,64 @@ def _base(cfg: DictConfig) -> dict[str, Any]:
 def task_settings(cfg: DictConfig) -> dict[str, Any]:
     """The task-defining part of the ICRL section (what every ICRL job shares)."""
     icrl = to_plain(cfg.icrl)
-    return {key: icrl[key] for key in ("family", "arms", "horizon", "size", "episode_steps", "noise_std",
+    return {key: icrl[key] for key in ("family", "methods", "arms", "horizon", "size", "episode_steps", "noise_std",
                                        "train_tasks", "heldout_seed", "task_seed", "heldout_goals",
-                                       "histories_per_task")}
+                                       "histories_per_task", "ad")}
+
+
+def data_kinds(cfg: DictConfig) -> list[str]:
+    """The kinds of histories the experiment's methods learn from, in method order."""
+    return list(dict.fromkeys(ICRL_METHOD_DATA[method] for method in cfg.icrl.methods))
 
 
 def histories_dirs(cfg: DictConfig) -> list[str]:
-    """One history dataset per data seed."""
-    return [ICRL_HISTORIES.format(**_base(cfg), seed=seed) for seed in cfg.icrl.data_seeds]
+    """One history dataset per kind and data seed."""
+    return [ICRL_HISTORIES.format(**_base(cfg), data=kind, seed=seed) for kind in data_kinds(cfg)
+            for seed in cfg.icrl.data_seeds]
 
 
-def histories_spec(cfg: DictConfig, seed: int) -> IcrlHistoriesSpec:
+def histories_spec(cfg: DictConfig, data: str, seed: int) -> IcrlHistoriesSpec:
     """Everything one history-dataset job needs (its Snakemake params)."""
-    return {"icrl": task_settings(cfg), "seed": int(seed)}
+    return {"icrl": task_settings(cfg), "data": data, "seed": int(seed)}
 
 
-def dataset(cfg: DictConfig, seed: int) -> str:
-    """The history dataset pretraining seed `seed` reads: the data seeds in turn."""
-    seeds = list(cfg.icrl.pretrain.seeds)
-    data_seeds = list(cfg.icrl.data_seeds)
-    return ICRL_HISTORIES.format(**_base(cfg), seed=data_seeds[seeds.index(int(seed)) % len(data_seeds)])
+def model_labels(cfg: DictConfig) -> list[str]:
+    """Every pretrained model's label, <method>_<backbone> (method x backbone)."""
+    return [f"{method}_{backbone}" for method in cfg.icrl.methods for backbone in cfg.icrl.pretrain.backbones]
+
+
+def dataset(cfg: DictConfig, model: str, seed: int) -> str:
+    """The history dataset that pretraining `model` with seed `seed` reads: its method's kind, the
+    data seeds in turn."""
+    seeds, data_seeds = list(cfg.icrl.pretrain.seeds), list(cfg.icrl.data_seeds)
+    kind = ICRL_METHOD_DATA[model.split("_")[0]]
+    return ICRL_HISTORIES.format(**_base(cfg), data=kind, seed=data_seeds[seeds.index(int(seed)) % len(data_seeds)])
 
 
 def models(cfg: DictConfig) -> list[str]:
-    """The model file of every DPT pretraining job (backbone x seed)."""
-    p = cfg.icrl.pretrain
-    return [ICRL_PRETRAIN_MODEL.format(**_base(cfg), backbone=b, seed=s) for b in p.backbones for s in p.seeds]
+    """The model file of every pretraining job (method x backbone x seed)."""
+    return [ICRL_PRETRAIN_MODEL.format(**_base(cfg), model=m, seed=s) for m in model_labels(cfg)
+            for s in cfg.icrl.pretrain.seeds]
 
 
-def pretrain_spec(cfg: DictConfig, backbone: str, seed: int) -> IcrlPretrainSpec:
-    """Everything one DPT pretraining job needs (`wmrl.train.dpt.train_dpt`'s spec)."""
-    p = to_plain(cfg.icrl.pretrain)
+def pretrain_spec(cfg: DictConfig, model: str, seed: int) -> IcrlPretrainSpec:
+    """Everything one pretraining job needs (`wmrl.train.icrl.train_icrl`'s spec)."""
+    method, backbone = model.split("_")
+    p, icrl = to_plain(cfg.icrl.pretrain), cfg.icrl
     settings = {**p["model"], "backbone": backbone, "trainer": p["trainer"],
                 **{key: p[key] for key in ("steps", "schedule", "validate_every", "checkpoint_every",
                                            "grad_clip", "holdout_fraction")}}
-    wildcards = {"backbone": backbone, "seed": int(seed)}
+    if method == "ad":  # AD reads the last context_episodes episodes
+        settings["context_steps"] = int(icrl.ad.context_episodes * icrl.episode_steps)
+    wildcards = {"model": model, "seed": int(seed)}
     names = tracked(cfg, "icrl_pretrain", ICRL_PRETRAIN, wildcards)
-    return {"dataset": dataset(cfg, seed), "seed": int(seed), "dpt": settings,
+    return {"dataset": dataset(cfg, model, seed), "seed": int(seed), "method": method, "model": settings,
             "work_dir": f"work/{names['run_name']}", **names}
 
 
 def runs(cfg: DictConfig) -> list[str]:
-    """The evaluation runs: the baselines once, each DPT model (<backbone>-seed<s>)."""
-    p = cfg.icrl.pretrain
-    return [ICRL_BASELINES] + [f"{b}-seed{s}" for b in p.backbones for s in p.seeds]
+    """The evaluation runs: the baselines once, each model (<method>_<backbone>-seed<s>)."""
+    return [ICRL_BASELINES] + [f"{m}-seed{s}" for m in model_labels(cfg) for s in cfg.icrl.pretrain.seeds]
 
 
 def evaluations(cfg: DictConfig) -> list[str]:
@@ -86,11 +92,11 @@ def evaluations(cfg: DictConfig) -> list[str]:
 
 
 def evaluate_inputs(cfg: DictConfig, run: str) -> dict[str, str]:
-    """What an evaluation run reads: a DPT model and its record (the baselines read nothing)."""
+    """What an evaluation run reads: a model and its record (the baselines read nothing)."""
     if run == ICRL_BASELINES:
         return {}
-    backbone, seed = run.split("-seed")
-    return {name: pattern.format(**_base(cfg), backbone=backbone, seed=seed)
+    model, seed = run.split("-seed")
+    return {name: pattern.format(**_base(cfg), model=model, seed=seed)
             for name, pattern in (("model", ICRL_PRETRAIN_MODEL), ("record", ICRL_PRETRAIN_MLFLOW))}
 
 
@@ -99,8 +105,8 @@ def evaluate_spec(cfg: DictConfig, run: str) -> IcrlEvaluateSpec:
     job = {"icrl": {**task_settings(cfg), "evaluate": to_plain(cfg.icrl.evaluate)}}
     if run == ICRL_BASELINES:
         return {**job, "method": ICRL_BASELINES}
-    backbone, seed = run.split("-seed")
-    return {**job, "method": f"dpt_{backbone}", "model_seed": int(seed),
+    model, seed = run.split("-seed")
+    return {**job, "method": model, "model_seed": int(seed),
             "model": evaluate_inputs(cfg, run)["model"]}
 
 
@@ -117,9 +123,10 @@ def report_files(cfg: DictConfig) -> dict[str, str]:
 def benchmark_files(cfg: DictConfig) -> dict[str, list[str]]:
     """The benchmark file of every ICRL job but the report's own, by rule."""
     base, p = _base(cfg), cfg.icrl.pretrain
-    return {"icrl_histories": [ICRL_BENCHMARKS["icrl_histories"].format(**base, seed=s) for s in cfg.icrl.data_seeds],
-            "icrl_pretrain": [ICRL_BENCHMARKS["icrl_pretrain"].format(**base, backbone=b, seed=s)
-                              for b in p.backbones for s in p.seeds],
+    return {"icrl_histories": [ICRL_BENCHMARKS["icrl_histories"].format(**base, data=kind, seed=s)
+                               for kind in data_kinds(cfg) for s in cfg.icrl.data_seeds],
+            "icrl_pretrain": [ICRL_BENCHMARKS["icrl_pretrain"].format(**base, model=m, seed=s)
+                              for m in model_labels(cfg) for s in p.seeds],
             "icrl_evaluate": [ICRL_BENCHMARKS["icrl_evaluate"].format(**base, run=r) for r in runs(cfg)]}
 
 
@@ -129,8 +136,8 @@ def report_spec(cfg: DictConfig) -> IcrlReportSpec:
     return {"experiment": cfg.experiment, "scale": cfg.scale, "question": cfg.report.question,
             "bootstrap_repetitions": cfg.report.bootstrap_repetitions, "confidence": cfg.report.confidence,
             "config_hash": config_hash(to_plain(cfg)), "icrl": icrl,
-            "methods": [f"dpt_{b}" for b in icrl["pretrain"]["backbones"]],
+            "methods": model_labels(cfg),
             "benchmarks": benchmark_files(cfg),
             "inputs": {"evaluations": evaluations(cfg),
-                       "records": [ICRL_PRETRAIN_MLFLOW.format(**_base(cfg), backbone=b, seed=s)
-                                   for b in icrl["pretrain"]["backbones"] for s in icrl["pretrain"]["seeds"]]}}
+                       "records": [ICRL_PRETRAIN_MLFLOW.format(**_base(cfg), model=m, seed=s)
+                                   for m in model_labels(cfg) for s in icrl["pretrain"]["seeds"]]}}

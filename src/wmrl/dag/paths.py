@@ -78,15 +78,15 @@ BENCHMARKS = {
 }
 
 # In-context RL (an experiment that sets `icrl`): histories -> DPT pretraining -> evaluation -> report.
-ICRL_HISTORIES = "data/{scale}/icrl/{experiment}/seed{seed}"
-ICRL_PRETRAIN = "results/{scale}/{experiment}/icrl/pretrain/{backbone}-seed{seed}"
+ICRL_HISTORIES = "data/{scale}/icrl/{experiment}/{data}-seed{seed}"  # data: contexts | learning
+ICRL_PRETRAIN = "results/{scale}/{experiment}/icrl/pretrain/{model}-seed{seed}"  # model: <method>_<backbone>
 ICRL_PRETRAIN_FILES = {"model": "model.pt", "mlflow": "model.mlflow.json"}
 ICRL_PRETRAIN_MODEL, ICRL_PRETRAIN_MLFLOW = (f"{ICRL_PRETRAIN}/{name}" for name in ICRL_PRETRAIN_FILES.values())
-ICRL_EVALUATE = "results/{scale}/{experiment}/icrl/evaluate/{run}.parquet"  # run: baselines | <backbone>-seed<s>
+ICRL_EVALUATE = "results/{scale}/{experiment}/icrl/evaluate/{run}.parquet"  # run: baselines | <model>-seed<s>
 ICRL_BASELINES = "baselines"
 ICRL_BENCHMARKS = {
-    "icrl_histories": "benchmarks/icrl_histories/{scale}/{experiment}/seed{seed}.tsv",
-    "icrl_pretrain": "benchmarks/icrl_pretrain/{scale}/{experiment}/{backbone}-seed{seed}.tsv",
+    "icrl_histories": "benchmarks/icrl_histories/{scale}/{experiment}/{data}-seed{seed}.tsv",
+    "icrl_pretrain": "benchmarks/icrl_pretrain/{scale}/{experiment}/{model}-seed{seed}.tsv",
     "icrl_evaluate": "benchmarks/icrl_evaluate/{scale}/{experiment}/{run}.tsv",
     "icrl_report": "benchmarks/icrl_report/{scale}/{experiment}.tsv",
 }

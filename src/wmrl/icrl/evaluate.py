@@ -1,30 +1,33 @@
-"""Evaluation of in-context RL on held-out tasks: DPT and every baseline played by the same code on
-the same tasks and seeds, as one long table.
+"""Evaluation of in-context RL on held-out tasks: every model (`wmrl.icrl.methods`: DPT, AD) and
+every baseline played by the same code on the same tasks and seeds, as one long table.
 
-Rows (`ROWS` schema): ``setting`` | ``method`` | ``model_seed`` (DPT's pretraining seed; null for
-a baseline) | ``task`` (index among the held-out tasks) | ``seed`` (evaluation seed) | ``step`` |
-``value``, where by setting
+Rows (`ROWS` schema): ``setting`` | ``method`` (a model's label, e.g. dpt_transformer, or a
+baseline) | ``model_seed`` (the model's pretraining seed; null for a baseline) | ``task`` (index
+among the held-out tasks) | ``seed`` (evaluation seed) | ``step`` | ``value`` | ``checkpoint``,
+where by setting
 
 * ``online`` (bandits): the expected regret max_a mu_a - mu_{a_t} of pull ``step`` (1..H) of a
   method that learns from its own pulls: DPT samples its predicted distribution over the optimal
   arm with its own transitions as context; UCB (c = `ucb_c`), Thompson sampling (Gaussian prior
-  N(0.5, 1/12), the moments of U(0, 1), and the known noise standard deviation), the empirical mean, a
-  uniform policy and the oracle. The cumulative regret after T pulls is the sum of steps 1..T.
+  N(0.5, 1/12), the moments of U(0, 1), and the known noise standard deviation), the empirical
+  mean, a uniform policy and the oracle. The cumulative regret after T pulls is the sum of steps 1..T.
 * ``offline`` (bandits): the suboptimality max_a mu_a - mu_{a_hat} of the arm chosen from the
   first ``step`` (1..H) pulls of a fixed history (DPT's Dirichlet-mixed behaviour, drawn per
   held-out task and seed): DPT greedy on its logits at that position, LCB (c = `ucb_c`) and the
   empirical mean.
-* ``darkroom``: the return of in-context episode ``step`` (1..E) on a held-out goal: DPT samples
-  its predicted action with its previous episode (its last H transitions) as context, from an
-  empty context in episode 1; the oracle (reference) and a uniform policy.
+* ``darkroom``: the return of in-context episode ``step`` (1..E) on a held-out goal, no weight
+  updates: DPT samples its predicted action with its previous episodes' last H transitions as
+  context (empty in episode 1); AD samples the learner's next action with the last steps of its
+  own history as context (`wmrl.models.ad`); the oracle (reference), a uniform policy and, where
+  AD runs, its source learner (`SOURCE_LEARNER`: the noise-distillation learner AD imitates,
+  played on the held-out goals).
 * ``context_accuracy`` / ``context_cross_entropy`` (each model, at each training snapshot
-  ``checkpoint``): the in-context learning curve of `wmrl.icrl.curve` at context length ``step``
-  (0..H) on the held-out tasks' histories (bandits: the offline histories above; Dark Room:
-  `CURVE_HISTORIES` uniform histories per held-out goal). ``checkpoint`` is null in other rows.
+  ``checkpoint``): the in-context learning curve (`wmrl.icrl.curve`, the histories its method
+  draws for the held-out tasks) at context length ``step``. ``checkpoint`` is null in other rows.
 
-Seeds: evaluation seed s draws the offline histories with seed OFFLINE_SEED + s, and every
-baseline's randomness for task i from ``default_rng([s, i])`` (the same stream start for every
-method); DPT's sampling for seed s from a torch generator seeded with s.
+Seeds: evaluation seed s draws the offline and curve histories with seed OFFLINE_SEED + s, and
+every baseline's randomness for task i from ``default_rng([s, i])`` (the same stream start for
+every method); a model's sampling for seed s from a torch generator seeded with s.
 """
 
 from __future__ import annotations
@@ -38,26 +41,17 @@ import polars as pl
 import torch
 
 from wmrl.files import publish
-from wmrl.icrl.baselines import (
-    UCB,
-    EmpiricalMean,
-    Oracle,
-    Thompson,
-    Uniform,
-    empirical_choice,
-    lcb_choice,
-    play_bandit,
-    play_darkroom,
-)
-from wmrl.icrl.curve import dpt_curve
-from wmrl.icrl.histories import bandit_histories, darkroom_histories
-from wmrl.icrl.tasks import MOVES, bandit_tasks, darkroom_goals, darkroom_step, optimal_darkroom_action, split_goals
+from wmrl.icrl.baselines import (UCB, EmpiricalMean, Oracle, Thompson, Uniform, empirical_choice, lcb_choice,
+                                 play_bandit, play_darkroom)
+from wmrl.icrl.histories import bandit_histories
+from wmrl.icrl.learning import noise_distillation_histories
+from wmrl.icrl.tasks import MOVES, bandit_tasks, darkroom_goals, optimal_darkroom_action, split_goals
 from wmrl.jobs import IcrlEvaluateSpec, check_spec
 from wmrl.models.dpt import DecisionPretrainedTransformer, choose, deploy_online
 
 log = logging.getLogger("wmrl")
 OFFLINE_SEED = 500_000
-CURVE_HISTORIES = 20  # Dark Room: uniform histories per held-out goal and evaluation seed for the context curve
+SOURCE_LEARNER = "ad_source"  # the learner whose histories AD distils, played on the held-out goals
 ROWS = {"setting": pl.String(), "method": pl.String(), "model_seed": pl.Int64(), "task": pl.Int64(),
         "seed": pl.Int64(), "step": pl.Int64(), "value": pl.Float64(), "checkpoint": pl.Int64()}
 ONLINE_BASELINES = ("ucb", "thompson", "empirical_mean", "uniform", "oracle")
@@ -158,6 +152,16 @@ def dpt_bandit_offline(model: DecisionPretrainedTransformer, means: np.ndarray, 
 # --------------------------------------------------------------------------- Dark Room
 
 
+def source_learner(goals: list, icrl: dict[str, Any], seed: int) -> np.ndarray:
+    """Return per episode (goals, evaluate.episodes) of AD's source learner (`wmrl.icrl.learning`:
+    the oracle with exploration decaying over `icrl.ad.episodes` episodes) on held-out goals."""
+    episodes, steps = icrl["ad"]["episodes"], icrl["episode_steps"]
+    histories = noise_distillation_histories([tuple(goal) for goal in goals], episodes, steps, OFFLINE_SEED + seed,
+                                             size=icrl["size"], decay=icrl["ad"]["decay"])
+    rewards = np.stack(histories.frame["rewards"].to_list()).reshape(len(goals), episodes, steps)
+    return rewards.sum(-1)[:, :icrl["evaluate"]["episodes"]]
+
+
 def darkroom_baselines(goals: list, episodes: int, horizon: int, seed: int, size: int) -> dict[str, np.ndarray]:
     """Return per episode (goals, episodes) of the oracle and a uniform policy (episodes of `horizon` steps)."""
     out = {name: np.zeros((len(goals), episodes)) for name in DARKROOM_BASELINES}
@@ -171,60 +175,21 @@ def darkroom_baselines(goals: list, episodes: int, horizon: int, seed: int, size
     return out
 
 
-@torch.no_grad()
-def dpt_darkroom(model: DecisionPretrainedTransformer, goals: list, episodes: int, horizon: int, seed: int
-                 ) -> np.ndarray:
-    """Return per episode (goals, episodes) of DPT sampling its action at each step, its context the
-    last `model.horizon` transitions of its previous episodes (empty in the first)."""
-    generator = torch.Generator().manual_seed(seed)
-    size = int(round(model.states ** 0.5))
-    goal_state = torch.as_tensor([g[0] * size + g[1] for g in goals])
-    count = len(goals)
-    past = torch.zeros((count, 0, 4))  # (s, a, r, s') of the previous episodes
-    returns = np.zeros((count, episodes))
-    for episode in range(episodes):
-        context = past[:, -model.horizon:] if model.horizon else past[:, :0]
-        state = torch.zeros(count, dtype=torch.long)
-        steps = []
-        for _ in range(horizon):
-            logits = model(state, context[..., 0].long(), context[..., 1].long(), context[..., 2],
-                           context[..., 3].long())[:, -1]
-            action = choose(logits, greedy=False, generator=generator)
-            following = torch.as_tensor(darkroom_step(state.numpy(), action.numpy(), size))
-            reward = (following == goal_state).float()
-            steps.append(torch.stack([state.float(), action.float(), reward, following.float()], -1))
-            returns[:, episode] += reward.numpy()
-            state = following
-        past = torch.cat([past, torch.stack(steps, 1)], 1)[:, -model.horizon:]
-    return returns
-
-
 # --------------------------------------------------------------------------- the job
 
 
-def curve_histories(icrl: dict[str, Any], tasks: list, seed: int) -> dict[str, np.ndarray]:
-    """The held-out tasks' histories the context curve reads for evaluation seed `seed` (module doc)."""
-    from wmrl.train.dpt import histories_from_frame
+def curve_rows(path: str, label: str, model_seed: int, icrl: dict[str, Any], tasks: list, seed: int
+               ) -> list[pl.DataFrame]:
+    """The context-curve rows of every training snapshot of the model saved at `path`, on the
+    held-out tasks' histories its method draws for evaluation seed `seed`."""
+    from wmrl.train.icrl import load_model, snapshot_steps
 
-    if icrl["family"] == "bandit":
-        histories = bandit_histories(np.asarray(tasks), icrl["horizon"], OFFLINE_SEED + seed, 1, icrl["noise_std"])
-    else:
-        histories = darkroom_histories([tuple(goal) for goal in tasks], icrl["horizon"], OFFLINE_SEED + seed,
-                                       per_task=CURVE_HISTORIES, size=icrl["size"])
-    card = {"horizon": histories.horizon, "states": histories.states, "actions": histories.actions}
-    return vars(histories_from_frame(histories.frame, card))
-
-
-def curve_rows(path: str, method: str, model_seed: int, histories: dict[str, np.ndarray], tasks: int,
-               seed: int) -> list[pl.DataFrame]:
-    """The context-curve rows of every training snapshot of the model saved at `path`."""
-    from wmrl.train.dpt import load_dpt, snapshot_steps
-
-    frames = []
+    frames, histories = [], None
     for step in snapshot_steps(path):
-        scores = dpt_curve(load_dpt(path, step), histories, tasks)
-        frames += [_frame(name, method, model_seed, values, seed, first_step=0, checkpoint=step)
-                   for name, values in scores.items()]
+        method, model = load_model(path, step)
+        histories = histories if histories is not None else method.curve_histories(icrl, tasks, OFFLINE_SEED + seed)
+        frames += [_frame(name, label, model_seed, values, seed, first_step=0, checkpoint=step)
+                   for name, values in method.curve(model, histories, len(tasks)).items()]
     return frames
 
 
@@ -233,6 +198,8 @@ def baseline_rows(icrl: dict[str, Any], tasks: list, seed: int) -> list[pl.DataF
     horizon = icrl["horizon"]
     if icrl["family"] == "darkroom":
         returns = darkroom_baselines(tasks, icrl["evaluate"]["episodes"], icrl["episode_steps"], seed, icrl["size"])
+        if "ad" in icrl["methods"]:
+            returns[SOURCE_LEARNER] = source_learner(tasks, icrl, seed)
         return [_frame("darkroom", name, None, values, seed) for name, values in returns.items()]
     means, c = np.asarray(tasks), icrl["evaluate"]["ucb_c"]
     online = bandit_baselines_online(means, horizon, seed, icrl["noise_std"], c)
@@ -241,40 +208,41 @@ def baseline_rows(icrl: dict[str, Any], tasks: list, seed: int) -> list[pl.DataF
             + [_frame("offline", name, None, values, seed) for name, values in offline.items()])
 
 
-def model_rows(icrl: dict[str, Any], tasks: list, seed: int, model: DecisionPretrainedTransformer, method: str,
-               model_seed: int) -> list[pl.DataFrame]:
-    """A DPT model's rows for evaluation seed `seed` (its context curve apart)."""
+def model_rows(icrl: dict[str, Any], tasks: list, seed: int, method, model, label: str, model_seed: int
+               ) -> list[pl.DataFrame]:
+    """A model's rows for evaluation seed `seed` (its context curve apart): Dark Room returns per
+    in-context episode, or DPT's online regret and offline suboptimality on bandits."""
     if icrl["family"] == "darkroom":
-        returns = dpt_darkroom(model, tasks, icrl["evaluate"]["episodes"], icrl["episode_steps"], seed)
-        return [_frame("darkroom", method, model_seed, returns, seed)]
+        returns = method.play_darkroom(model, tasks, icrl["evaluate"]["episodes"], icrl["episode_steps"], icrl["size"],
+                                       seed)
+        return [_frame("darkroom", label, model_seed, returns, seed)]
     means, horizon = np.asarray(tasks), icrl["horizon"]
     history = offline_histories(means, horizon, seed, icrl["noise_std"])
-    return [_frame("online", method, model_seed, dpt_bandit_online(model, means, horizon, seed, icrl["noise_std"]),
+    return [_frame("online", label, model_seed, dpt_bandit_online(model, means, horizon, seed, icrl["noise_std"]),
                    seed),
-            _frame("offline", method, model_seed, dpt_bandit_offline(model, means, history), seed)]
+            _frame("offline", label, model_seed, dpt_bandit_offline(model, means, history), seed)]
 
 
 def evaluate_icrl(spec: IcrlEvaluateSpec, out: str, threads: int = 1) -> pl.DataFrame:
-    """Play spec["model"] (a DPT file, `wmrl.train.dpt.save_dpt`) or, without one, the baselines on
-    the held-out tasks for every evaluation seed, with the model's context curve at each of its
-    snapshots; write the rows (`ROWS`) to `out`."""
+    """Play spec["model"] (a model file, `wmrl.train.icrl.save_model`) or, without one, the
+    baselines on the held-out tasks for every evaluation seed, with the model's context curve at
+    each of its snapshots; write the rows (`ROWS`) to `out`."""
     check_spec(spec, IcrlEvaluateSpec)
-    from wmrl.train.dpt import load_dpt
+    from wmrl.train.icrl import load_model
 
     torch.set_num_threads(threads)
     icrl = spec["icrl"]
     tasks, seeds = heldout_tasks(icrl), icrl["evaluate"]["seeds"]
-    method, model_seed = spec["method"], spec.get("model_seed")
-    model = load_dpt(spec["model"]) if spec.get("model") else None
+    label, model_seed = spec["method"], spec.get("model_seed")
+    method, model = load_model(spec["model"]) if spec.get("model") else (None, None)
     frames = []
     for seed in seeds:
         if model is None:
             frames += baseline_rows(icrl, tasks, seed)
         else:
-            frames += model_rows(icrl, tasks, seed, model, method, model_seed)
-            frames += curve_rows(spec["model"], method, model_seed, curve_histories(icrl, tasks, seed), len(tasks),
-                                 seed)
-        log.info("evaluated %s on %d held-out tasks, seed %d", method, len(tasks), seed)
+            frames += model_rows(icrl, tasks, seed, method, model, label, model_seed)
+            frames += curve_rows(spec["model"], label, model_seed, icrl, tasks, seed)
+        log.info("evaluated %s on %d held-out tasks, seed %d", label, len(tasks), seed)
     rows = pl.concat(frames)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     publish(out, rows.write_parquet)

@@ -20,23 +20,18 @@ label of an in-context accuracy curve).
 AD reads a history as one token per step t: the state s_t, the previous action a_{t-1} and reward
 r_{t-1}, across episode boundaries too (the first step of episode k + 1 carries the last action and
 reward of episode k); the history's step 0 has none, so it carries the "none" action index A and
-reward 0. `LearningArrays.windows` cuts training windows of consecutive steps from random
-histories at random starts; the target at each step is the learner's action a_t.
+reward 0. `wmrl.icrl.arrays.LearningArrays.windows` cuts training windows of consecutive steps from
+random histories at random starts; the target at each step is the learner's action a_t.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
-import polars as pl
 
 from wmrl.icrl.histories import Histories, check_heldout, kind_frame
 from wmrl.icrl.tasks import MOVES, darkroom_step, optimal_darkroom_action
-
-STEP_COLUMNS = ("states", "actions", "rewards", "optimal_actions")
 
 
 def exploration_schedule(episodes: int, decay: float) -> np.ndarray:
@@ -81,83 +76,3 @@ def noise_distillation_histories(goals: Sequence[tuple[int, int]], episodes: int
                                              "in episode k of K (AD-epsilon noise distillation)"}
     return Histories("darkroom", size * size, len(MOVES), length, goal_xy.tolist(), settings, seed, frame,
                      kind="learning", episodes=episodes, episode_steps=episode_steps)
-
-
-@dataclass
-class LearningArrays:
-    """Learning histories as arrays: task (N,); states, actions, rewards, optimal_actions (N, L); and
-    `none_action`, the index A of "no previous action" (the card's action count)."""
-
-    task: np.ndarray
-    states: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    optimal_actions: np.ndarray
-    none_action: int
-
-    @classmethod
-    def from_frame(cls, frame: pl.DataFrame, card: dict[str, Any]) -> LearningArrays:
-        """The learning kind's table as arrays, checked against its card (kind, lengths L, ids in range)."""
-        if card.get("kind") != "learning":
-            raise ValueError(f"learning arrays read the learning kind of histories, not {card.get('kind')!r}")
-        length, n = int(card["horizon"]), len(frame)
-        arrays = {}
-        for name in STEP_COLUMNS:
-            lengths = frame[name].list.len()
-            if n and (lengths.min() != length or lengths.max() != length):
-                raise ValueError(f"column {name}: every history must have {length} steps (the card's horizon), "
-                                 f"found lengths {lengths.min()}..{lengths.max()}")
-            dtype = np.float32 if name == "rewards" else np.int64
-            arrays[name] = frame[name].explode().to_numpy().astype(dtype).reshape(n, length)
-        for name, limit in (("states", "states"), ("actions", "actions"), ("optimal_actions", "actions")):
-            if n and (arrays[name].min() < 0 or arrays[name].max() >= card[limit]):
-                raise ValueError(f"column {name}: values outside 0..{card[limit] - 1}")
-        return cls(frame["task"].to_numpy().astype(np.int64), **arrays, none_action=int(card["actions"]))
-
-    def __len__(self) -> int:
-        return len(self.task)
-
-    @property
-    def length(self) -> int:
-        """L, the steps of each history."""
-        return self.states.shape[1]
-
-    def subset(self, mask: np.ndarray) -> LearningArrays:
-        return replace(self, **{name: getattr(self, name)[mask] for name in ("task", *STEP_COLUMNS)})
-
-    def split(self, holdout_fraction: float) -> tuple[LearningArrays, LearningArrays]:
-        """(train, heldout): the held-out part is every history of the last `holdout_fraction` of
-        the distinct tasks (by id), so no held-out task is seen in training."""
-        tasks = np.unique(self.task)
-        heldout = np.isin(self.task, tasks[len(tasks) - int(holdout_fraction * len(tasks)):]) if holdout_fraction \
-            else np.zeros(len(self), bool)
-        return self.subset(~heldout), self.subset(heldout)
-
-    def windows(self, size: int, rng: np.random.Generator, length: int) -> dict[str, np.ndarray]:
-        """`size` windows of `length` consecutive steps, each from a random history at a random start
-        (0..L - length): states, prev_actions, prev_rewards (the token's inputs), actions (the target:
-        the learner's action) and optimal_actions, each (size, length)."""
-        self.check_window(length)
-        rows = rng.integers(len(self), size=size)
-        return self.windows_at(rows, rng.integers(self.length - length + 1, size=size), length)
-
-    def first_windows(self, length: int) -> dict[str, np.ndarray]:
-        """The window of `length` steps at the start of every history, in order (evaluation curves)."""
-        self.check_window(length)
-        return self.windows_at(np.arange(len(self)), np.zeros(len(self), dtype=np.int64), length)
-
-    def check_window(self, length: int) -> None:
-        """Raise unless a window of `length` steps fits in a history."""
-        if not 1 <= length <= self.length:
-            raise ValueError(f"a window of {length} steps does not fit in histories of {self.length} steps")
-
-    def windows_at(self, rows: np.ndarray, starts: np.ndarray, length: int) -> dict[str, np.ndarray]:
-        """The windows of histories `rows` from steps `starts` (both (size,)); the previous action and
-        reward of a history's step 0 are the none action and 0."""
-        steps = starts[:, None] + np.arange(length)
-        history, before = rows[:, None], np.maximum(steps - 1, 0)
-        first = steps == 0
-        return {"states": self.states[history, steps],
-                "prev_actions": np.where(first, self.none_action, self.actions[history, before]),
-                "prev_rewards": np.where(first, np.float32(0), self.rewards[history, before]),
-                "actions": self.actions[history, steps], "optimal_actions": self.optimal_actions[history, steps]}

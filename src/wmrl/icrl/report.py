@@ -33,8 +33,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from wmrl.evaluate.statistics import MIN_RUNS, bootstrap_over_tasks, probability_of_improvement, stratified_bootstrap_ci  # noqa: E402
-from wmrl.icrl.context_report import LEARNT, MIN_CONTEXT_GAIN, context_figure, context_gain, control_table, gate  # noqa: E402
+from wmrl.evaluate.statistics import (MIN_RUNS, bootstrap_over_tasks, probability_of_improvement,  # noqa: E402
+                                      stratified_bootstrap_ci)
+from wmrl.icrl.context_report import (LEARNT, MIN_CONTEXT_GAIN, context_figure, context_gain,  # noqa: E402
+                                      control_table, gate)
+from wmrl.icrl.evaluate import SOURCE_LEARNER  # noqa: E402
 from wmrl.jobs import IcrlReportSpec, check_spec  # noqa: E402
 from wmrl.report.plots import save  # noqa: E402
 
@@ -157,6 +160,73 @@ def context_reference(rows: pl.DataFrame, family: str) -> dict[str, tuple[np.nda
     return {"empirical best arm": (shares["step"].to_numpy(), shares["value"].to_numpy())}
 
 
+def bandit_tables(rows: pl.DataFrame, dpts: list[str], repetitions: int, confidence: float, out: dict[str, str],
+                  tables: dict[str, pl.DataFrame], figures: dict[str, str]) -> None:
+    """The bandits' online-regret and offline-suboptimality figures and final tables, P(DPT beats
+    Thompson) and the claim "DPT ≈ Thompson sampling online" for each DPT model."""
+    reps = repetitions
+    online = cumulative(rows)
+    horizon = int(online["step"].max())
+    methods = dpts + ["thompson", "ucb", "empirical_mean", "uniform", "oracle"]
+    figures["online_regret"] = "Online: cumulative regret on held-out bandits (mean, CI over tasks)"
+    save(curves_figure(online, "online", methods, reps, confidence, figures["online_regret"]), out["online_regret"])
+    offline_methods = dpts + ["lcb", "empirical_mean"]
+    figures["offline_suboptimality"] = "Offline: suboptimality of the greedy arm after t pulls of a fixed history"
+    save(curves_figure(rows, "offline", offline_methods, reps, confidence, figures["offline_suboptimality"]),
+         out["offline_suboptimality"])
+    tables["online_final"] = final_table(online, "online", horizon, methods, reps, confidence)
+    tables["offline_final"] = final_table(rows, "offline", horizon, offline_methods, reps, confidence)
+    improvement, claims = [], []
+    for dpt in dpts:
+        x, y = -run_matrix(online, dpt, "online", horizon), -run_matrix(online, "thompson", "online", horizon)
+        p, lower, upper = stratified_bootstrap_ci((x, y), probability_of_improvement, reps, confidence)
+        improvement.append({"method": dpt, "baseline": "thompson", "P(method beats baseline)": p,
+                            "lower": lower, "upper": upper, "runs_method": x.size, "runs_baseline": y.size})
+        point, low, high, runs = difference(online, "online", (dpt, horizon), ("thompson", horizon), reps, confidence)
+        claims.append({"claim": f"DPT ≈ Thompson sampling online on held-out tasks ({dpt})", "method": dpt,
+                       "measure": f"final cumulative regret, {dpt} - thompson (step {horizon})",
+                       "difference [CI]": interval(point, low, high), "runs": runs,
+                       "verdict": verdict(low, high, runs, "refuted: DPT's regret is higher",
+                                          "refuted: DPT's regret is lower", "consistent (no difference detected)")})
+    tables["improvement"] = pl.DataFrame(improvement)
+    tables["claims"] = pl.DataFrame(claims)
+
+
+def darkroom_tables(rows: pl.DataFrame, models: list[str], repetitions: int, confidence: float, out: dict[str, str],
+                    tables: dict[str, pl.DataFrame], figures: dict[str, str]) -> None:
+    """Dark Room's returns figure, first- and last-episode table and claims: each model improves
+    over its in-context episodes and beats uniform; AD against DPT (same backbone) and against the
+    source learner it distils, at the last episode."""
+    episodes = int(rows.filter(pl.col("setting") == "darkroom")["step"].max())
+    baselines = [name for name in ("oracle", "uniform", SOURCE_LEARNER) if name in set(rows["method"].to_list())]
+    methods = models + baselines
+    figures["returns"] = "Dark Room: return per in-context episode on held-out goals (mean, CI over goals)"
+    save(curves_figure(rows, "darkroom", methods, repetitions, confidence, figures["returns"]), out["returns"])
+    tables["returns_final"] = pl.concat([final_table(rows, "darkroom", step, methods, repetitions, confidence)
+                                         for step in (1, episodes)])
+    comparisons = []
+    for model in models:
+        comparisons += [(f"{model} improves over its in-context episodes on held-out goals", model, (model, 1),
+                         ("supported", "refuted", "not shown")),
+                        (f"{model} beats a uniform policy on held-out goals", model, ("uniform", episodes),
+                         ("supported", "refuted", "not shown"))]
+        method, backbone = model.split("_")
+        if method == "ad" and f"dpt_{backbone}" in models:
+            comparisons.append((f"{model} against dpt_{backbone} at the last episode", model,
+                                (f"dpt_{backbone}", episodes), ("AD higher", "DPT higher", "no difference detected")))
+        if method == "ad" and SOURCE_LEARNER in baselines:
+            comparisons.append((f"{model} against its source learner at episode {episodes}", model,
+                                (SOURCE_LEARNER, episodes),
+                                ("AD above its source", "AD below its source", "no difference detected")))
+    claims = []
+    for claim, model, other, verdicts in comparisons:
+        point, low, high, runs = difference(rows, "darkroom", (model, episodes), other, repetitions, confidence)
+        claims.append({"claim": claim, "method": model, "measure": f"return, {model} ep {episodes} - {other[0]} ep "
+                       f"{other[1]}", "difference [CI]": interval(point, low, high), "runs": runs,
+                       "verdict": verdict(low, high, runs, *verdicts)})
+    tables["claims"] = pl.DataFrame(claims)
+
+
 def build_icrl_report(spec: IcrlReportSpec, out: dict[str, str]) -> None:
     """Read every evaluation's rows, write the tables, figures and the page named in `out`."""
     check_spec(spec, IcrlReportSpec)
@@ -165,64 +235,22 @@ def build_icrl_report(spec: IcrlReportSpec, out: dict[str, str]) -> None:
     rows = pl.concat([pl.read_parquet(f) for f in spec["inputs"]["evaluations"]])
     rows.write_parquet(out["rows"])
     icrl, reps, confidence = spec["icrl"], spec["bootstrap_repetitions"], spec["confidence"]
-    dpts = spec["methods"]
+    models = spec["methods"]
     tables: dict[str, pl.DataFrame] = {}
     figures: dict[str, str] = {}
-    gains = context_gain(rows, dpts, reps, confidence)
+    gains = context_gain(rows, models, reps, confidence)
     figures["context_curve"] = ("In-context learning curve on held-out tasks: accuracy and cross-entropy against "
                                 "context length at each training snapshot")
-    save(context_figure(rows, dpts, context_reference(rows, icrl["family"]), figures["context_curve"]),
+    save(context_figure(rows, models, context_reference(rows, icrl["family"]), figures["context_curve"]),
          out["context_curve"])
     if icrl["family"] == "bandit":
-        online = cumulative(rows)
-        horizon = int(online["step"].max())
-        methods = dpts + ["thompson", "ucb", "empirical_mean", "uniform", "oracle"]
-        figures["online_regret"] = "Online: cumulative regret on held-out bandits (mean, CI over tasks)"
-        save(curves_figure(online, "online", methods, reps, confidence, figures["online_regret"]),
-             out["online_regret"])
-        offline_methods = dpts + ["lcb", "empirical_mean"]
-        figures["offline_suboptimality"] = "Offline: suboptimality of the greedy arm after t pulls of a fixed history"
-        save(curves_figure(rows, "offline", offline_methods, reps, confidence, figures["offline_suboptimality"]),
-             out["offline_suboptimality"])
-        tables["online_final"] = final_table(online, "online", horizon, methods, reps, confidence)
-        tables["offline_final"] = final_table(rows, "offline", horizon, offline_methods, reps, confidence)
-        improvement, claims = [], []
-        for dpt in dpts:
-            x, y = -run_matrix(online, dpt, "online", horizon), -run_matrix(online, "thompson", "online", horizon)
-            p, lower, upper = stratified_bootstrap_ci((x, y), probability_of_improvement, reps, confidence)
-            improvement.append({"method": dpt, "baseline": "thompson", "P(method beats baseline)": p,
-                                "lower": lower, "upper": upper, "runs_method": x.size, "runs_baseline": y.size})
-            point, low, high, runs = difference(online, "online", (dpt, horizon), ("thompson", horizon), reps,
-                                                confidence)
-            claims.append({"claim": f"DPT ≈ Thompson sampling online on held-out tasks ({dpt})", "method": dpt,
-                           "measure": f"final cumulative regret, {dpt} - thompson (step {horizon})",
-                           "difference [CI]": interval(point, low, high), "runs": runs,
-                           "verdict": verdict(low, high, runs, "refuted: DPT's regret is higher",
-                                              "refuted: DPT's regret is lower",
-                                              "consistent (no difference detected)")})
-        tables["improvement"] = pl.DataFrame(improvement)
-        tables["claims"] = gate(pl.DataFrame(claims), gains)
+        bandit_tables(rows, models, reps, confidence, out, tables, figures)
+        tables["claims"] = gate(tables["claims"], gains)
         if icrl["control"]:
             tables["control"] = control_table(tables["online_final"], tables["offline_final"], gains, icrl["control"])
     else:
-        episodes = int(rows["step"].max())
-        methods = dpts + ["oracle", "uniform"]
-        figures["returns"] = "Dark Room: return per in-context episode on held-out goals (mean, CI over goals)"
-        save(curves_figure(rows, "darkroom", methods, reps, confidence, figures["returns"]), out["returns"])
-        first = final_table(rows, "darkroom", 1, methods, reps, confidence)
-        last = final_table(rows, "darkroom", episodes, methods, reps, confidence)
-        tables["returns_final"] = pl.concat([first, last])
-        claims = []
-        for dpt in dpts:
-            for claim, a, b in ((f"DPT improves over its in-context episodes on held-out goals ({dpt})",
-                                 (dpt, episodes), (dpt, 1)),
-                                (f"DPT beats a uniform policy on held-out goals ({dpt})", (dpt, episodes),
-                                 ("uniform", episodes))):
-                point, low, high, runs = difference(rows, "darkroom", a, b, reps, confidence)
-                claims.append({"claim": claim, "method": dpt, "measure": f"return, {a[0]} ep {a[1]} - {b[0]} ep {b[1]}",
-                               "difference [CI]": interval(point, low, high), "runs": runs,
-                               "verdict": verdict(low, high, runs, "supported", "refuted", "not shown")})
-        tables["claims"] = gate(pl.DataFrame(claims), gains)
+        darkroom_tables(rows, models, reps, confidence, out, tables, figures)
+        tables["claims"] = gate(tables["claims"], gains)
     tables["context_gain"] = gains
     tables["cost"] = cost_table(spec["benchmarks"])
     for name, frame in tables.items():
@@ -253,14 +281,20 @@ def page(spec: dict[str, Any], tables: dict[str, pl.DataFrame], figures: dict[st
                  f"histories; {e['tasks']} held-out tasks (means drawn with another seed) x {len(e['seeds'])} "
                  f"evaluation seeds")
     else:
-        setup = (f"Dark Room {icrl['size']}x{icrl['size']}, episodes of {icrl['episode_steps']} steps, DPT's context "
-                 f"{icrl['horizon']} transitions; {icrl['size'] ** 2 - icrl['heldout_goals']} training "
-                 f"goals x {icrl['histories_per_task']} uniform-random histories; {e['tasks']} held-out goals x "
-                 f"{len(e['seeds'])} evaluation seeds x {e['episodes']} in-context episodes")
+        setup = (f"Dark Room {icrl['size']}x{icrl['size']} (DPT's is 10x10), episodes of {icrl['episode_steps']} "
+                 f"steps; {icrl['size'] ** 2 - icrl['heldout_goals']} training goals, {e['tasks']} held-out goals x "
+                 f"{len(e['seeds'])} evaluation seeds x {e['episodes']} in-context episodes. DPT: "
+                 f"{icrl['histories_per_task']} histories per goal of {icrl['horizon']} uniform-random transitions, "
+                 f"its context in play the last {icrl['horizon']} transitions of its previous episodes")
+        if "ad" in icrl["methods"]:
+            ad = icrl["ad"]
+            setup += (f". AD: {ad['histories_per_task']} learning histories per goal of {ad['episodes']} episodes "
+                      f"(the oracle with exploration decaying to 0 by episode {ad['decay'] * ad['episodes']:.0f}), "
+                      f"its context the last {ad['context_episodes']} episodes")
     model = p["model"]
-    setup += (f". DPT: backbones {', '.join(p['backbones'])}, width {model['dim']}, {model['layers']} layers, "
-              f"{p['steps']} steps of batch {model['batch_size']}, learning rate {model['learning_rate']}, "
-              f"pretraining seeds {p['seeds']}.")
+    setup += (f". Models ({', '.join(icrl['methods'])}): backbones {', '.join(p['backbones'])}, width {model['dim']}, "
+              f"{model['layers']} layers, {p['steps']} steps of batch {model['batch_size']}, learning rate "
+              f"{model['learning_rate']} ({p['schedule']}), pretraining seeds {p['seeds']}.")
     parts = [f"<h1>In-context RL: {html.escape(spec['experiment'])} ({html.escape(spec['scale'])})</h1>",
              f"<p><b>Question.</b> {html.escape(spec['question'])}</p>", f"<p>{html.escape(setup)}</p>",
              f"<p>Config hash {spec['config_hash']}. Intervals: {spec['confidence']:.0%} percentile bootstrap "

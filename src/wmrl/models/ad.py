@@ -10,7 +10,9 @@ no weight updates, it improves from episode to episode in context.
 A history is a sequence of steps t = 1..L with states s_t in 0..S-1, actions a_t in 0..A-1 and
 rewards r_t. Each step is one token
 
-    x_t = W [onehot(s_t, S), onehot(a_{t-1}, A + 1), r_{t-1}],   a_0 = A ("none"), r_0 = 0,
+    x_t = W [phi(s_t), onehot(a_{t-1}, A + 1), r_{t-1}],   a_0 = A ("none"), r_0 = 0,
+
+(phi: the state's features, `wmrl.models.dpt.state_features`: a Dark Room cell's coordinates),
 
 across episode boundaries as well: nothing marks a boundary but the state returning to the start,
 and the first step of an episode carries the last action and reward of the one before. A causal
@@ -53,6 +55,7 @@ from torch import nn
 
 from wmrl.icrl.tasks import MOVES, darkroom_step
 from wmrl.models.backbones import make_backbone
+from wmrl.models.dpt import state_features, state_width
 
 
 @dataclass
@@ -74,11 +77,12 @@ class ADConfig:
 class AlgorithmDistillation(nn.Module):
     """p(a_t | the steps before t and s_t) at every step of a window (see the module doc)."""
 
-    def __init__(self, states: int, actions: int, config: ADConfig | None = None):
+    def __init__(self, states: int, actions: int, config: ADConfig | None = None, grid: int = 0):
         super().__init__()
         self.config = config = config or ADConfig()
-        self.states, self.actions = states, actions
-        self.embedding = nn.Linear(states + actions + 2, config.dim)  # state, previous action or none, reward
+        self.states, self.actions, self.grid = states, actions, grid
+        # the state's features, the previous action or none, the previous reward
+        self.embedding = nn.Linear(state_width(states, grid) + actions + 2, config.dim)
         self.backbone = make_backbone(config.backbone, config.dim, config.layers, config.heads, config.context_steps,
                                       config.state_size)
         self.norm = nn.LayerNorm(config.dim)
@@ -89,7 +93,7 @@ class AlgorithmDistillation(nn.Module):
 
     def tokens(self, states: torch.Tensor, prev_actions: torch.Tensor, prev_rewards: torch.Tensor) -> torch.Tensor:
         """(B, T) each -> (B, T, dim); prev_actions in 0..A, A meaning none."""
-        x = torch.cat([F.one_hot(states.long(), self.states).float(),
+        x = torch.cat([state_features(states, self.states, self.grid),
                        F.one_hot(prev_actions.long(), self.actions + 1).float(), prev_rewards.float().unsqueeze(-1)],
                       -1)
         return self.embedding(x)

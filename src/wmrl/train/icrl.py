@@ -1,0 +1,179 @@
+"""Supervised pretraining of an in-context RL model (`wmrl.icrl.methods`: DPT or AD) on history
+datasets.
+
+Data contract: `wmrl.icrl.histories` (``histories.parquet`` + ``card.json``, format
+``wmrl.icrl/2``, of the kind the method learns from); its one checked reader,
+`wmrl.icrl.histories.read_histories`, serves here too, and the method turns the rows into arrays
+(`wmrl.icrl.arrays`).
+
+Training is resumable through `wmrl.train.loop.fit` (it takes any LightningModule and
+LightningDataModule): batch n is drawn with a generator seeded with (seed, n), so a resumed job sees
+the batches an unbroken one would; the histories of the last `holdout_fraction` of the tasks are
+never trained on and are the validation set (the method's metrics). The learning rate is constant
+(DPT's) or decays along a cosine to 0 over the run (`schedule`). Output ``model.pt`` (`save_model`):
+{"method", "state_dict", "shape", "config", "card", "snapshots": {step: state_dict} at every
+validation and the last step}, loadable with ``torch.load(weights_only=True)``; `load_model`
+rebuilds the model, final or at a snapshot (the in-context learning curve's checkpoints).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from wmrl import tracking
+from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
+from wmrl.icrl.histories import HISTORIES, read_histories
+from wmrl.icrl.methods import ICRL_METHODS, IcrlMethod
+from wmrl.jobs import IcrlPretrainSpec, check_spec
+from wmrl.train.loop import Snapshots, fit
+from wmrl.train.module import WindowStream, loader
+
+log = logging.getLogger("wmrl")
+
+
+def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in batch.items()}
+
+
+def optimizer_schedule(optimizer: torch.optim.Optimizer, schedule: str, steps: int):
+    """Lightning's optimizer configuration: the constant rate, or lr_t = lr (1 + cos(pi t / steps)) / 2."""
+    if schedule == "constant":
+        return optimizer
+    if schedule != "cosine":
+        raise ValueError(f"learning-rate schedule {schedule!r} is not one of constant, cosine")
+    cosine = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                               lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps)))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+class IcrlModule(L.LightningModule):
+    """A method's model and its metrics (the loss among them); AdamW with weight decay."""
+
+    def __init__(self, method: str, shape: dict[str, int], config: dict[str, Any], steps: int = 0,
+                 schedule: str = "constant"):
+        super().__init__()
+        self.save_hyperparameters()
+        self.method: IcrlMethod = ICRL_METHODS[method]
+        self.config = self.method.model_config(config)
+        self.steps, self.schedule = steps, schedule
+        self.model = self.method.build(shape, self.config)
+
+    def training_step(self, batch, batch_index):
+        metrics = self.method.metrics(self.model, batch)
+        self.log("train/loss", metrics["loss"], prog_bar=True)
+        self.log_dict({f"train/{name}": value for name, value in metrics.items() if name != "loss"})
+        return metrics["loss"]
+
+    def validation_step(self, batch, batch_index):
+        size = len(next(iter(batch.values())))
+        self.log_dict({f"val/{name}": value for name, value in self.method.metrics(self.model, batch).items()},
+                      batch_size=size)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate,
+                                      weight_decay=self.config.weight_decay)
+        return optimizer_schedule(optimizer, self.schedule, self.steps)
+
+
+class BatchSampler:
+    """A method's training batches as `WindowStream` draws them: `sample(size, rng)`."""
+
+    def __init__(self, method: IcrlMethod, arrays, config):
+        self.method, self.arrays, self.config = method, arrays, config
+
+    def sample(self, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return self.method.batch(self.arrays, size, rng, self.config)
+
+
+class HistoryData(L.LightningDataModule):
+    """Training histories as an endless deterministic stream of batches (`WindowStream`: batch n
+    drawn with the generator (seed, n), each data-parallel process taking its share), held-out
+    histories as the method's fixed validation batches."""
+
+    def __init__(self, method: IcrlMethod, config, train, heldout, batch_size: int, seed: int):
+        super().__init__()
+        self.sampler = BatchSampler(method, train, config)
+        self.method, self.config, self.heldout, self.batch_size, self.seed = method, config, heldout, batch_size, seed
+
+    def train_dataloader(self):
+        trainer = self.trainer
+        return loader(WindowStream(lambda step: self.sampler, self.batch_size, self.seed, lambda: trainer.global_step,
+                                   trainer.global_rank, trainer.world_size))
+
+    def val_dataloader(self):
+        if not len(self.heldout):
+            return loader([])
+        return loader([to_tensors(batch) for batch in self.method.validation(self.heldout, self.batch_size,
+                                                                             self.config)])
+
+
+def save_model(method: IcrlMethod, model: nn.Module, shape: dict[str, int], path: Path | str,
+               card: dict[str, Any] | None = None, snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> None:
+    """The model as plain dicts and tensors (weights-only loadable), written whole; `snapshots`:
+    its weights at earlier gradient steps (`wmrl.train.loop.Snapshots`), kept under their step."""
+    save_checkpoint({"method": method.name, "state_dict": model.state_dict(), "shape": dict(shape),
+                     "config": asdict(model.config), "card": dict(card or {}),
+                     "snapshots": {str(step): weights for step, weights in (snapshots or {}).items()}}, path)
+
+
+def load_model(path: Path | str, step: int | None = None) -> tuple[IcrlMethod, nn.Module]:
+    """The method and model saved by `save_model` (read weights-only), in eval mode: its final
+    weights, or its snapshot at gradient step `step`."""
+    saved = load_checkpoint(path)
+    method = ICRL_METHODS[saved["method"]]
+    model = method.build(saved["shape"], method.model_config(saved["config"]))
+    model.load_state_dict(saved["state_dict"] if step is None else saved["snapshots"][str(step)])
+    return method, model.eval()
+
+
+def snapshot_steps(path: Path | str) -> list[int]:
+    """The gradient steps at which a saved model kept snapshots, ascending."""
+    return sorted(int(step) for step in load_checkpoint(path)["snapshots"])
+
+
+def dataset_card(directory: Path | str, card: dict[str, Any]) -> dict[str, Any]:
+    """The card as `tracking.log_dataset_inputs` reads it: with the table's sha256 as its one shard
+    unless the card lists shards."""
+    if "shards" in card:
+        return card
+    return {**card, "shards": [{"file": HISTORIES, "sha256": card["sha256"]}]}
+
+
+def train_icrl(spec: IcrlPretrainSpec, out: dict[str, str], threads: int = 1) -> IcrlModule:
+    """Train spec["method"] on spec["dataset"] (a history directory) for spec["model"]["steps"]
+    gradient steps and write out["model"] (`save_model`) and, when asked, out["mlflow"]
+    (`tracking.write_record`). spec["model"]: the model's config fields and the loop's settings
+    (steps, schedule, checkpoint_every, validate_every, grad_clip, trainer, holdout_fraction); the
+    job keys of `loop.fit` (work_dir, run_name, mlflow_experiment, tags) and "seed"."""
+    check_spec(spec, IcrlPretrainSpec)
+    torch.set_num_threads(threads)
+    method, settings, seed = ICRL_METHODS[spec["method"]], spec["model"], spec["seed"]
+    resume = claim_work_dir(Path(spec["work_dir"]), spec)
+    frame, card = read_histories(spec["dataset"])
+    train, heldout = method.arrays(frame, card).split(settings.get("holdout_fraction", 0.0))
+    L.seed_everything(seed, workers=True)
+    shape = method.shape(card)
+    module = IcrlModule(method.name, shape, settings, settings["steps"], settings.get("schedule", "constant"))
+    log.info("%s: %s parameters, %s backbone, %d training and %d held-out histories", method.name,
+             f"{sum(p.numel() for p in module.model.parameters()):,}", module.config.backbone, len(train), len(heldout))
+    data = HistoryData(method, module.config, train, heldout, module.config.batch_size, seed)
+    used = {str(spec["dataset"]): dataset_card(spec["dataset"], card)}
+    snapshots = Snapshots()
+    fitted = fit(module, data, spec, settings, resume, used, extra_callbacks=(snapshots,))
+    if fitted.primary:
+        save_model(method, module.model, shape, out["model"], card,
+                   {**snapshots.weights, settings["steps"]: module.model.state_dict()})
+        if "mlflow" in out:  # the lineage record downstream jobs read (not registered: weights-only file)
+            tracking.write_record(out["mlflow"], fitted.run_id, spec, None, used,
+                                  sum(p.numel() for p in module.model.parameters()),
+                                  training=fitted.training(settings["steps"]))
+    return module
