@@ -19,7 +19,7 @@ from wmrl.icrl.evaluate import (DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BA
 from wmrl.icrl.histories import generate_histories, read_histories
 from wmrl.icrl.report import verdict
 from wmrl.icrl.methods import ICRL_METHODS
-from wmrl.icrl.tasks import bandit_tasks
+from wmrl.icrl.tasks import bandit_tasks, darkroom_step
 from wmrl.train.icrl import IcrlModule, save_model
 
 EXPERIMENTS = ("icrl_bandit", "icrl_bandit_control", "icrl_darkroom")
@@ -160,3 +160,22 @@ def test_snakemake_lint_is_clean_for_an_icrl_experiment():
                             cwd=ROOT, capture_output=True, text=True, env=snakemake_env(), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("experiment", ("icrl_bandit", "icrl_darkroom"))
+def test_the_context_curve_reads_held_out_tasks_only(experiment):
+    """Each method's curve histories are the held-out tasks' own: bandits labelled with the
+    held-out means' best arm; in Dark Room every reward is at the row's held-out goal."""
+    cfg = to_plain(smoke(experiment).icrl)
+    held = heldout_tasks(cfg)
+    for name in cfg["methods"]:
+        arrays = ICRL_METHODS[name].curve_histories(cfg, held, 0)
+        assert sorted(set(arrays.task)) == list(range(len(held)))
+        if cfg["family"] == "bandit":
+            np.testing.assert_array_equal(arrays.optimal_action, np.argmax(held, axis=1)[arrays.task])
+            continue
+        goal_cells = np.array([x * cfg["size"] + y for x, y in held])[arrays.task]
+        following = arrays.next_states if name == "dpt" else darkroom_step(arrays.states, arrays.actions, cfg["size"])
+        rewarded = arrays.rewards > 0
+        assert rewarded.any() and (following[rewarded] == np.broadcast_to(goal_cells[:, None],
+                                                                          following.shape)[rewarded]).all()
