@@ -57,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--force", action="store_true", help="replace a Minari dataset of that id")
 
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
-    bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune"])
-    bench.add_argument("--steps", type=int, default=200_000, help="dataset: env steps per game and measurement")
-    bench.add_argument("--threads", type=int, help="torch threads (pretrain: 2, finetune: 1, as the jobs use)")
+    bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune", "icrl"])
+    bench.add_argument("--steps", type=int, help="dataset: env steps per game and measurement (200,000); "
+                                                 "icrl: timed training steps per model (50)")
+    bench.add_argument("--threads", type=int, help="torch threads (pretrain: 2, finetune and icrl: 1, as the jobs use)")
     bench.add_argument("--methods", default="scratch,bc,d3rlpy_bc",
                        help="finetune: the methods timed against the reference peer (finetune.methods names)")
     bench.add_argument("--reference", default="d3rlpy_cql", help="finetune: the peer whose score is the target")
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         if args.name == "dataset":
             from wmrl.bench import dataset as bench_dataset
 
-            bench_dataset.main(args.steps, out)
+            bench_dataset.main(args.steps or 200_000, out)
         elif args.name == "dag":
             from wmrl.bench import dag as bench_dag
 
@@ -173,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
             bench_finetune.main(args.methods.split(","), args.reference, args.reference_steps,
                                 [int(s) for s in args.seeds.split(",")], args.episodes, args.threads or 1, out,
                                 args.scale, args.max_steps)
+        elif args.name == "icrl":
+            from wmrl.bench import icrl as bench_icrl
+
+            bench_icrl.main(args.threads or 1, out, args.steps or 50)
         else:
             from wmrl.bench import pretrain as bench_pretrain
 

@@ -1,0 +1,127 @@
+"""Training throughput of the in-context RL models (`wmrl.icrl.methods`) at the laptop scale's sizes,
+against this machine's fp32 matmul peak measured in the same run.
+
+Cases: DPT on bandits (context H = 50), DPT on Dark Room (5x5, context 50) and AD on Dark Room (a
+window of 4 episodes x 15 steps = 60), each with the transformer and the SSM backbone (state size 8),
+width 32, 4 layers, batch 64. Each case trains on batches its method draws (`method.batch`) from a
+few hundred synthetic histories of the pipeline's generators.
+Measured: full training steps as the pipeline's ICRL jobs take them (forward, the method's loss,
+backward, gradient clipping, AdamW) on 1 thread by default, as the jobs run; after warm-up steps,
+the median step time of the timed steps; tokens/s = batch x tokens per sample / step time (DPT: the
+context + its query token; AD: the window); the FLOPs of one step counted by torch's FlopCounterMode
+over forward and backward, so achieved GFLOP/s = counted FLOPs / step time, and its share of the
+peak; the SSM's step time over the transformer's per case.
+Goal: what a step of each ICRL pretraining job costs (the steps an experiment's time budget
+affords), how far below the matmul peak these width-32 models run, and what the SSM costs against
+the transformer at these short contexts.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from wmrl.bench.pretrain import matmul_peak
+from wmrl.config.icrl import IcrlADConfig, IcrlModelConfig, IcrlPretrainConfig
+from wmrl.files import publish
+from wmrl.icrl.histories import Histories, bandit_histories, darkroom_histories
+from wmrl.icrl.learning import noise_distillation_histories
+from wmrl.icrl.methods import ICRL_METHODS, IcrlMethod
+from wmrl.icrl.tasks import bandit_tasks, darkroom_goals, split_goals
+from wmrl.train.icrl import to_tensors
+
+# The laptop scale's icrl sizes (config/scales/laptop.yaml) and the histories drawn for each case.
+DPT_CONTEXT = 50  # bandits' H and Dark Room's context of uniform transitions
+ARMS, BANDIT_TASKS = 5, 256
+SIZE, HELDOUT_GOALS, EPISODE_STEPS, HISTORIES_PER_GOAL = 5, 5, 15, 16  # 20 training goals x 16 histories
+AD_EPISODES, AD_WINDOW = 30, 4 * EPISODE_STEPS  # learning histories of 30 episodes; AD reads the last 4
+MODEL = {**asdict(IcrlModelConfig()), "learning_rate": 1e-3, "state_size": 8}  # width 32, 4 layers, batch 64
+GRAD_CLIP = IcrlPretrainConfig().grad_clip
+CASES = (("dpt", "bandit"), ("dpt", "darkroom"), ("ad", "darkroom"))
+BACKBONES = ("transformer", "ssm")
+WARMUP = 5  # untimed steps before the timed ones
+
+
+def histories(method: str, family: str) -> Histories:
+    """A case's synthetic training histories, made by the pipeline's generators (seed 0)."""
+    if family == "bandit":
+        return bandit_histories(bandit_tasks(BANDIT_TASKS, ARMS), DPT_CONTEXT)
+    goals, _ = split_goals(darkroom_goals(SIZE), HELDOUT_GOALS)
+    if method == "ad":
+        return noise_distillation_histories(goals, AD_EPISODES, EPISODE_STEPS, per_task=HISTORIES_PER_GOAL,
+                                            size=SIZE, decay=IcrlADConfig().decay)
+    return darkroom_histories(goals, DPT_CONTEXT, per_task=HISTORIES_PER_GOAL, size=SIZE)
+
+
+def time_training(method: IcrlMethod, data: Histories, backbone: str, steps: int) -> dict[str, float]:
+    """Median step time, tokens/s, counted FLOPs per step and achieved GFLOP/s of `method` with
+    `backbone` trained on batches drawn from `data`."""
+    card = {"family": data.family, "kind": data.kind, "states": data.states, "actions": data.actions,
+            "horizon": data.horizon, "settings": data.settings}
+    settings = {**MODEL, "backbone": backbone, "context_steps": AD_WINDOW}  # DPT's config has no context_steps
+    config = method.model_config(settings)
+    torch.manual_seed(0)
+    model = method.build(method.shape(card), config)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    arrays, rng = method.arrays(data.frame, card), np.random.default_rng(0)
+
+    def draw() -> dict[str, torch.Tensor]:
+        return to_tensors(method.batch(arrays, config.batch_size, rng, config))
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        method.metrics(model, draw())["loss"].backward()
+    model.zero_grad()
+    times = []
+    for step in range(WARMUP + steps):
+        batch = draw()  # drawn outside the timed step
+        start = time.perf_counter()
+        loss = method.metrics(model, batch)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimiser.step()
+        if step >= WARMUP:
+            times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    tokens = config.context_steps if method.name == "ad" else data.horizon + 1  # DPT: the context and its query
+    flops = counter.get_total_flops()
+    return {"parameters": sum(p.numel() for p in model.parameters()), "batch": config.batch_size,
+            "tokens_per_sample": tokens, "step_s": seconds, "tokens_per_s": config.batch_size * tokens / seconds,
+            "flops_per_step": flops, "achieved_gflops": flops / seconds / 1e9}
+
+
+def main(threads: int, out: str, steps: int = 50) -> dict:
+    torch.set_num_threads(threads)
+    peak = matmul_peak(threads)
+    print(f"fp32 matmul peak: {peak:.1f} GFLOP/s on {threads} threads; median of {steps} training steps "
+          f"after {WARMUP} warm-up steps")
+    print(f"{'case':13} {'backbone':12} {'params':>7} {'tokens':>6} {'step ms':>8} {'tokens/s':>9} "
+          f"{'MFLOP':>7} {'GFLOP/s':>8} {'of peak':>7}")
+    cases = []
+    for name, family in CASES:
+        method, data = ICRL_METHODS[name], histories(name, family)
+        timed = {}
+        for backbone in BACKBONES:
+            row = time_training(method, data, backbone, steps)
+            timed[backbone] = row = {**row, "of_peak": row["achieved_gflops"] / peak}
+            print(f"{name + '_' + family:13} {backbone:12} {row['parameters']:7,} {row['tokens_per_sample']:6} "
+                  f"{1000 * row['step_s']:8.1f} {row['tokens_per_s']:9.0f} {row['flops_per_step'] / 1e6:7.0f} "
+                  f"{row['achieved_gflops']:8.2f} {row['of_peak']:7.3f}")
+        cases.append({"method": name, "family": family, "backbones": timed,
+                      "ssm_over_transformer_step": timed["ssm"]["step_s"] / timed["transformer"]["step_s"]})
+    print("SSM / transformer training-step time: "
+          + ", ".join(f"{c['method']}_{c['family']}: {c['ssm_over_transformer_step']:.2f}" for c in cases))
+    figures = {"benchmark": "icrl_training_throughput", "reference": "fp32 torch.mm peak", "peak_gflops": peak,
+               "threads": threads, "steps": steps, "warmup": WARMUP,
+               "machine": platform.processor() or platform.machine(), "cases": cases}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    publish(out, lambda path: Path(path).write_text(json.dumps(figures, indent=1) + "\n"))
+    return figures
