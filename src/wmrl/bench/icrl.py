@@ -1,10 +1,12 @@
 """Training throughput of the in-context RL models (`wmrl.icrl.methods`) at the laptop scale's sizes,
 against this machine's fp32 matmul peak measured in the same run.
 
-Cases: DPT on bandits (context H = 50), DPT on Dark Room (5x5, context 50) and AD on Dark Room (a
-window of 4 episodes x 15 steps = 60), each with the transformer and the SSM backbone (state size 8),
-width 32, 4 layers, batch 64. Each case trains on batches its method draws (`method.batch`) from a
-few hundred synthetic histories of the pipeline's generators.
+Cases: DPT on bandits (icrl_bandit), DPT and AD on Dark Room (icrl_darkroom), each with the
+transformer and the SSM backbone, with the settings their laptop pretraining jobs get
+(`wmrl.dag.icrl.pretrain_spec`: width, layers, batch, context; at this writing bandits H = 50, Dark
+Room 5x5 with DPT's context 50 and AD's window of 4 episodes x 15 steps). Each case trains on
+batches its method draws (`method.batch`) from a few hundred synthetic histories of the pipeline's
+generators at those sizes.
 Measured: full training steps as the pipeline's ICRL jobs take them (forward, the method's loss,
 backward, gradient clipping, AdamW) on 1 thread by default, as the jobs run; after warm-up steps,
 the median step time of the timed steps; tokens/s = batch x tokens per sample / step time (DPT: the
@@ -21,15 +23,16 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
-from wmrl.bench.pretrain import matmul_peak
-from wmrl.config.icrl import IcrlADConfig, IcrlModelConfig, IcrlPretrainConfig
+from wmrl.bench.pretrain import ROOT, matmul_peak
+from wmrl.config import compose
+from wmrl.dag import icrl
 from wmrl.files import publish
 from wmrl.icrl.histories import Histories, bandit_histories, darkroom_histories
 from wmrl.icrl.learning import noise_distillation_histories
@@ -37,35 +40,36 @@ from wmrl.icrl.methods import ICRL_METHODS, IcrlMethod
 from wmrl.icrl.tasks import bandit_tasks, darkroom_goals, split_goals
 from wmrl.train.icrl import to_tensors
 
-# The laptop scale's icrl sizes (config/scales/laptop.yaml) and the histories drawn for each case.
-DPT_CONTEXT = 50  # bandits' H and Dark Room's context of uniform transitions
-ARMS, BANDIT_TASKS = 5, 256
-SIZE, HELDOUT_GOALS, EPISODE_STEPS, HISTORIES_PER_GOAL = 5, 5, 15, 16  # 20 training goals x 16 histories
-AD_EPISODES, AD_WINDOW = 30, 4 * EPISODE_STEPS  # learning histories of 30 episodes; AD reads the last 4
-MODEL = {**asdict(IcrlModelConfig()), "learning_rate": 1e-3, "state_size": 8}  # width 32, 4 layers, batch 64
-GRAD_CLIP = IcrlPretrainConfig().grad_clip
+EXPERIMENTS = {"bandit": "icrl_bandit", "darkroom": "icrl_darkroom"}  # their laptop sizes are measured
 CASES = (("dpt", "bandit"), ("dpt", "darkroom"), ("ad", "darkroom"))
 BACKBONES = ("transformer", "ssm")
+HISTORIES = 256  # synthetic histories per case (bandits: tasks; Dark Room: spread over the training goals)
 WARMUP = 5  # untimed steps before the timed ones
 
 
-def histories(method: str, family: str) -> Histories:
-    """A case's synthetic training histories, made by the pipeline's generators (seed 0)."""
-    if family == "bandit":
-        return bandit_histories(bandit_tasks(BANDIT_TASKS, ARMS), DPT_CONTEXT)
-    goals, _ = split_goals(darkroom_goals(SIZE), HELDOUT_GOALS)
+def laptop(family: str) -> DictConfig:
+    return compose({"scale": "laptop", "experiment": EXPERIMENTS[family]}, ROOT)
+
+
+def histories(method: str, cfg: DictConfig) -> Histories:
+    """A case's synthetic training histories at the laptop sizes of `cfg`, made by the pipeline's
+    generators (seed 0), `HISTORIES` of them."""
+    icrl = cfg.icrl
+    if icrl.family == "bandit":
+        return bandit_histories(bandit_tasks(HISTORIES, icrl.arms), icrl.horizon, noise_std=icrl.noise_std)
+    goals, _ = split_goals(darkroom_goals(icrl.size), icrl.heldout_goals, icrl.task_seed)
+    per_goal = -(-HISTORIES // len(goals))
     if method == "ad":
-        return noise_distillation_histories(goals, AD_EPISODES, EPISODE_STEPS, per_task=HISTORIES_PER_GOAL,
-                                            size=SIZE, decay=IcrlADConfig().decay)
-    return darkroom_histories(goals, DPT_CONTEXT, per_task=HISTORIES_PER_GOAL, size=SIZE)
+        return noise_distillation_histories(goals, icrl.ad.episodes, icrl.episode_steps, per_task=per_goal,
+                                            size=icrl.size, decay=icrl.ad.decay)
+    return darkroom_histories(goals, icrl.horizon, per_task=per_goal, size=icrl.size)
 
 
-def time_training(method: IcrlMethod, data: Histories, backbone: str, steps: int) -> dict[str, float]:
-    """Median step time, tokens/s, counted FLOPs per step and achieved GFLOP/s of `method` with
-    `backbone` trained on batches drawn from `data`."""
+def time_training(method: IcrlMethod, data: Histories, settings: dict, steps: int) -> dict[str, float]:
+    """Median step time, tokens/s, counted FLOPs per step and achieved GFLOP/s of `method` with the
+    pretraining job's `settings` (`wmrl.dag.icrl.pretrain_spec`) trained on batches drawn from `data`."""
     card = {"family": data.family, "kind": data.kind, "states": data.states, "actions": data.actions,
             "horizon": data.horizon, "settings": data.settings}
-    settings = {**MODEL, "backbone": backbone, "context_steps": AD_WINDOW}  # DPT's config has no context_steps
     config = method.model_config(settings)
     torch.manual_seed(0)
     model = method.build(method.shape(card), config)
@@ -86,7 +90,7 @@ def time_training(method: IcrlMethod, data: Histories, backbone: str, steps: int
         loss = method.metrics(model, batch)["loss"]
         optimiser.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
         optimiser.step()
         if step >= WARMUP:
             times.append(time.perf_counter() - start)
@@ -107,10 +111,11 @@ def main(threads: int, out: str, steps: int = 50) -> dict:
           f"{'MFLOP':>7} {'GFLOP/s':>8} {'of peak':>7}")
     cases = []
     for name, family in CASES:
-        method, data = ICRL_METHODS[name], histories(name, family)
+        cfg = laptop(family)
+        method, data = ICRL_METHODS[name], histories(name, cfg)
         timed = {}
         for backbone in BACKBONES:
-            row = time_training(method, data, backbone, steps)
+            row = time_training(method, data, icrl.pretrain_spec(cfg, f"{name}_{backbone}", 0)["model"], steps)
             timed[backbone] = row = {**row, "of_peak": row["achieved_gflops"] / peak}
             print(f"{name + '_' + family:13} {backbone:12} {row['parameters']:7,} {row['tokens_per_sample']:6} "
                   f"{1000 * row['step_s']:8.1f} {row['tokens_per_s']:9.0f} {row['flops_per_step'] / 1e6:7.0f} "
