@@ -117,7 +117,7 @@ def test_a_claim_with_too_few_runs_is_not_decided():
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", ("icrl_bandit_control", "icrl_darkroom"))  # icrl_bandit: the control's path
 def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
     result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke", f"experiment={experiment}"),
                             cwd=tmp_path, capture_output=True, text=True, env=snakemake_env(), timeout=900)
@@ -134,6 +134,8 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
         assert set(pl.read_csv(tmp_path / files["offline_final_csv"])["method"]) == set(dpts) | set(OFFLINE_BASELINES)
         assert set(pl.read_csv(tmp_path / files["improvement_csv"])["baseline"]) == {"thompson"}
         assert "DPT ≈ Thompson sampling online on held-out tasks" in page
+        control = pl.read_csv(tmp_path / files["control_csv"])
+        assert control["criterion"][-1] == "positive control" and "Positive control: " in page
         # every method on the same tasks and seeds
         keys = rows.filter(pl.col("setting") == "online").group_by("method").agg(
             pl.struct("task", "seed").unique().sort().alias("keys"))
