@@ -55,22 +55,15 @@ from torch import nn
 
 from wmrl.icrl.tasks import MOVES, darkroom_step
 from wmrl.models.backbones import make_backbone
-from wmrl.models.dpt import state_features, state_width
+from wmrl.models.dpt import DPTConfig, state_features, state_width
 
 
 @dataclass
-class ADConfig:
-    """An AD model's architecture and optimizer (GPT-2 style, width 32, 4 layers, 1 head as our
-    DPT; AdamW). `context_steps`: the longest window of steps the model reads (4 episodes of 20)."""
+class ADConfig(DPTConfig):
+    """An AD model's architecture and optimizer: DPT's (GPT-2 style, width 32, 4 layers, 1 head;
+    AdamW) at learning rate 1e-3, and `context_steps`, the longest window of steps it reads."""
 
-    backbone: str = "transformer"  # transformer | gtrxl | ssm | gru
-    dim: int = 32  # token width
-    layers: int = 4
-    heads: int = 1  # attention heads (transformer)
-    state_size: int = 16  # SSM state per channel
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 64
     context_steps: int = 80
 
 
