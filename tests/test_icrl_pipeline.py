@@ -16,7 +16,8 @@ from wmrl.dag import icrl
 from wmrl.dag.targets import stage_targets
 from wmrl.icrl.evaluate import (DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BASELINES, SOURCE_LEARNER, evaluate_icrl,
                                 heldout_tasks)
-from wmrl.icrl.histories import generate_histories, read_histories
+from wmrl.icrl.generate import generate_histories
+from wmrl.icrl.histories import read_histories
 from wmrl.icrl.report import verdict
 from wmrl.icrl.methods import ICRL_METHODS
 from wmrl.icrl.tasks import bandit_tasks, darkroom_step

@@ -25,9 +25,10 @@ EXPERIMENTS = sorted(path.stem for path in (ROOT / "config/experiments").glob("*
 def test_every_spec_the_dag_builds_fits_its_jobs_type(experiment, scale):
     cfg = compose({"scale": scale, "experiment": experiment}, ROOT)
     if cfg.icrl is not None:
-        check_spec(icrl.histories_spec(cfg, cfg.icrl.data_seeds[0]), IcrlHistoriesSpec)
-        check_spec(icrl.pretrain_spec(cfg, cfg.icrl.pretrain.backbones[0], cfg.icrl.pretrain.seeds[0]),
-                   IcrlPretrainSpec)
+        for kind in icrl.data_kinds(cfg):
+            check_spec(icrl.histories_spec(cfg, kind, cfg.icrl.data_seeds[0]), IcrlHistoriesSpec)
+        for model in icrl.model_labels(cfg):
+            check_spec(icrl.pretrain_spec(cfg, model, cfg.icrl.pretrain.seeds[0]), IcrlPretrainSpec)
         for run in icrl.runs(cfg):
             check_spec(icrl.evaluate_spec(cfg, run), IcrlEvaluateSpec)
         check_spec(icrl.report_spec(cfg), IcrlReportSpec)

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                                spec["control"] is not None)
         build_report(spec, out_files(args.out_dir, layout))
     elif args.command == "icrl-histories":
-        from wmrl.icrl.histories import generate_histories
+        from wmrl.icrl.generate import generate_histories
 
         generate_histories(json.loads(args.spec), args.out)
     elif args.command == "icrl-pretrain":

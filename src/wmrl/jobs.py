@@ -169,7 +169,7 @@ class ReportSpec(TypedDict):
 
 
 class IcrlHistoriesSpec(TypedDict):
-    """One in-context pretraining dataset (wmrl.icrl.histories.generate_histories)."""
+    """One in-context pretraining dataset (wmrl.icrl.generate.generate_histories)."""
 
     icrl: dict[str, Any]  # the task-defining part of the icrl section
     data: str  # the kind of histories: contexts (DPT) | learning (AD)

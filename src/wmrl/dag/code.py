@@ -10,7 +10,7 @@ PRETRAIN_CODE = FINETUNE_CODE  # pretraining runs what fine-tuning our model run
 EVALUATE_CODE = ("evaluate", "rl/planning", "models", "envs", "data/windows", "data/behaviour", "peers")
 CONTEXT_COSTS_CODE = ("models", "bench/pretrain", "rl/objectives")
 REPORT_CODE = ("report", "evaluate/summary", "evaluate/statistics")
-ICRL_HISTORIES_CODE = ("icrl/tasks", "icrl/histories", "icrl/learning", "data/dataset")
+ICRL_HISTORIES_CODE = ("icrl/tasks", "icrl/histories", "icrl/learning", "icrl/generate", "data/dataset")
 ICRL_PRETRAIN_CODE = ("models", "train/icrl", "train/loop", "train/module", "icrl/histories", "icrl/arrays",
                       "icrl/methods", "icrl/curve", "icrl/learning", "tracking")
 ICRL_EVALUATE_CODE = ("icrl/tasks", "icrl/baselines", "icrl/histories", "icrl/arrays", "icrl/learning",

@@ -52,7 +52,6 @@ from wmrl.data.dataset import sha256_file
 from wmrl.files import publish_dir
 from wmrl.icrl.tasks import (BANDIT_HORIZON, DARKROOM_HORIZON, DARKROOM_SIZE, MOVES, NOISE_STD, darkroom_step,
                              optimal_darkroom_action)
-from wmrl.jobs import IcrlHistoriesSpec, check_spec
 
 FORMAT = "wmrl.icrl/2"
 HISTORIES = "histories.parquet"
@@ -223,31 +222,3 @@ def read_histories(directory: Path | str) -> tuple[pl.DataFrame, dict[str, Any]]
         if frame.height and not (frame[column].list.len() == card["horizon"]).all():
             raise HistoriesError(f"{path}: {column} lists are not all of length {card['horizon']}")
     return frame, card
-
-
-# --------------------------------------------------------------------------- the dataset job
-
-
-def generate_histories(spec: IcrlHistoriesSpec, out: Path | str) -> dict[str, Any]:
-    """The pipeline's dataset job: the histories of kind spec["data"] for spec["icrl"]
-    (`wmrl.config.IcrlConfig` as a dict) with seed spec["seed"], written to `out`. Contexts (DPT):
-    bandits' `train_tasks` arm-mean vectors drawn with `task_seed`, or Dark Room's training goals
-    of the seeded split (held-out goals refused by `darkroom_histories`); learning (AD): the same
-    training goals' noise-distillation histories (`wmrl.icrl.learning`, settings `icrl.ad`)."""
-    check_spec(spec, IcrlHistoriesSpec)
-    from wmrl.icrl.learning import noise_distillation_histories
-    from wmrl.icrl.tasks import bandit_tasks, darkroom_goals, split_goals
-
-    icrl, seed = spec["icrl"], int(spec["seed"])
-    if icrl["family"] == "bandit":
-        means = bandit_tasks(icrl["train_tasks"], icrl["arms"], icrl["task_seed"])
-        histories = bandit_histories(means, icrl["horizon"], seed, icrl["histories_per_task"], icrl["noise_std"])
-        return write_histories(histories, out)
-    train, heldout = split_goals(darkroom_goals(icrl["size"]), icrl["heldout_goals"], icrl["task_seed"])
-    if spec["data"] == "learning":
-        ad = icrl["ad"]
-        histories = noise_distillation_histories(train, ad["episodes"], icrl["episode_steps"], seed, heldout,
-                                                 ad["histories_per_task"], icrl["size"], ad["decay"])
-    else:
-        histories = darkroom_histories(train, icrl["horizon"], seed, heldout, icrl["histories_per_task"], icrl["size"])
-    return write_histories(histories, out)
