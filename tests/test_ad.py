@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 import torch
 
-from wmrl.icrl.histories import CARD, HISTORIES, SCHEMAS, HistoriesError, read_histories, write_histories
 from wmrl.icrl.arrays import LearningArrays
+from wmrl.icrl.histories import CARD, HISTORIES, SCHEMAS, HistoriesError, read_histories, write_histories
 from wmrl.icrl.learning import noise_distillation_histories
+from wmrl.icrl.methods import ICRL_METHODS
 from wmrl.icrl.tasks import darkroom_step, optimal_darkroom_action
 from wmrl.models.ad import ADConfig, AlgorithmDistillation, ad_loss, deploy_darkroom
-from wmrl.icrl.methods import ICRL_METHODS
 
 SIZE, GOALS, EPISODES, STEPS = 5, [(1, 2), (4, 4), (0, 3)], 10, 6
 BACKBONES = ["transformer", "ssm", "gru"]
