@@ -33,7 +33,7 @@ def histories():
 
 def arrays_of(histories) -> LearningArrays:
     card = {"kind": histories.kind, "horizon": histories.horizon, "states": histories.states,
-            "actions": histories.actions}
+            "actions": histories.actions, "episode_steps": histories.episode_steps}
     return LearningArrays.from_frame(histories.frame, card)
 
 
@@ -119,8 +119,6 @@ def test_windows_are_consecutive_steps_with_the_previous_action_and_reward(histo
         np.testing.assert_array_equal(cut["prev_rewards"][i], expected_rewards)
     assert (cut["prev_actions"] == none).sum() == 1  # at the one step 0 only
 
-    first = arrays.first_windows(4)
-    assert (first["prev_actions"][:, 0] == none).all() and (first["states"][:, 0] == 0).all()
     with pytest.raises(ValueError, match="does not fit"):
         arrays.windows(1, np.random.default_rng(0), EPISODES * STEPS + 1)
     train, heldout = arrays.split(1 / 3)
@@ -189,3 +187,25 @@ def test_deployment_plays_every_goal_in_parallel():
     np.testing.assert_array_equal(returns, again)
     with pytest.raises(ValueError, match="cannot play"):
         deploy_darkroom(model, GOALS, 1, STEPS, size=4)
+
+
+def test_the_curve_does_not_credit_reading_the_previous_reward():
+    """A stand-in that stays once the previous step was rewarded, and otherwise always moves x + 1,
+    reads no context: on the oracle's last episodes its curve is the same in every episode."""
+    from wmrl.icrl.methods import ICRL_METHODS
+
+    class PreviousRewardOnly(torch.nn.Module):
+        config = ADConfig(context_steps=3 * STEPS)
+
+        def forward(self, states, prev_actions, prev_rewards):
+            stay = torch.nn.functional.one_hot(torch.full_like(states, 4), 5).float()
+            move = torch.nn.functional.one_hot(torch.zeros_like(states), 5).float()
+            return 10 * torch.where(prev_rewards[..., None] > 0, stay, move)
+
+    ad = ICRL_METHODS["ad"]
+    icrl = {"ad": {"episodes": EPISODES, "decay": 0.5}, "episode_steps": STEPS, "size": SIZE}
+    goals = [(2, 3), (4, 0), (1, 1)]
+    curve = ad.curve(PreviousRewardOnly(), ad.curve_histories(icrl, goals, 0), len(goals))
+    assert curve["context_accuracy"].shape == (3, 3) and ad.curve_step(icrl) == STEPS
+    np.testing.assert_allclose(curve["context_accuracy"], curve["context_accuracy"][:, :1].repeat(3, 1))
+    assert (curve["context_accuracy"] < 1).all()  # the steps after the reward, where it is right, do not count

@@ -69,7 +69,7 @@ def time_training(method: IcrlMethod, data: Histories, settings: dict, steps: in
     """Median step time, tokens/s, counted FLOPs per step and achieved GFLOP/s of `method` with the
     pretraining job's `settings` (`wmrl.dag.icrl.pretrain_spec`) trained on batches drawn from `data`."""
     card = {"family": data.family, "kind": data.kind, "states": data.states, "actions": data.actions,
-            "horizon": data.horizon, "settings": data.settings}
+            "horizon": data.horizon, "settings": data.settings, "episode_steps": data.episode_steps}
     config = method.model_config(settings)
     torch.manual_seed(0)
     model = method.build(method.shape(card), config)

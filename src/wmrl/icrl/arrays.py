@@ -88,8 +88,9 @@ class ContextArrays:
 
 @dataclass
 class LearningArrays:
-    """Learning histories as arrays: task (N,); states, actions, rewards, optimal_actions (N, L); and
-    `none_action`, the index A of "no previous action" (the card's action count)."""
+    """Learning histories as arrays: task (N,); states, actions, rewards, optimal_actions (N, L);
+    `none_action`, the index A of "no previous action" (the card's action count); and the steps
+    of each episode (the card's `episode_steps`)."""
 
     task: np.ndarray
     states: np.ndarray
@@ -97,6 +98,7 @@ class LearningArrays:
     rewards: np.ndarray
     optimal_actions: np.ndarray
     none_action: int
+    episode_steps: int
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, card: dict[str, Any]) -> LearningArrays:
@@ -105,7 +107,8 @@ class LearningArrays:
             raise ValueError(f"learning arrays read the learning kind of histories, not {card.get('kind')!r}")
         arrays = list_arrays(frame, card, {"states": "states", "actions": "actions", "rewards": None,
                                            "optimal_actions": "actions"})
-        return cls(frame["task"].to_numpy().astype(np.int64), **arrays, none_action=int(card["actions"]))
+        return cls(frame["task"].to_numpy().astype(np.int64), **arrays, none_action=int(card["actions"]),
+                   episode_steps=int(card["episode_steps"]))
 
     def __len__(self) -> int:
         return len(self.task)
@@ -130,11 +133,6 @@ class LearningArrays:
         self.check_window(length)
         rows = rng.integers(len(self), size=size)
         return self.windows_at(rows, rng.integers(self.length - length + 1, size=size), length)
-
-    def first_windows(self, length: int) -> dict[str, np.ndarray]:
-        """The window of `length` steps at the start of every history, in order (evaluation curves)."""
-        self.check_window(length)
-        return self.windows_at(np.arange(len(self)), np.zeros(len(self), dtype=np.int64), length)
 
     def check_window(self, length: int) -> None:
         """Raise unless a window of `length` steps fits in a history."""

@@ -11,7 +11,10 @@ length T), a model's curve is
 averaged over the task's histories, then (in the report) over held-out tasks with a bootstrap CI.
 DPT: the histories are the held-out tasks' pretraining-style contexts (bandits: the offline
 evaluation's fixed histories; Dark Room: uniform transitions in the held-out rooms), T = 0..H, the
-label the optimal action at the query state. The report calls a model that has learnt in context
+label the optimal action at the query state. AD (`wmrl.icrl.methods.AD.curve`): the last episodes
+of held-out goals' learning histories (where the learner is the oracle), read per episode — T = 0,
+one episode, two, ... — over each episode's steps up to its first reward (after it the token's
+previous reward gives the goal away without any context). The report calls a model that has learnt in context
 one whose accuracy gain from T = 0 to the longest context is at least `MIN_CONTEXT_GAIN` with a
 CI above 0 (`wmrl.icrl.report`).
 """

@@ -70,13 +70,14 @@ def heldout_tasks(icrl: dict[str, Any]) -> list:
 
 
 def _frame(setting: str, method: str, model_seed: int | None, values: np.ndarray, seed: int, first_step: int = 1,
-           checkpoint: int | None = None) -> pl.DataFrame:
-    """Rows of `values` (tasks, steps) for one method and evaluation seed; steps count from `first_step`."""
+           checkpoint: int | None = None, step_size: int = 1) -> pl.DataFrame:
+    """Rows of `values` (tasks, steps) for one method and evaluation seed; steps count from
+    `first_step` by `step_size`."""
     tasks, steps = values.shape
     n = tasks * steps
     return pl.DataFrame({"setting": [setting] * n, "method": [method] * n, "model_seed": [model_seed] * n,
                          "task": np.repeat(np.arange(tasks), steps), "seed": [seed] * n,
-                         "step": np.tile(np.arange(first_step, first_step + steps), tasks),
+                         "step": np.tile(first_step + step_size * np.arange(steps), tasks),
                          "value": values.reshape(-1).astype(float), "checkpoint": [checkpoint] * n}, schema=ROWS)
 
 
@@ -188,7 +189,8 @@ def curve_rows(path: str, label: str, model_seed: int, icrl: dict[str, Any], tas
     for step in snapshot_steps(path):
         method, model = load_model(path, step)
         histories = histories if histories is not None else method.curve_histories(icrl, tasks, OFFLINE_SEED + seed)
-        frames += [_frame(name, label, model_seed, values, seed, first_step=0, checkpoint=step)
+        frames += [_frame(name, label, model_seed, values, seed, first_step=0, checkpoint=step,
+                          step_size=method.curve_step(icrl))
                    for name, values in method.curve(model, histories, len(tasks)).items()]
     return frames
 

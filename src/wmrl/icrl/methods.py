@@ -64,6 +64,10 @@ class IcrlMethod:
     def label(self, backbone: str) -> str:
         return f"{self.name}_{backbone}"
 
+    def curve_step(self, icrl: dict[str, Any]) -> int:
+        """The context lengths of its curve are 0, s, 2s, ...: s = 1 (every transition)."""
+        return 1
+
 
 class DPT(IcrlMethod):
     """Decision-Pretrained Transformer: the optimal action at a query state from a context."""
@@ -134,6 +138,10 @@ class AD(IcrlMethod):
                 "accuracy_learner": (chosen == batch["actions"]).float().mean(),
                 "accuracy_last": (chosen[:, -1] == batch["optimal_actions"][:, -1]).float().mean()}
 
+    def curve_step(self, icrl: dict[str, Any]) -> int:
+        """Its curve is read per episode: context lengths 0, T, 2T, ... steps (T = episode_steps)."""
+        return icrl["episode_steps"]
+
     def curve_histories(self, icrl: dict[str, Any], tasks: list, seed: int) -> LearningArrays:
         """Held-out goals' learning histories (the source learner's, drawn with `seed`)."""
         settings = icrl["ad"]
@@ -141,20 +149,29 @@ class AD(IcrlMethod):
                                                  icrl["episode_steps"], seed, per_task=CURVE_HISTORIES,
                                                  size=icrl["size"], decay=settings["decay"])
         card = {"kind": "learning", "horizon": histories.horizon, "states": histories.states,
-                "actions": histories.actions}
+                "actions": histories.actions, "episode_steps": histories.episode_steps}
         return LearningArrays.from_frame(histories.frame, card)
 
     def curve(self, model: nn.Module, histories: LearningArrays, tasks: int) -> dict[str, np.ndarray]:
-        """At each position of the last window of every held-out learning history (where the
-        learner is the oracle): the accuracy and cross-entropy of the oracle's action, context
-        length = the steps before it in the window."""
-        length = model.config.context_steps
-        windows = histories.windows_at(np.arange(len(histories)), np.full(len(histories), histories.length - length),
-                                       length)
+        """Over the last window of every held-out learning history (its last episodes, where the
+        learner is the oracle): the accuracy and cross-entropy of the oracle's action in each
+        episode k of the window, context length = the k x episode_steps steps before it. Only an
+        episode's steps up to its first reward count: after it, the previous step's reward in the
+        token says where the goal is, and the model would need no context to know it."""
+        steps, length = histories.episode_steps, model.config.context_steps
+        episodes = length // steps
+        windows = histories.windows_at(np.arange(len(histories)),
+                                       np.full(len(histories), histories.length - episodes * steps), episodes * steps)
         tensors = {name: torch.as_tensor(value) for name, value in windows.items()}
         with torch.no_grad():
             logits = model(tensors["states"], tensors["prev_actions"], tensors["prev_rewards"])
-        return per_task(position_scores(logits, tensors["optimal_actions"]), histories.task, tasks)
+        scores = position_scores(logits, tensors["optimal_actions"])
+        rewarded = windows["prev_rewards"].reshape(len(histories), episodes, steps).copy()
+        rewarded[:, :, 0] = 0  # an episode's first token carries the previous episode's last reward
+        counted = (np.cumsum(rewarded, axis=2) == 0).astype(float)  # up to and including the first reward's step
+        by_episode = {name: (value.reshape(len(histories), episodes, steps) * counted).sum(2) / counted.sum(2)
+                      for name, value in scores.items()}
+        return per_task(by_episode, histories.task, tasks)
 
     def play_darkroom(self, model: nn.Module, goals: list, episodes: int, episode_steps: int, size: int,
                       seed: int) -> np.ndarray:
