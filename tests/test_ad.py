@@ -165,7 +165,7 @@ def test_training_lowers_the_loss(histories):
     probe = arrays.windows(256, np.random.default_rng(1), config.context_steps)
     with torch.no_grad():
         before = loss_on(probe).item()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=config.weight_decay)
     for _ in range(100):
         loss = loss_on(arrays.windows(config.batch_size, rng, config.context_steps))
         optimizer.zero_grad()

@@ -15,7 +15,6 @@ from wmrl.models.dpt import DecisionPretrainedTransformer, DPTConfig, deploy_onl
 from wmrl.train.icrl import HistoryData, IcrlModule, load_model, save_model, to_tensors, train_icrl
 
 DPT = ICRL_METHODS["dpt"]
-histories_from_frame = ContextArrays.from_frame
 
 SCHEMA = {"task": pl.Int64, "states": pl.List(pl.Int16), "actions": pl.List(pl.Int16),
           "rewards": pl.List(pl.Float32), "next_states": pl.List(pl.Int16), "query_state": pl.Int16,
@@ -114,9 +113,9 @@ def test_reads_the_contract(tmp_path):
     train, heldout = histories.split(0.2)
     assert (len(train), len(heldout)) == (8, 2) and set(heldout.task) == {8, 9}
     with pytest.raises(ValueError, match="steps"):
-        histories_from_frame(frame, card(horizon=H + 1))
+        ContextArrays.from_frame(frame, card(horizon=H + 1))
     with pytest.raises(ValueError, match="actions"):
-        histories_from_frame(frame, card(arms=2))
+        ContextArrays.from_frame(frame, card(arms=2))
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +123,7 @@ def trained():
     """A DPT (transformer, DPT's size) trained on 2,000 K=3 bandits for 300 steps (a few seconds)."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    train = histories_from_frame(bandit_frame(2000, K, H, 0)[0], card())
+    train = ContextArrays.from_frame(bandit_frame(2000, K, H, 0)[0], card())
     module = IcrlModule("dpt", shape(), {"learning_rate": 1e-3})
     optimizer = module.configure_optimizers()
     rng, losses = np.random.default_rng(0), []
@@ -143,7 +142,7 @@ def test_learns_a_bandit_family_in_context(trained):
     often than at position 0 (nothing seen: chance, 1/3)."""
     model, losses = trained
     assert np.mean(losses[-50:]) < np.mean(losses[:50]) - 0.3
-    test = histories_from_frame(bandit_frame(500, K, H, 1)[0], card())
+    test = ContextArrays.from_frame(bandit_frame(500, K, H, 1)[0], card())
     batch = to_tensors(test.rows(np.arange(len(test))))
     with torch.no_grad():
         accuracy = (model(batch["query_state"], batch["states"], batch["actions"], batch["rewards"],
@@ -185,8 +184,9 @@ def test_checkpoint_loads_weights_only_with_identical_logits(trained, tmp_path):
 
 def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
     """Through wmrl.train.loop.fit (MLflow, checkpoints): two runs with one seed train the same
-    weights, and a run stopped by SIGTERM at step 3 and rerun ends with them too, its snapshots (the
-    context curve's checkpoints, one per validation) those of the unbroken run."""
+    weights, and a run stopped by SIGTERM at step 3, or killed between step 4's resume checkpoint and
+    its validation, and rerun ends with them too, its snapshots (the context curve's checkpoints,
+    one per validation) those of the unbroken run."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from wmrl import tracking
@@ -197,7 +197,8 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
     write_bandits(*bandit_frame(100, K, H, 0), data)
     tracking.prepare(["dpt-test"])
     trainer = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}
-    settings = {"steps": 6, "checkpoint_every": 100, "validate_every": 2, "grad_clip": 1.0, "holdout_fraction": 0.1,
+    settings = {"steps": 6, "checkpoint_every": 2, "validate_every": 2, "grad_clip": 1.0, "holdout_fraction": 0.1,
+                "schedule": "constant",
                 "learning_rate": 1e-3, "batch_size": 16, "layers": 2, "trainer": trainer}
 
     def run(name: str):
@@ -228,15 +229,25 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
             run("c")
     assert stopped.value.code == 143 and (tmp_path / "c" / "checkpoints" / "last.ckpt").is_file()
     resumed = run("c")
-    assert sorted(resumed["snapshots"]) == sorted(snapshots)
-    for step, weights in snapshots.items():
-        for key in weights:
-            torch.testing.assert_close(resumed["snapshots"][step][key], weights[key], rtol=0, atol=0)
+
+    def die(self):  # killed between step 4's resume checkpoint and step 4's validation
+        if self.global_step == 4:
+            raise RuntimeError("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(IcrlModule, "on_validation_start", die, raising=False)
+        with pytest.raises(RuntimeError, match="killed"):
+            run("d")
+    for rerun in (resumed, run("d")):
+        assert sorted(rerun["snapshots"]) == sorted(snapshots)
+        for step, weights in snapshots.items():
+            for key in weights:
+                torch.testing.assert_close(rerun["snapshots"][step][key], weights[key], rtol=0, atol=0)
 
 
 def test_history_stream_is_a_function_of_the_step():
     """Batch n depends on (seed, n) alone: what makes a resumed job see an unbroken job's batches."""
-    histories = histories_from_frame(bandit_frame(50, K, H, 0)[0], card())
+    histories = ContextArrays.from_frame(bandit_frame(50, K, H, 0)[0], card())
     data = HistoryData(DPT, DPTConfig(), histories, histories.subset(np.zeros(len(histories), bool)), 8, seed=0)
 
     class Trainer:

@@ -9,17 +9,16 @@ import subprocess
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import ROOT, snakemake_command, snakemake_env
+
 from wmrl.config import ConfigError, compose, to_plain
 from wmrl.dag import icrl
 from wmrl.dag.targets import stage_targets
-from wmrl.icrl.evaluate import (DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BASELINES, SOURCE_LEARNER, evaluate_icrl,
-                                heldout_tasks)
+from wmrl.icrl.evaluate import DARKROOM_BASELINES, OFFLINE_BASELINES, ONLINE_BASELINES, evaluate_icrl, heldout_tasks
 from wmrl.icrl.generate import generate_histories
 from wmrl.icrl.histories import read_histories
-from wmrl.icrl.report import verdict
 from wmrl.icrl.methods import ICRL_METHODS
+from wmrl.icrl.report import verdict
 from wmrl.icrl.tasks import bandit_tasks, darkroom_step
 from wmrl.train.icrl import IcrlModule, save_model
 
@@ -111,10 +110,11 @@ def test_jobs_are_deterministic_for_a_fixed_seed(experiment, tmp_path):
         assert one.equals(evaluate_icrl(spec, str(tmp_path / "two.parquet")))
 
 
-def test_a_claim_with_too_few_runs_is_not_decided():
-    assert verdict(0.1, 0.2, 2, "above", "below", "inside") == "too few runs to decide"
-    assert verdict(0.1, 0.2, 3, "above", "below", "inside") == "above"
-    assert verdict(-0.1, 0.2, 3, "above", "below", "inside") == "inside"
+def test_a_claim_with_too_few_runs_or_tasks_is_not_decided():
+    assert verdict(0.1, 0.2, 12, "above", "below", "inside", tasks=12) == "above"
+    assert verdict(-0.1, 0.2, 12, "above", "below", "inside", tasks=12) == "inside"
+    assert verdict(0.1, 0.2, 2, "above", "below", "inside", tasks=12) == "too few runs to decide"
+    assert verdict(0.1, 0.2, 25, "above", "below", "inside", tasks=5) == "too few held-out tasks to decide"
 
 
 @pytest.mark.e2e
@@ -143,7 +143,7 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
         assert keys["keys"].list.len().n_unique() == 1
     else:
         returns = set(pl.read_csv(tmp_path / files["returns_final_csv"])["method"])
-        assert returns == set(dpts) | set(DARKROOM_BASELINES) | {SOURCE_LEARNER}
+        assert returns == set(dpts) | set(DARKROOM_BASELINES) | {"ad_source"}
         assert {"ad_transformer", "dpt_transformer"} <= set(dpts)  # AD ran end to end
         assert "ad_transformer against its source learner" in page
     gains = pl.read_csv(tmp_path / files["context_gain_csv"])

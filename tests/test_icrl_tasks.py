@@ -126,7 +126,8 @@ def test_bandit_histories_follow_the_contract(tmp_path):
     assert read_card == card and not (tmp_path / "bandit.partial").exists()
     assert dict(frame.schema) == SCHEMA and frame.height == card["histories"] == 12
     assert {k: card[k] for k in ("format", "kind", "family", "states", "actions", "horizon", "seed")} == {
-        "format": "wmrl.icrl/2", "kind": "contexts", "family": "bandit", "states": 1, "actions": ARMS, "horizon": 40, "seed": 1}
+        "format": "wmrl.icrl/2", "kind": "contexts", "family": "bandit", "states": 1, "actions": ARMS, "horizon": 40,
+        "seed": 1}
     assert card["tasks"] == means.tolist()
     for column in ("states", "actions", "rewards", "next_states"):
         assert (frame[column].list.len() == 40).all()

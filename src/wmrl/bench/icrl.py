@@ -95,7 +95,7 @@ def time_training(method: IcrlMethod, data: Histories, settings: dict, steps: in
         if step >= WARMUP:
             times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
-    tokens = config.context_steps if method.name == "ad" else data.horizon + 1  # DPT: the context and its query
+    tokens = method.tokens(method.shape(card), config)
     flops = counter.get_total_flops()
     return {"parameters": sum(p.numel() for p in model.parameters()), "batch": config.batch_size,
             "tokens_per_sample": tokens, "step_s": seconds, "tokens_per_s": config.batch_size * tokens / seconds,

@@ -1,10 +1,12 @@
-"""The in-context RL section (`icrl`): DPT pretrained on many tasks' histories, evaluated on
-held-out tasks. An experiment that sets it runs the ICRL DAG (wmrl.dag.icrl) instead of the
-world-model one. (Not in wmrl.icrl: importing that package registers Gymnasium environments, and
-the Snakefile builds its DAG without gymnasium.)"""
+"""The in-context RL section (`icrl`): DPT and AD pretrained on many tasks' histories, evaluated
+on held-out tasks, and the torch-free entry of each method (`ICRL_METHODS`). An experiment that
+sets it runs the ICRL DAG (wmrl.dag.icrl) instead of the world-model one. (Not in wmrl.icrl:
+importing that package registers Gymnasium environments, and the Snakefile builds its DAG
+without gymnasium.)"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -15,10 +17,24 @@ from wmrl.train.config import TrainerConfig, check_trainer
 from wmrl.typed import ConfigError
 
 ICRL_FAMILIES = ("bandit", "darkroom")
-# The in-context RL methods (wmrl.icrl.methods) and the kind of histories each learns from
-# (wmrl.icrl.histories): DPT a query and a context, AD a learner's consecutive episodes.
-ICRL_METHOD_DATA = {"dpt": "contexts", "ad": "learning"}
-ICRL_METHOD_FAMILIES = {"dpt": ("bandit", "darkroom"), "ad": ("darkroom",)}
+
+
+@dataclass(frozen=True)
+class IcrlMethodEntry:
+    """What the DAG (torch-free) knows of an in-context RL method; its code is wmrl.icrl.methods."""
+
+    data: str  # the kind of histories it learns from (wmrl.icrl.histories)
+    families: tuple[str, ...]  # the task families it plays
+    source: Optional[str] = None  # the baseline it distils, played on the held-out tasks beside it
+    sections: tuple[str, ...] = ()  # its own `icrl` sections, given to the jobs of its data and models only
+    settings: Callable[[DictConfig], dict] = lambda icrl: {}  # its pretraining job's settings beyond the model's
+
+
+ICRL_METHODS = {
+    "dpt": IcrlMethodEntry("contexts", ("bandit", "darkroom")),  # a query and a context of transitions
+    "ad": IcrlMethodEntry("learning", ("darkroom",), source="ad_source", sections=("ad",),  # a learner's episodes
+                          settings=lambda icrl: {"context_steps": int(icrl.ad.context_episodes * icrl.episode_steps)}),
+}
 
 
 @dataclass
@@ -89,7 +105,7 @@ class IcrlConfig:
     episode_steps: int = 100  # Dark Room: steps per episode
     noise_std: float = 0.3  # bandit: the reward noise's standard deviation (DPT's code: 0.3)
     train_tasks: int = 100_000  # bandit: training tasks (arm means drawn with task_seed)
-    heldout_seed: int = 1_000_003  # bandit: held-out tasks' means are drawn with this seed instead
+    heldout_seed: int = 2_000_003  # bandit: held-out tasks' means are drawn with this seed instead (probes: 1_000_003)
     task_seed: int = 0  # bandit: the training tasks' seed; Dark Room: the goal split's seed
     heldout_goals: int = 20  # Dark Room: goals held out of the 100 (DPT: 80 train / 20 held out)
     histories_per_task: int = 1  # pretraining histories per training task
@@ -115,9 +131,10 @@ def check_icrl(cfg: DictConfig) -> None:
                               ("pretrain.model.batch_size", icrl.pretrain.model.batch_size, 1)):
         if value < least:
             problems.append(f"'icrl.{key}' must be at least {least}, got {value}")
-    wrong = [m for m in icrl.methods if icrl.family not in ICRL_METHOD_FAMILIES.get(m, ())]
+    wrong = [m for m in icrl.methods if m not in ICRL_METHODS or icrl.family not in ICRL_METHODS[m].families]
     if wrong or not icrl.methods:
-        problems.append(f"'icrl.methods' must name some of {ICRL_METHOD_FAMILIES} for family {icrl.family!r}, "
+        playing = [m for m, entry in ICRL_METHODS.items() if icrl.family in entry.families]
+        problems.append(f"'icrl.methods' must name some of {playing} for family {icrl.family!r}, "
                         f"got {list(icrl.methods)}")
     if "ad" in icrl.methods and icrl.family == "darkroom":
         ad = icrl.ad
@@ -128,6 +145,10 @@ def check_icrl(cfg: DictConfig) -> None:
             problems.append(f"'icrl.ad.context_episodes' ({ad.context_episodes}) and 'icrl.evaluate.episodes' "
                             f"({icrl.evaluate.episodes}) must be within 'icrl.ad.episodes' ({ad.episodes}): AD's "
                             f"context and its source learner's curve come from histories that long")
+        elif ad.decay * ad.episodes > ad.episodes - ad.context_episodes:
+            problems.append(f"'icrl.ad.decay' x 'episodes' ({ad.decay * ad.episodes:g}) must be at most 'episodes' - "
+                            f"'context_episodes' ({ad.episodes - ad.context_episodes}): AD's context curve reads the "
+                            f"last {ad.context_episodes} episodes, where the learner must no longer explore")
     models = [f"dpt_{b}" for b in icrl.pretrain.backbones]
     if icrl.control is not None and (icrl.family != "bandit" or icrl.control not in models):
         problems.append(f"'icrl.control' must name one of the bandit experiment's models {models}, got "

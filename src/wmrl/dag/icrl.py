@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from wmrl.config import to_plain
-from wmrl.config.icrl import ICRL_METHOD_DATA
+from wmrl.config.icrl import ICRL_METHODS
 from wmrl.dag.paths import (ICRL_BASELINES, ICRL_BENCHMARKS, ICRL_CONTROL_TABLE, ICRL_EVALUATE, ICRL_FIGURES,
                             ICRL_HISTORIES, ICRL_PRETRAIN, ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_TABLES,
                             REPORT)
@@ -26,14 +26,20 @@ def _base(cfg: DictConfig) -> dict[str, Any]:
 def task_settings(cfg: DictConfig) -> dict[str, Any]:
     """The task-defining part of the ICRL section (what every ICRL job shares)."""
     icrl = to_plain(cfg.icrl)
-    return {key: icrl[key] for key in ("family", "methods", "arms", "horizon", "size", "episode_steps", "noise_std",
+    return {key: icrl[key] for key in ("family", "arms", "horizon", "size", "episode_steps", "noise_std",
                                        "train_tasks", "heldout_seed", "task_seed", "heldout_goals",
-                                       "histories_per_task", "ad")}
+                                       "histories_per_task")}
+
+
+def method_sections(cfg: DictConfig, methods: list[str]) -> dict[str, Any]:
+    """The `icrl` sections of `methods` (their entries' `sections`, e.g. AD's `ad`): given only to
+    the jobs that read them, so that a change to one reruns those jobs alone."""
+    return {name: to_plain(cfg.icrl[name]) for method in methods for name in ICRL_METHODS[method].sections}
 
 
 def data_kinds(cfg: DictConfig) -> list[str]:
     """The kinds of histories the experiment's methods learn from, in method order."""
-    return list(dict.fromkeys(ICRL_METHOD_DATA[method] for method in cfg.icrl.methods))
+    return list(dict.fromkeys(ICRL_METHODS[method].data for method in cfg.icrl.methods))
 
 
 def histories_dirs(cfg: DictConfig) -> list[str]:
@@ -44,7 +50,8 @@ def histories_dirs(cfg: DictConfig) -> list[str]:
 
 def histories_spec(cfg: DictConfig, data: str, seed: int) -> IcrlHistoriesSpec:
     """Everything one history-dataset job needs (its Snakemake params)."""
-    return {"icrl": task_settings(cfg), "data": data, "seed": int(seed)}
+    learners = [method for method in cfg.icrl.methods if ICRL_METHODS[method].data == data]
+    return {"icrl": {**task_settings(cfg), **method_sections(cfg, learners)}, "data": data, "seed": int(seed)}
 
 
 def model_labels(cfg: DictConfig) -> list[str]:
@@ -56,7 +63,7 @@ def dataset(cfg: DictConfig, model: str, seed: int) -> str:
     """The history dataset that pretraining `model` with seed `seed` reads: its method's kind, the
     data seeds in turn."""
     seeds, data_seeds = list(cfg.icrl.pretrain.seeds), list(cfg.icrl.data_seeds)
-    kind = ICRL_METHOD_DATA[model.split("_")[0]]
+    kind = ICRL_METHODS[model.split("_")[0]].data
     return ICRL_HISTORIES.format(**_base(cfg), data=kind, seed=data_seeds[seeds.index(int(seed)) % len(data_seeds)])
 
 
@@ -69,12 +76,11 @@ def models(cfg: DictConfig) -> list[str]:
 def pretrain_spec(cfg: DictConfig, model: str, seed: int) -> IcrlPretrainSpec:
     """Everything one pretraining job needs (`wmrl.train.icrl.train_icrl`'s spec)."""
     method, backbone = model.split("_")
-    p, icrl = to_plain(cfg.icrl.pretrain), cfg.icrl
+    p = to_plain(cfg.icrl.pretrain)
     settings = {**p["model"], "backbone": backbone, "trainer": p["trainer"],
                 **{key: p[key] for key in ("steps", "schedule", "validate_every", "checkpoint_every",
-                                           "grad_clip", "holdout_fraction")}}
-    if method == "ad":  # AD reads the last context_episodes episodes
-        settings["context_steps"] = int(icrl.ad.context_episodes * icrl.episode_steps)
+                                           "grad_clip", "holdout_fraction")},
+                **ICRL_METHODS[method].settings(cfg.icrl)}
     wildcards = {"model": model, "seed": int(seed)}
     names = tracked(cfg, "icrl_pretrain", ICRL_PRETRAIN, wildcards)
     return {"dataset": dataset(cfg, model, seed), "seed": int(seed), "method": method, "model": settings,
@@ -102,11 +108,12 @@ def evaluate_inputs(cfg: DictConfig, run: str) -> dict[str, str]:
 
 def evaluate_spec(cfg: DictConfig, run: str) -> IcrlEvaluateSpec:
     """Everything one evaluation job needs (`wmrl.icrl.evaluate.evaluate_icrl`'s spec)."""
-    job = {"icrl": {**task_settings(cfg), "evaluate": to_plain(cfg.icrl.evaluate)}}
-    if run == ICRL_BASELINES:
-        return {**job, "method": ICRL_BASELINES}
+    icrl = {**task_settings(cfg), "evaluate": to_plain(cfg.icrl.evaluate)}
+    if run == ICRL_BASELINES:  # and the learners the methods distil, where they name one
+        sources = {method: ICRL_METHODS[method].source for method in cfg.icrl.methods if ICRL_METHODS[method].source}
+        return {"icrl": {**icrl, **method_sections(cfg, list(sources)), "sources": sources}, "method": ICRL_BASELINES}
     model, seed = run.split("-seed")
-    return {**job, "method": model, "model_seed": int(seed),
+    return {"icrl": {**icrl, **method_sections(cfg, [model.split("_")[0]])}, "method": model, "model_seed": int(seed),
             "model": evaluate_inputs(cfg, run)["model"]}
 
 

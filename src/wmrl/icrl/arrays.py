@@ -32,7 +32,7 @@ def list_arrays(frame: pl.DataFrame, card: dict[str, Any], limits: dict[str, str
     return arrays
 
 
-def heldout_tasks(task: np.ndarray, fraction: float) -> np.ndarray:
+def validation_rows(task: np.ndarray, fraction: float) -> np.ndarray:
     """The rows of the last `fraction` of the distinct tasks (by id): a validation set no trained
     task is in."""
     tasks = np.unique(task)
@@ -78,8 +78,8 @@ class ContextArrays:
                 for name, value in batch.items()}
 
     def split(self, holdout_fraction: float) -> tuple[ContextArrays, ContextArrays]:
-        """(train, heldout) by task (`heldout_tasks`)."""
-        heldout = heldout_tasks(self.task, holdout_fraction)
+        """(train, validation) by task (`validation_rows`)."""
+        heldout = validation_rows(self.task, holdout_fraction)
         return self.subset(~heldout), self.subset(heldout)
 
     def subset(self, mask: np.ndarray) -> ContextArrays:
@@ -122,8 +122,8 @@ class LearningArrays:
         return replace(self, **{name: getattr(self, name)[mask] for name in ("task", *LEARNING_COLUMNS)})
 
     def split(self, holdout_fraction: float) -> tuple[LearningArrays, LearningArrays]:
-        """(train, heldout) by task (`heldout_tasks`)."""
-        heldout = heldout_tasks(self.task, holdout_fraction)
+        """(train, validation) by task (`validation_rows`)."""
+        heldout = validation_rows(self.task, holdout_fraction)
         return self.subset(~heldout), self.subset(heldout)
 
     def windows(self, size: int, rng: np.random.Generator, length: int) -> dict[str, np.ndarray]:

@@ -15,8 +15,8 @@ label the optimal action at the query state. AD (`wmrl.icrl.methods.AD.curve`): 
 of held-out goals' learning histories (where the learner is the oracle), read per episode — T = 0,
 one episode, two, ... — over each episode's steps up to its first reward (after it the token's
 previous reward gives the goal away without any context). The report calls a model that has learnt in context
-one whose accuracy gain from T = 0 to the longest context is at least `MIN_CONTEXT_GAIN` with a
-CI above 0 (`wmrl.icrl.report`).
+one whose accuracy gain from the shortest to the longest context is at least `MIN_CONTEXT_GAIN`
+with a CI above 0 (`wmrl.icrl.context_report`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-SETTINGS = ("context_accuracy", "context_cross_entropy")
-
 
 def position_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
     """Accuracy and cross-entropy (N, T) of logits (N, T, A) against labels (N, T)."""

@@ -18,9 +18,9 @@ where by setting
 * ``darkroom``: the return of in-context episode ``step`` (1..E) on a held-out goal, no weight
   updates: DPT samples its predicted action with its previous episodes' last H transitions as
   context (empty in episode 1); AD samples the learner's next action with the last steps of its
-  own history as context (`wmrl.models.ad`); the oracle (reference), a uniform policy and, where
-  AD runs, its source learner (`SOURCE_LEARNER`: the noise-distillation learner AD imitates,
-  played on the held-out goals).
+  own history as context (`wmrl.models.ad`); the oracle (reference), a uniform policy and the
+  learner a method distils, where its entry names one (`wmrl.config.icrl.ICRL_METHODS`: AD's
+  `ad_source`, the noise-distillation learner it imitates), played on the same held-out goals.
 * ``context_accuracy`` / ``context_cross_entropy`` (each model, at each training snapshot
   ``checkpoint``): the in-context learning curve (`wmrl.icrl.curve`, the histories its method
   draws for the held-out tasks) at context length ``step``. ``checkpoint`` is null in other rows.
@@ -44,14 +44,13 @@ from wmrl.files import publish
 from wmrl.icrl.baselines import (UCB, EmpiricalMean, Oracle, Thompson, Uniform, empirical_choice, lcb_choice,
                                  play_bandit, play_darkroom)
 from wmrl.icrl.histories import bandit_histories
-from wmrl.icrl.learning import noise_distillation_histories
+from wmrl.icrl.methods import ICRL_METHODS
 from wmrl.icrl.tasks import MOVES, bandit_tasks, darkroom_goals, optimal_darkroom_action, split_goals
 from wmrl.jobs import IcrlEvaluateSpec, check_spec
 from wmrl.models.dpt import DecisionPretrainedTransformer, choose, deploy_online
 
 log = logging.getLogger("wmrl")
 OFFLINE_SEED = 500_000
-SOURCE_LEARNER = "ad_source"  # the learner whose histories AD distils, played on the held-out goals
 ROWS = {"setting": pl.String(), "method": pl.String(), "model_seed": pl.Int64(), "task": pl.Int64(),
         "seed": pl.Int64(), "step": pl.Int64(), "value": pl.Float64(), "checkpoint": pl.Int64()}
 ONLINE_BASELINES = ("ucb", "thompson", "empirical_mean", "uniform", "oracle")
@@ -153,16 +152,6 @@ def dpt_bandit_offline(model: DecisionPretrainedTransformer, means: np.ndarray, 
 # --------------------------------------------------------------------------- Dark Room
 
 
-def source_learner(goals: list, icrl: dict[str, Any], seed: int) -> np.ndarray:
-    """Return per episode (goals, evaluate.episodes) of AD's source learner (`wmrl.icrl.learning`:
-    the oracle with exploration decaying over `icrl.ad.episodes` episodes) on held-out goals."""
-    episodes, steps = icrl["ad"]["episodes"], icrl["episode_steps"]
-    histories = noise_distillation_histories([tuple(goal) for goal in goals], episodes, steps, OFFLINE_SEED + seed,
-                                             size=icrl["size"], decay=icrl["ad"]["decay"])
-    rewards = np.stack(histories.frame["rewards"].to_list()).reshape(len(goals), episodes, steps)
-    return rewards.sum(-1)[:, :icrl["evaluate"]["episodes"]]
-
-
 def darkroom_baselines(goals: list, episodes: int, horizon: int, seed: int, size: int) -> dict[str, np.ndarray]:
     """Return per episode (goals, episodes) of the oracle and a uniform policy (episodes of `horizon` steps)."""
     out = {name: np.zeros((len(goals), episodes)) for name in DARKROOM_BASELINES}
@@ -200,8 +189,8 @@ def baseline_rows(icrl: dict[str, Any], tasks: list, seed: int) -> list[pl.DataF
     horizon = icrl["horizon"]
     if icrl["family"] == "darkroom":
         returns = darkroom_baselines(tasks, icrl["evaluate"]["episodes"], icrl["episode_steps"], seed, icrl["size"])
-        if "ad" in icrl["methods"]:
-            returns[SOURCE_LEARNER] = source_learner(tasks, icrl, seed)
+        for method, source in icrl["sources"].items():
+            returns[source] = ICRL_METHODS[method].source_returns(icrl, tasks, OFFLINE_SEED + seed)
         return [_frame("darkroom", name, None, values, seed) for name, values in returns.items()]
     means, c = np.asarray(tasks), icrl["evaluate"]["ucb_c"]
     online = bandit_baselines_online(means, horizon, seed, icrl["noise_std"], c)

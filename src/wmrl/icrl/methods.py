@@ -2,17 +2,20 @@
 
 A method is one `IcrlMethod` registered in `ICRL_METHODS` (config: ``icrl.methods``):
 
-- ``data``: the kind of histories it learns from (`wmrl.icrl.histories`; the DAG reads the same
-  table, torch-free, as `wmrl.config.icrl.ICRL_METHOD_DATA`);
+- ``data``: the kind of histories it learns from (`wmrl.icrl.histories`), from its torch-free
+  entry in `wmrl.config.icrl.ICRL_METHODS` (which also names the task families it plays, the
+  baseline it distils and its pretraining job's settings beyond the model's);
 - ``config``: its model's dataclass, filled from ``icrl.pretrain.model`` (and the method's own keys);
 - `shape` / `build`: the model for a dataset's card; `arrays`: the rows as arrays
   (`wmrl.icrl.arrays`); `batch` / `validation`: training and validation batches; `metrics`: the
   loss and accuracies the training job logs;
 - `curve_histories` / `curve`: its in-context learning curve on held-out tasks (`wmrl.icrl.curve`);
-- `play_darkroom`: its return in each in-context episode on held-out goals (no weight updates).
+- `play_darkroom`: its return in each in-context episode on held-out goals (no weight updates);
+  `source_returns`: the learner it distils, played on the same goals (AD's entry names one).
 
 DPT (`wmrl.models.dpt`) also plays bandits (`wmrl.icrl.evaluate`); AD (`wmrl.models.ad`) plays
-Dark Room only. A new method is one class here and a model module.
+Dark Room only. A new method is a model module, one class here and its entry in
+`wmrl.config.icrl.ICRL_METHODS`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from wmrl.config.icrl import ICRL_METHOD_DATA
+from wmrl.config.icrl import ICRL_METHODS as ICRL_METHODS_CONFIG
 from wmrl.icrl.arrays import ContextArrays, LearningArrays
 from wmrl.icrl.curve import dpt_curve, per_task, position_scores
 from wmrl.icrl.histories import bandit_histories, darkroom_histories
@@ -50,7 +53,7 @@ class IcrlMethod:
 
     @property
     def data(self) -> str:
-        return ICRL_METHOD_DATA[self.name]
+        return ICRL_METHODS_CONFIG[self.name].data
 
     def model_config(self, settings: dict[str, Any]) -> Any:
         """The model's dataclass from a job's settings (the keys it has)."""
@@ -61,18 +64,28 @@ class IcrlMethod:
             raise ValueError(f"{self.name} trains on the {self.data} kind of histories, not {card['kind']!r}")
         return self.arrays_type.from_frame(frame, card)
 
-    def label(self, backbone: str) -> str:
-        return f"{self.name}_{backbone}"
-
     def curve_step(self, icrl: dict[str, Any]) -> int:
         """The context lengths of its curve are 0, s, 2s, ...: s = 1 (every transition)."""
         return 1
+
+    def play_darkroom(self, model: nn.Module, goals: list, episodes: int, episode_steps: int, size: int,
+                      seed: int) -> np.ndarray:
+        """Its return in each of `episodes` in-context episodes on each goal, no weight updates
+        (its model module's `deploy_darkroom`), sampling with a generator seeded with `seed`."""
+        return self.deploy_darkroom(model, [tuple(goal) for goal in goals], episodes, episode_steps, size,
+                                    torch.Generator().manual_seed(seed))
+
+    def source_returns(self, icrl: dict[str, Any], goals: list, seed: int) -> np.ndarray:
+        """The return per episode (goals, evaluate.episodes) of the learner it distils (its entry's
+        `source`), played on held-out goals; only a method with a source has one."""
+        raise NotImplementedError(f"{self.name} distils no source learner")
 
 
 class DPT(IcrlMethod):
     """Decision-Pretrained Transformer: the optimal action at a query state from a context."""
 
     name, config, arrays_type = "dpt", dpt.DPTConfig, ContextArrays
+    deploy_darkroom = staticmethod(dpt.deploy_darkroom)
 
     def shape(self, card: dict[str, Any]) -> dict[str, int]:
         return {"states": int(card["states"]), "actions": int(card["actions"]), "horizon": int(card["horizon"]),
@@ -80,6 +93,10 @@ class DPT(IcrlMethod):
 
     def build(self, shape: dict[str, int], config: dpt.DPTConfig) -> nn.Module:
         return dpt.DecisionPretrainedTransformer(**shape, config=config)
+
+    def tokens(self, shape: dict[str, int], config: dpt.DPTConfig) -> int:
+        """Tokens per training sample: the query and the context."""
+        return shape["horizon"] + 1
 
     def batch(self, arrays: ContextArrays, size: int, rng: np.random.Generator, config) -> dict[str, np.ndarray]:
         return arrays.sample(size, rng)
@@ -106,21 +123,23 @@ class DPT(IcrlMethod):
     def curve(self, model: nn.Module, histories: ContextArrays, tasks: int) -> dict[str, np.ndarray]:
         return dpt_curve(model, vars(histories), tasks)
 
-    def play_darkroom(self, model: nn.Module, goals: list, episodes: int, episode_steps: int, size: int,
-                      seed: int) -> np.ndarray:
-        return dpt.deploy_darkroom(model, goals, episodes, episode_steps, size, torch.Generator().manual_seed(seed))
 
 
 class AD(IcrlMethod):
     """Algorithm Distillation: the learner's next action from its learning history."""
 
     name, config, arrays_type = "ad", ad.ADConfig, LearningArrays
+    deploy_darkroom = staticmethod(ad.deploy_darkroom)
 
     def shape(self, card: dict[str, Any]) -> dict[str, int]:
         return {"states": int(card["states"]), "actions": int(card["actions"]), "grid": grid(card)}
 
     def build(self, shape: dict[str, int], config: ad.ADConfig) -> nn.Module:
         return ad.AlgorithmDistillation(**shape, config=config)
+
+    def tokens(self, shape: dict[str, int], config: ad.ADConfig) -> int:
+        """Tokens per training sample: the window's steps."""
+        return config.context_steps
 
     def batch(self, arrays: LearningArrays, size: int, rng: np.random.Generator, config) -> dict[str, np.ndarray]:
         return arrays.windows(size, rng, config.context_steps)
@@ -173,10 +192,14 @@ class AD(IcrlMethod):
                       for name, value in scores.items()}
         return per_task(by_episode, histories.task, tasks)
 
-    def play_darkroom(self, model: nn.Module, goals: list, episodes: int, episode_steps: int, size: int,
-                      seed: int) -> np.ndarray:
-        return ad.deploy_darkroom(model, [tuple(goal) for goal in goals], episodes, episode_steps, size,
-                                  torch.Generator().manual_seed(seed))
+    def source_returns(self, icrl: dict[str, Any], goals: list, seed: int) -> np.ndarray:
+        """The noise-distillation learner AD imitates (`wmrl.icrl.learning`: the oracle with
+        exploration decaying over `icrl.ad.episodes` episodes), played on the goals with `seed`."""
+        episodes, steps = icrl["ad"]["episodes"], icrl["episode_steps"]
+        histories = noise_distillation_histories([tuple(goal) for goal in goals], episodes, steps, seed,
+                                                 size=icrl["size"], decay=icrl["ad"]["decay"])
+        rewards = np.stack(histories.frame["rewards"].to_list()).reshape(len(goals), episodes, steps)
+        return rewards.sum(-1)[:, :icrl["evaluate"]["episodes"]]
 
 
 ICRL_METHODS: dict[str, IcrlMethod] = {method.name: method for method in (DPT(), AD())}

@@ -33,11 +33,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from wmrl.config.icrl import ICRL_METHODS  # noqa: E402
 from wmrl.evaluate.statistics import (MIN_RUNS, bootstrap_over_tasks, probability_of_improvement,  # noqa: E402
                                       stratified_bootstrap_ci)
-from wmrl.icrl.context_report import (LEARNT, MIN_CONTEXT_GAIN, context_figure, context_gain,  # noqa: E402
-                                      control_table, gate)
-from wmrl.icrl.evaluate import SOURCE_LEARNER  # noqa: E402
+from wmrl.icrl.context_report import (LEARNT, MIN_CONTEXT_GAIN, MIN_TASKS, TOO_FEW_TASKS, context_figure,  # noqa
+                                      context_gain, control_table, gate, task_matrix)
 from wmrl.jobs import IcrlReportSpec, check_spec  # noqa: E402
 from wmrl.report.plots import save  # noqa: E402
 
@@ -46,16 +46,6 @@ LABELS = {"online": "cumulative regret", "offline": "suboptimality of the chosen
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def task_matrix(rows: pl.DataFrame, method: str, setting: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(steps, per-task means (tasks, steps), runs per task) of one method's rows."""
-    chosen = rows.filter((pl.col("method") == method) & (pl.col("setting") == setting))
-    means = chosen.group_by("task", "step").agg(pl.col("value").mean()).sort("task", "step")
-    steps = np.sort(means["step"].unique().to_numpy())
-    matrix = means["value"].to_numpy().reshape(-1, len(steps))
-    runs = chosen.filter(pl.col("step") == steps[0]).group_by("task").len()["len"].min()
-    return steps, matrix, int(runs)
 
 
 def cumulative(rows: pl.DataFrame) -> pl.DataFrame:
@@ -89,15 +79,20 @@ def final_table(rows: pl.DataFrame, setting: str, step: int, methods: list[str],
 
 
 def difference(rows: pl.DataFrame, setting: str, a: tuple[str, int], b: tuple[str, int], repetitions: int,
-               confidence: float) -> tuple[float, float, float, int]:
-    """Mean over tasks of (method a at step a) - (method b at step b), its CI over tasks, the runs."""
+               confidence: float) -> tuple[float, float, float, int, int]:
+    """Mean over tasks of (method a at step a) - (method b at step b), its CI over tasks, the runs
+    and the tasks."""
     _, first, runs_a = task_matrix(rows.filter(pl.col("step") == a[1]), a[0], setting)
     _, second, runs_b = task_matrix(rows.filter(pl.col("step") == b[1]), b[0], setting)
     point, lower, upper = (float(x[0]) for x in bootstrap_over_tasks(first - second, repetitions, confidence))
-    return point, lower, upper, len(first) * min(runs_a, runs_b)
+    return point, lower, upper, len(first) * min(runs_a, runs_b), len(first)
 
 
-def verdict(lower: float, upper: float, runs: int, above: str, below: str, inside: str) -> str:
+def verdict(lower: float, upper: float, runs: int, above: str, below: str, inside: str, tasks: int) -> str:
+    """The claim's verdict from its CI; undecided below `MIN_RUNS` runs or `MIN_TASKS` held-out
+    tasks (the CI resamples tasks: a handful of them gives an interval far too narrow)."""
+    if tasks < MIN_TASKS:
+        return TOO_FEW_TASKS
     if runs < MIN_RUNS:
         return "too few runs to decide"
     return above if lower > 0 else below if upper < 0 else inside
@@ -106,14 +101,15 @@ def verdict(lower: float, upper: float, runs: int, above: str, below: str, insid
 # --------------------------------------------------------------------------- figures
 
 
-def curves_figure(rows: pl.DataFrame, setting: str, methods: list[str], repetitions: int, confidence: float,
-                  title: str):
+def curves_figure(rows: pl.DataFrame, setting: str, models: list[str], baselines: list[str], repetitions: int,
+                  confidence: float, title: str):
+    """Each model's (solid) and baseline's (dashed) curve: the mean over tasks with its CI."""
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
-    for i, method in enumerate(methods):
+    for i, method in enumerate(models + baselines):
         steps, matrix, _ = task_matrix(rows, method, setting)
         keep = np.unique(np.linspace(0, len(steps) - 1, min(CURVE_POINTS, len(steps))).round().astype(int))
         point, lower, upper = bootstrap_over_tasks(matrix[:, keep], repetitions, confidence)
-        style = "-" if method.startswith("dpt_") else "--"
+        style = "-" if method in models else "--"
         axis.plot(steps[keep], point, style, color=f"C{i}", label=method, lw=1.4)
         axis.fill_between(steps[keep], lower, upper, color=f"C{i}", alpha=0.2, lw=0)
     axis.set_xlabel("episode" if setting == "darkroom" else "step (pulls seen)" if setting == "offline" else "step")
@@ -167,12 +163,14 @@ def bandit_tables(rows: pl.DataFrame, dpts: list[str], repetitions: int, confide
     reps = repetitions
     online = cumulative(rows)
     horizon = int(online["step"].max())
-    methods = dpts + ["thompson", "ucb", "empirical_mean", "uniform", "oracle"]
+    online_baselines = ["thompson", "ucb", "empirical_mean", "uniform", "oracle"]
+    offline_baselines = ["lcb", "empirical_mean"]
+    methods, offline_methods = dpts + online_baselines, dpts + offline_baselines
     figures["online_regret"] = "Online: cumulative regret on held-out bandits (mean, CI over tasks)"
-    save(curves_figure(online, "online", methods, reps, confidence, figures["online_regret"]), out["online_regret"])
-    offline_methods = dpts + ["lcb", "empirical_mean"]
+    save(curves_figure(online, "online", dpts, online_baselines, reps, confidence, figures["online_regret"]),
+         out["online_regret"])
     figures["offline_suboptimality"] = "Offline: suboptimality of the greedy arm after t pulls of a fixed history"
-    save(curves_figure(rows, "offline", offline_methods, reps, confidence, figures["offline_suboptimality"]),
+    save(curves_figure(rows, "offline", dpts, offline_baselines, reps, confidence, figures["offline_suboptimality"]),
          out["offline_suboptimality"])
     tables["online_final"] = final_table(online, "online", horizon, methods, reps, confidence)
     tables["offline_final"] = final_table(rows, "offline", horizon, offline_methods, reps, confidence)
@@ -182,48 +180,53 @@ def bandit_tables(rows: pl.DataFrame, dpts: list[str], repetitions: int, confide
         p, lower, upper = stratified_bootstrap_ci((x, y), probability_of_improvement, reps, confidence)
         improvement.append({"method": dpt, "baseline": "thompson", "P(method beats baseline)": p,
                             "lower": lower, "upper": upper, "runs_method": x.size, "runs_baseline": y.size})
-        point, low, high, runs = difference(online, "online", (dpt, horizon), ("thompson", horizon), reps, confidence)
+        point, low, high, runs, tasks = difference(online, "online", (dpt, horizon), ("thompson", horizon), reps,
+                                                   confidence)
         claims.append({"claim": f"DPT ≈ Thompson sampling online on held-out tasks ({dpt})", "method": dpt,
                        "measure": f"final cumulative regret, {dpt} - thompson (step {horizon})",
-                       "difference [CI]": interval(point, low, high), "runs": runs,
+                       "difference [CI]": interval(point, low, high), "runs": runs, "tasks": tasks,
                        "verdict": verdict(low, high, runs, "refuted: DPT's regret is higher",
-                                          "refuted: DPT's regret is lower", "consistent (no difference detected)")})
+                                          "refuted: DPT's regret is lower", "consistent (no difference detected)",
+                                          tasks)})
     tables["improvement"] = pl.DataFrame(improvement)
     tables["claims"] = pl.DataFrame(claims)
 
 
-def darkroom_tables(rows: pl.DataFrame, models: list[str], repetitions: int, confidence: float, out: dict[str, str],
-                    tables: dict[str, pl.DataFrame], figures: dict[str, str]) -> None:
+def darkroom_tables(rows: pl.DataFrame, models: list[str], methods: list[str], repetitions: int, confidence: float,
+                    out: dict[str, str], tables: dict[str, pl.DataFrame], figures: dict[str, str]) -> None:
     """Dark Room's returns figure, first- and last-episode table and claims: each model improves
-    over its in-context episodes and beats uniform; AD against DPT (same backbone) and against the
-    source learner it distils, at the last episode."""
+    over its in-context episodes and beats uniform; each later method's model against the first
+    method's of the same backbone (AD against DPT), and against the learner it distils where its
+    entry names one (`wmrl.config.icrl.ICRL_METHODS`), at the last episode."""
     episodes = int(rows.filter(pl.col("setting") == "darkroom")["step"].max())
-    baselines = [name for name in ("oracle", "uniform", SOURCE_LEARNER) if name in set(rows["method"].to_list())]
-    methods = models + baselines
+    sources = {method: ICRL_METHODS[method].source for method in methods if ICRL_METHODS[method].source}
+    baselines = ["oracle", "uniform", *sources.values()]
     figures["returns"] = "Dark Room: return per in-context episode on held-out goals (mean, CI over goals)"
-    save(curves_figure(rows, "darkroom", methods, repetitions, confidence, figures["returns"]), out["returns"])
-    tables["returns_final"] = pl.concat([final_table(rows, "darkroom", step, methods, repetitions, confidence)
-                                         for step in (1, episodes)])
+    save(curves_figure(rows, "darkroom", models, baselines, repetitions, confidence, figures["returns"]),
+         out["returns"])
+    tables["returns_final"] = pl.concat([final_table(rows, "darkroom", step, models + baselines, repetitions,
+                                                     confidence) for step in (1, episodes)])
     comparisons = []
     for model in models:
+        method, backbone = model.split("_")
         comparisons += [(f"{model} improves over its in-context episodes on held-out goals", model, (model, 1),
                          ("supported", "refuted", "not shown")),
                         (f"{model} beats a uniform policy on held-out goals", model, ("uniform", episodes),
                          ("supported", "refuted", "not shown"))]
-        method, backbone = model.split("_")
-        if method == "ad" and f"dpt_{backbone}" in models:
-            comparisons.append((f"{model} against dpt_{backbone} at the last episode", model,
-                                (f"dpt_{backbone}", episodes), ("AD higher", "DPT higher", "no difference detected")))
-        if method == "ad" and SOURCE_LEARNER in baselines:
+        first = f"{methods[0]}_{backbone}"
+        if method != methods[0]:
+            comparisons.append((f"{model} against {first} at the last episode", model, (first, episodes),
+                                (f"{method} higher", f"{methods[0]} higher", "no difference detected")))
+        if method in sources:
             comparisons.append((f"{model} against its source learner at episode {episodes}", model,
-                                (SOURCE_LEARNER, episodes),
-                                ("AD above its source", "AD below its source", "no difference detected")))
+                                (sources[method], episodes), (f"{method} above its source",
+                                                              f"{method} below its source", "no difference detected")))
     claims = []
     for claim, model, other, verdicts in comparisons:
-        point, low, high, runs = difference(rows, "darkroom", (model, episodes), other, repetitions, confidence)
+        point, low, high, runs, tasks = difference(rows, "darkroom", (model, episodes), other, repetitions, confidence)
         claims.append({"claim": claim, "method": model, "measure": f"return, {model} ep {episodes} - {other[0]} ep "
-                       f"{other[1]}", "difference [CI]": interval(point, low, high), "runs": runs,
-                       "verdict": verdict(low, high, runs, *verdicts)})
+                       f"{other[1]}", "difference [CI]": interval(point, low, high), "runs": runs, "tasks": tasks,
+                       "verdict": verdict(low, high, runs, *verdicts, tasks)})
     tables["claims"] = pl.DataFrame(claims)
 
 
@@ -249,7 +252,7 @@ def build_icrl_report(spec: IcrlReportSpec, out: dict[str, str]) -> None:
         if icrl["control"]:
             tables["control"] = control_table(tables["online_final"], tables["offline_final"], gains, icrl["control"])
     else:
-        darkroom_tables(rows, models, reps, confidence, out, tables, figures)
+        darkroom_tables(rows, models, icrl["methods"], reps, confidence, out, tables, figures)
         tables["claims"] = gate(tables["claims"], gains)
     tables["context_gain"] = gains
     tables["cost"] = cost_table(spec["benchmarks"])
@@ -267,8 +270,11 @@ def control_box(spec: dict[str, Any], tables: dict[str, pl.DataFrame]) -> list[s
     return [f"<h2>Positive control: {'PASS' if passed else 'FAIL'}</h2>",
             f"<p>{html.escape(icrl['control'])} on {icrl['arms']}-armed bandits, H = {icrl['horizon']}, "
             f"{icrl['pretrain']['steps']} training steps on {icrl['train_tasks']} training tasks, "
-            f"{icrl['evaluate']['tasks']} held-out tasks. The criteria were fixed before any run was read "
-            f"(wmrl.icrl.context_report).</p>", table_html(tables["control"])]
+            f"{icrl['evaluate']['tasks']} held-out tasks (means drawn with seed {icrl['heldout_seed']}), one "
+            f"pretraining seed. The criteria were fixed before any run was read (wmrl.icrl.context_report); the "
+            f"training budget was chosen by probes on other held-out bandits. The first criterion compares DPT's "
+            f"mean with Thompson's interval, unpaired; the claims table below gives the paired difference."
+            f"</p>", table_html(tables["control"])]
 
 
 def page(spec: dict[str, Any], tables: dict[str, pl.DataFrame], figures: dict[str, str], out: dict[str, str]) -> str:
@@ -303,9 +309,11 @@ def page(spec: dict[str, Any], tables: dict[str, pl.DataFrame], figures: dict[st
              f"tasks and seeds (wmrl.icrl.evaluate).</p>",
              *control_box(spec, tables), "<h2>Claims</h2>", table_html(tables["claims"]),
              "<h2>Has each model learnt in context?</h2>",
-             f"<p>Accuracy at the final snapshot from an empty context to the longest one on held-out tasks; "
-             f"“{LEARNT}” needs a gain of at least {MIN_CONTEXT_GAIN} with its CI above 0, and a model that has "
-             f"not learnt in context has none of its claims judged.</p>", table_html(tables["context_gain"])]
+             f"<p>Accuracy at the final snapshot from the shortest context to the longest one on held-out tasks "
+             f"(DPT: from an empty context; AD: per episode of an oracle's last episodes, over each episode's "
+             f"steps before its first reward); “{LEARNT}” needs a gain of at least {MIN_CONTEXT_GAIN} with its CI "
+             f"above 0 over at least {MIN_TASKS} held-out tasks, and a model not shown to have learnt in context "
+             f"has none of its claims judged.</p>", table_html(tables["context_gain"])]
     for name, title in figures.items():
         svg = Path(out[name]).read_text()
         parts += [f"<h2>{html.escape(title)}</h2>", svg[svg.index("<svg"):]]

@@ -23,7 +23,7 @@ the learner's action there:
     p_t(a | s_1..s_t, a_1..a_{t-1}, r_1..r_{t-1}) = softmax(head(features_t))_a.
 
 The model reads windows of T <= `context_steps` consecutive steps cut from the histories at random
-starts (`wmrl.icrl.learning.LearningArrays.windows`; the transformer's positions count from the
+starts (`wmrl.icrl.arrays.LearningArrays.windows`; the transformer's positions count from the
 window's start), and the loss (`ad_loss`) is the cross-entropy to the learner's action at every
 position, averaged:
 
@@ -61,9 +61,8 @@ from wmrl.models.dpt import DPTConfig, state_features, state_width
 @dataclass
 class ADConfig(DPTConfig):
     """An AD model's architecture and optimizer: DPT's (GPT-2 style, width 32, 4 layers, 1 head;
-    AdamW) at learning rate 1e-3, and `context_steps`, the longest window of steps it reads."""
+    AdamW), and `context_steps`, the longest window of steps it reads."""
 
-    learning_rate: float = 1e-3
     context_steps: int = 80
 
 

@@ -35,8 +35,9 @@ Deployment: offline, a fixed dataset is the context and the model acts greedily 
 position's logits; online, the model's own transitions become the context and it samples from
 p_T (`deploy_online` for bandits, `deploy_darkroom` for Dark Room). For a fixed query (bandits,
 S = 1) `start` / `observe` extend the context one transition at a time through the backbone's
-`step` (key/value cache or recurrent state: O(T) per step for the transformer, O(1) for gru/ssm); a query that changes (an MDP's current state) is placed before the
-context, so each new query needs `forward` over the whole context again.
+`step` (key/value cache or recurrent state: O(T) per step for the transformer, O(1) for
+gru/ssm); a query that changes (an MDP's current state) is placed before the context, so each new
+query needs `forward` over the whole context again.
 Measured on one CPU thread at DPT's size, H = 500, A = 5, one bandit: `deploy_online` (stepping)
 takes 0.17 s (transformer), 0.06 s (gru), 0.19 s (ssm); recomputing `forward` on the growing
 context at every step takes 0.74 s, 4.1 s and about 2 s.
@@ -190,7 +191,7 @@ def deploy_darkroom(model: DecisionPretrainedTransformer, goals: Sequence[tuple[
     past = torch.zeros((count, 0, 4))  # (s, a, r, s') of the previous episodes
     returns = np.zeros((count, episodes))
     for episode in range(episodes):
-        context = past[:, -model.horizon:] if model.horizon else past[:, :0]
+        context = past[:, -model.horizon:]
         state = torch.zeros(count, dtype=torch.long)
         steps = []
         for _ in range(episode_steps):

@@ -96,13 +96,14 @@ class BatchSampler:
 
 class HistoryData(L.LightningDataModule):
     """Training histories as an endless deterministic stream of batches (`WindowStream`: batch n
-    drawn with the generator (seed, n), each data-parallel process taking its share), held-out
-    histories as the method's fixed validation batches."""
+    drawn with the generator (seed, n), each data-parallel process taking its share), validation
+    histories (other training tasks') as the method's fixed validation batches."""
 
-    def __init__(self, method: IcrlMethod, config, train, heldout, batch_size: int, seed: int):
+    def __init__(self, method: IcrlMethod, config, train, validation, batch_size: int, seed: int):
         super().__init__()
         self.sampler = BatchSampler(method, train, config)
-        self.method, self.config, self.heldout, self.batch_size, self.seed = method, config, heldout, batch_size, seed
+        self.method, self.config, self.validation = method, config, validation
+        self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self):
         trainer = self.trainer
@@ -110,9 +111,9 @@ class HistoryData(L.LightningDataModule):
                                    trainer.global_rank, trainer.world_size))
 
     def val_dataloader(self):
-        if not len(self.heldout):
+        if not len(self.validation):
             return loader([])
-        return loader([to_tensors(batch) for batch in self.method.validation(self.heldout, self.batch_size,
+        return loader([to_tensors(batch) for batch in self.method.validation(self.validation, self.batch_size,
                                                                              self.config)])
 
 
@@ -140,7 +141,7 @@ def snapshot_steps(path: Path | str) -> list[int]:
     return sorted(int(step) for step in load_checkpoint(path)["snapshots"])
 
 
-def dataset_card(directory: Path | str, card: dict[str, Any]) -> dict[str, Any]:
+def dataset_card(card: dict[str, Any]) -> dict[str, Any]:
     """The card as `tracking.log_dataset_inputs` reads it: with the table's sha256 as its one shard
     unless the card lists shards."""
     if "shards" in card:
@@ -159,21 +160,20 @@ def train_icrl(spec: IcrlPretrainSpec, out: dict[str, str], threads: int = 1) ->
     method, settings, seed = ICRL_METHODS[spec["method"]], spec["model"], spec["seed"]
     resume = claim_work_dir(Path(spec["work_dir"]), spec)
     frame, card = read_histories(spec["dataset"])
-    train, heldout = method.arrays(frame, card).split(settings.get("holdout_fraction", 0.0))
+    train, validation = method.arrays(frame, card).split(settings["holdout_fraction"])
     L.seed_everything(seed, workers=True)
     shape = method.shape(card)
-    module = IcrlModule(method.name, shape, settings, settings["steps"], settings.get("schedule", "constant"))
-    log.info("%s: %s parameters, %s backbone, %d training and %d held-out histories", method.name,
-             f"{sum(p.numel() for p in module.model.parameters()):,}", module.config.backbone, len(train), len(heldout))
-    data = HistoryData(method, module.config, train, heldout, module.config.batch_size, seed)
-    used = {str(spec["dataset"]): dataset_card(spec["dataset"], card)}
-    snapshots = Snapshots()
+    module = IcrlModule(method.name, shape, settings, settings["steps"], settings["schedule"])
+    log.info("%s: %s parameters, %s backbone, %d training and %d validation histories (other tasks)", method.name,
+             f"{module.model.parameter_count():,}", module.config.backbone, len(train), len(validation))
+    data = HistoryData(method, module.config, train, validation, module.config.batch_size, seed)
+    used = {str(spec["dataset"]): dataset_card(card)}
+    snapshots = Snapshots(settings["validate_every"])
     fitted = fit(module, data, spec, settings, resume, used, extra_callbacks=(snapshots,))
     if fitted.primary:
         save_model(method, module.model, shape, out["model"], card,
                    {**snapshots.weights, settings["steps"]: module.model.state_dict()})
         if "mlflow" in out:  # the lineage record downstream jobs read (not registered: weights-only file)
-            tracking.write_record(out["mlflow"], fitted.run_id, spec, None, used,
-                                  sum(p.numel() for p in module.model.parameters()),
+            tracking.write_record(out["mlflow"], fitted.run_id, spec, None, used, module.model.parameter_count(),
                                   training=fitted.training(settings["steps"]))
     return module

@@ -79,15 +79,17 @@ class ValidationCurve(L.Callback):
 
 
 class Snapshots(L.Callback):
-    """The model's weights at every validation, by gradient step (``module.model``'s state dict,
-    copied to the CPU): the checkpoints an in-context learning curve is drawn at. Kept in the resume
-    checkpoints like the curve, so a resumed job still has the snapshots taken before it was killed."""
+    """The model's weights every `every` gradient steps (``module.model``'s state dict, copied to
+    the CPU): the checkpoints an in-context learning curve is drawn at. Taken at the end of the
+    step's batch, before Lightning writes that step's resume checkpoint, and kept in it, so a job
+    killed at any moment and resumed has every snapshot an unbroken job has."""
 
-    def __init__(self):
+    def __init__(self, every: int):
+        self.every = every
         self.weights: dict[int, dict[str, torch.Tensor]] = {}
 
-    def on_validation_end(self, trainer, module):
-        if not trainer.sanity_checking:
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_index):
+        if trainer.global_step % self.every == 0:
             weights = module.model.state_dict()
             self.weights[trainer.global_step] = {name: value.detach().cpu().clone() for name, value in weights.items()}
 
