@@ -259,3 +259,38 @@ def test_history_stream_is_a_function_of_the_step():
     Trainer.global_step = 2
     torch.testing.assert_close(next(iter(data.train_dataloader())), batches[2])
     assert not torch.equal(batches[0]["task"], batches[1]["task"])
+
+
+def test_darkroom_play_reads_its_previous_episodes_last_transitions():
+    """DPT's Dark Room deployment: episode 1 from an empty context, each later one with the last H
+    transitions of the episodes before it as context, fixed within the episode."""
+    from wmrl.models.dpt import deploy_darkroom
+
+    seen = []
+
+    class Recorder(DecisionPretrainedTransformer):
+        def forward(self, query_state, states, actions, rewards, next_states):
+            seen.append(states.shape[1])
+            return super().forward(query_state, states, actions, rewards, next_states)
+
+    model = Recorder(16, 5, 6, DPTConfig(dim=8, layers=1), grid=4).eval()
+    returns = deploy_darkroom(model, [(1, 2), (3, 3)], 3, 4, 4, torch.Generator().manual_seed(0))
+    assert returns.shape == (2, 3) and ((0 <= returns) & (returns <= 4)).all()
+    assert seen == [0] * 4 + [4] * 4 + [6] * 4  # H = 6: the whole first episode, then its last 6 steps
+
+
+def test_the_cosine_schedule_decays_the_rate_to_zero():
+    from wmrl.train.icrl import optimizer_schedule
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = optimizer_schedule(optimizer, "cosine", 10)["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(11):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(1e-3) and rates[5] == pytest.approx(5e-4) and rates[10] == pytest.approx(0)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert optimizer_schedule(optimizer, "constant", 10) is optimizer
+    with pytest.raises(ValueError, match="schedule"):
+        optimizer_schedule(optimizer, "linear", 10)

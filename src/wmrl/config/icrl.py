@@ -92,9 +92,9 @@ class IcrlADConfig:
 
 @dataclass
 class IcrlConfig:
-    """In-context RL: DPT pretrained on many tasks' histories, evaluated on held-out tasks
-    against the bandit baselines and the oracle. An experiment that sets this section runs the ICRL
-    DAG (histories -> pretrain -> evaluate -> report) instead of the world-model one."""
+    """In-context RL: DPT and AD (`methods`) pretrained on many tasks' histories, evaluated on
+    held-out tasks against the baselines and the oracle. An experiment that sets this section runs
+    the ICRL DAG (histories -> pretrain -> evaluate -> report) instead of the world-model one."""
 
     family: str = "bandit"  # bandit | darkroom
     methods: list[str] = field(default_factory=lambda: ["dpt"])  # dpt | ad (Dark Room only)

@@ -27,7 +27,8 @@ where by setting
 
 Seeds: evaluation seed s draws the offline and curve histories with seed OFFLINE_SEED + s, and
 every baseline's randomness for task i from ``default_rng([s, i])`` (the same stream start for
-every method); a model's sampling for seed s from a torch generator seeded with s.
+every method); a model's sampling for seed s from a torch generator seeded with s, and DPT's
+bandit rewards from one seeded with 2 OFFLINE_SEED + s.
 """
 
 from __future__ import annotations

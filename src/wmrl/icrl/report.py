@@ -1,21 +1,27 @@
 """The in-context RL report: figures (SVG), tables (CSV) and one small HTML page, from the long
 table of `wmrl.icrl.evaluate` (every run's rows).
 
-Statistics. A task's score is the mean over its runs (evaluation seeds x DPT's pretraining
+Statistics. A task's score is the mean over its runs (evaluation seeds x the model's pretraining
 seeds); a method's score is the mean over held-out tasks, with a percentile bootstrap CI that
 resamples tasks (`bootstrap_over_tasks`). P(DPT beats Thompson) is the probability of improvement
 of `wmrl.evaluate.statistics` on the final cumulative regret (lower is better: scores are negated),
 with its stratified bootstrap CI over runs within tasks.
 
-Claims, each with a verdict from its CI (and "too few runs to decide" below
-`statistics.MIN_RUNS` runs):
+The instrument first (`wmrl.icrl.context_report`): each model's in-context learning curve, and a
+claim about a model not shown to have learnt in context is not judged; a bandit experiment with a
+positive control leads with its pass or fail.
+
+Claims, each with a verdict from its CI ("too few runs to decide" below `statistics.MIN_RUNS` runs,
+"too few held-out tasks to decide" below `context_report.MIN_TASKS` tasks):
 
 * bandits, "DPT ≈ Thompson sampling online on held-out tasks": the CI of the per-task difference
   in final cumulative regret (DPT - Thompson). Containing 0: "consistent (no difference detected)";
   above 0: "refuted: DPT's regret is higher"; below 0: "refuted: DPT's regret is lower".
-* Dark Room, "DPT improves over its in-context episodes on held-out goals" (last episode's return
-  - first's) and "DPT beats a uniform policy on held-out goals" (last episode): "supported" when
-  the CI is above 0, "refuted" below, "not shown" when it contains 0.
+* Dark Room, for each model: "improves over its in-context episodes on held-out goals" (last
+  episode's return - first's) and "beats a uniform policy on held-out goals" (last episode):
+  "supported" when the CI is above 0, "refuted" below, "not shown" when it contains 0; a later
+  method's model against the first method's of the same backbone (AD against DPT), and a model
+  against the learner it distils (AD's source), at the last episode.
 """
 
 from __future__ import annotations
