@@ -90,7 +90,8 @@ def gate(claims: pl.DataFrame, gains: pl.DataFrame) -> pl.DataFrame:
 def context_figure(rows: pl.DataFrame, methods: list[str], reference: dict[str, np.ndarray] | None, title: str):
     """Accuracy (top) and cross-entropy (bottom) against context length, one column per model, one
     line per snapshot (later: darker); `reference` (optional): {label: (lengths, accuracy)}."""
-    figure, axes = plt.subplots(2, len(methods), figsize=(3.6 * len(methods), 5.6), squeeze=False, sharex="col")
+    figure, axes = plt.subplots(2, len(methods), figsize=(3.6 * len(methods), 5.6), squeeze=False, sharex="col",
+                                sharey="row")
     for column, method in enumerate(methods):
         steps = checkpoints(rows, method)
         colours = plt.cm.viridis(np.linspace(0.85, 0.0, len(steps)))
@@ -102,7 +103,8 @@ def context_figure(rows: pl.DataFrame, methods: list[str], reference: dict[str, 
             if row == 0 and reference:
                 for label, (lengths, accuracy) in reference.items():
                     axis.plot(lengths, accuracy, "--", color="grey", lw=1.1, label=label)
-            axis.set_ylabel("accuracy (optimal action)" if row == 0 else "cross-entropy")
+            if column == 0:
+                axis.set_ylabel("accuracy (optimal action)" if row == 0 else "cross-entropy")
             axis.grid(alpha=0.3)
         axes[0, column].set_title(method, fontsize=9)
         axes[1, column].set_xlabel("context length")
