@@ -108,7 +108,7 @@ def context_figure(rows: pl.DataFrame, methods: list[str], reference: dict[str, 
             axis.grid(alpha=0.3)
         axes[0, column].set_title(method, fontsize=9)
         axes[1, column].set_xlabel("context length")
-        axes[0, column].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7, ncol=2)
     figure.suptitle(title, fontsize=10)
     return figure
 
