@@ -175,7 +175,7 @@ def test_checkpoint_loads_weights_only_with_identical_logits(trained, tmp_path):
     save_model(DPT, model, shape(), tmp_path / "model.pt", card())
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert saved["shape"] == shape() and saved["card"] == card() and saved["method"] == "dpt"
-    method, loaded = load_model(tmp_path / "model.pt")
+    method, loaded, _ = load_model(tmp_path / "model.pt")
     assert method is DPT
     q, s, a, r, s2 = random_context(4, H, 1, K)
     with torch.no_grad():

@@ -169,20 +169,14 @@ def darkroom_baselines(goals: list, episodes: int, horizon: int, seed: int, size
 # --------------------------------------------------------------------------- the job
 
 
-def curve_rows(path: str, label: str, model_seed: int, icrl: dict[str, Any], tasks: list, seed: int
+def curve_rows(method, snapshots: dict, label: str, model_seed: int, icrl: dict[str, Any], tasks: list, seed: int
                ) -> list[pl.DataFrame]:
-    """The context-curve rows of every training snapshot of the model saved at `path`, on the
-    held-out tasks' histories its method draws for evaluation seed `seed`."""
-    from wmrl.train.icrl import load_model, snapshot_steps
-
-    frames, histories = [], None
-    for step in snapshot_steps(path):
-        method, model = load_model(path, step)
-        histories = histories if histories is not None else method.curve_histories(icrl, tasks, OFFLINE_SEED + seed)
-        frames += [_frame(name, label, model_seed, values, seed, first_step=0, checkpoint=step,
-                          step_size=method.curve_step(icrl))
-                   for name, values in method.curve(model, histories, len(tasks)).items()]
-    return frames
+    """The context-curve rows of every training snapshot ({step: model}) of a model of `method`,
+    on the held-out tasks' histories the method draws for evaluation seed `seed`."""
+    histories = method.curve_histories(icrl, tasks, OFFLINE_SEED + seed)
+    return [_frame(name, label, model_seed, values, seed, first_step=0, checkpoint=step,
+                   step_size=method.curve_step(icrl))
+            for step, model in snapshots.items() for name, values in method.curve(model, histories, len(tasks)).items()]
 
 
 def baseline_rows(icrl: dict[str, Any], tasks: list, seed: int) -> list[pl.DataFrame]:
@@ -226,14 +220,14 @@ def evaluate_icrl(spec: IcrlEvaluateSpec, out: str, threads: int = 1) -> pl.Data
     icrl = spec["icrl"]
     tasks, seeds = heldout_tasks(icrl), icrl["evaluate"]["seeds"]
     label, model_seed = spec["method"], spec.get("model_seed")
-    method, model = load_model(spec["model"]) if spec.get("model") else (None, None)
+    method, model, snapshots = load_model(spec["model"]) if spec.get("model") else (None, None, {})
     frames = []
     for seed in seeds:
         if model is None:
             frames += baseline_rows(icrl, tasks, seed)
         else:
             frames += model_rows(icrl, tasks, seed, method, model, label, model_seed)
-            frames += curve_rows(spec["model"], label, model_seed, icrl, tasks, seed)
+            frames += curve_rows(method, snapshots, label, model_seed, icrl, tasks, seed)
         log.info("evaluated %s on %d held-out tasks, seed %d", label, len(tasks), seed)
     rows = pl.concat(frames)
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -126,19 +126,21 @@ def save_model(method: IcrlMethod, model: nn.Module, shape: dict[str, int], path
                      "snapshots": {str(step): weights for step, weights in (snapshots or {}).items()}}, path)
 
 
-def load_model(path: Path | str, step: int | None = None) -> tuple[IcrlMethod, nn.Module]:
-    """The method and model saved by `save_model` (read weights-only), in eval mode: its final
-    weights, or its snapshot at gradient step `step`."""
+def load_model(path: Path | str) -> tuple[IcrlMethod, nn.Module, dict[int, nn.Module]]:
+    """The method, final model and the model at each snapshot's gradient step saved by `save_model`,
+    from one weights-only read of the file, every model in eval mode."""
     saved = load_checkpoint(path)
     method = ICRL_METHODS[saved["method"]]
-    model = method.build(saved["shape"], method.model_config(saved["config"]))
-    model.load_state_dict(saved["state_dict"] if step is None else saved["snapshots"][str(step)])
-    return method, model.eval()
+    config = method.model_config(saved["config"])
 
+    def model(weights: dict[str, torch.Tensor]) -> nn.Module:
+        built = method.build(saved["shape"], config)
+        built.load_state_dict(weights)
+        return built.eval()
 
-def snapshot_steps(path: Path | str) -> list[int]:
-    """The gradient steps at which a saved model kept snapshots, ascending."""
-    return sorted(int(step) for step in load_checkpoint(path)["snapshots"])
+    return method, model(saved["state_dict"]), {int(step): model(weights)
+                                                 for step, weights in sorted(saved["snapshots"].items(),
+                                                                             key=lambda item: int(item[0]))}
 
 
 def dataset_card(card: dict[str, Any]) -> dict[str, Any]:
