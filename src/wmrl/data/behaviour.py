@@ -102,31 +102,41 @@ def run_dqn(env: gym.Env, writer: DatasetWriter, settings: dict[str, Any], seed:
     return model
 
 
-def dqn_agent(env: gym.Env, settings: dict[str, Any], seed: int):
-    """A stable-baselines3 DQN agent with the MinAtar paper's network (grids), the Nature DQN
-    network (frames; it learns from rewards clipped to their sign, Mnih et al. 2015, while the
-    recorder underneath keeps the real ones) or a 2-layer MLP (vectors), on one torch thread
-    (small networks: ~3x faster than two here)."""
-    import torch
-    from stable_baselines3 import DQN
+def _network(env: gym.Env, settings: dict[str, Any]) -> tuple[gym.Env, dict[str, Any], bool]:
+    """The env as a stable-baselines3 agent sees it, its network (`policy_kwargs`) and whether its
+    observations are frames: the MinAtar paper's trunk (grids), the Nature DQN network (frames;
+    learnt from rewards clipped to their sign, Mnih et al. 2015, while a recorder underneath keeps
+    the real ones) or a 2-layer MLP (vectors); heads are linear on the trunk."""
     from stable_baselines3.common.torch_layers import NatureCNN
 
-    if not isinstance(env.action_space, gym.spaces.Discrete):
-        raise ValueError(f"the dqn behaviour policy needs discrete actions, the env has {env.action_space}")
-    torch.set_num_threads(1)
     policy_kwargs: dict[str, Any] = {"net_arch": []}
-    buffer: dict[str, Any] = {}
-    if env.observation_space.dtype == np.uint8 and len(env.observation_space.shape) == 3:
+    frames = env.observation_space.dtype == np.uint8 and len(env.observation_space.shape) == 3
+    if frames:
         env = gym.wrappers.TransformReward(ChannelsFirst(env), np.sign)
         policy_kwargs.update(features_extractor_class=NatureCNN, features_extractor_kwargs={"features_dim": 512})
-        # a 1M-frame replay keeps each frame once (7 GB, not 14): the next observation is the next row
-        buffer = {"optimize_memory_usage": True, "replay_buffer_kwargs": {"handle_timeout_termination": False}}
     elif len(env.observation_space.shape) == 3:
         env = ChannelsFirst(env)
         policy_kwargs.update(features_extractor_class=_grid_extractor(settings["conv_channels"], settings["hidden"]),
                              normalize_images=False)
     else:
         policy_kwargs["net_arch"] = [settings["hidden"], settings["hidden"]]
+    return env, policy_kwargs, frames
+
+
+def dqn_agent(env: gym.Env, settings: dict[str, Any], seed: int):
+    """A stable-baselines3 DQN agent with `_network`'s network, on one torch thread (small
+    networks: ~3x faster than two here)."""
+    import torch
+    from stable_baselines3 import DQN
+
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError(f"the dqn behaviour policy needs discrete actions, the env has {env.action_space}")
+    torch.set_num_threads(1)
+    env, policy_kwargs, frames = _network(env, settings)
+    # frames: a 1M-frame replay keeps each frame once (7 GB, not 14): the next observation is the next row
+    buffer: dict[str, Any] = {}
+    if frames:
+        buffer = {"optimize_memory_usage": True, "replay_buffer_kwargs": {"handle_timeout_termination": False}}
     steps = settings["steps"]
     return DQN(
         "MlpPolicy", env, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs,
