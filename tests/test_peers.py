@@ -1,6 +1,7 @@
 """The d3rlpy peers: our few-shot episodes become d3rlpy's dataset transition for transition, a
 peer trains for our gradient steps and saves weights-only, the same seed gives the same bytes,
-evaluation plays it, and config mistakes name their key."""
+evaluation plays it, and config mistakes name their key. The online peers (stable-baselines3 DQN
+and PPO in the real environment) likewise."""
 
 import dataclasses
 import os
@@ -11,12 +12,13 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import ROOT, job_directory, prepare_tracking
+from conftest import DQN_TINY, ROOT, job_directory, prepare_tracking
 from wmrl.config import ConfigError, compose
 from wmrl.dag.specs import evaluate_spec, finetune_spec
 from wmrl.dag.targets import methods_pattern
 from wmrl.data.dataset import encode_obs
 from wmrl.data.windows import few_shot, task_steps
+from wmrl.methods.online import ONLINE
 from wmrl.methods.peer import PEER
 from wmrl.peers import d3rlpy as peer
 from wmrl.peers.algorithms import PEER_ALGORITHMS
@@ -237,7 +239,7 @@ def test_peers_train_on_the_few_shot_data_alone_in_their_own_rule():
     decision = {"dt_scratch", "dt_pretrained", "dt_pretrained_lora", "dt_pretrained_lora_heads", "dt_pretrained_modt",
                 "dt_pretrained_fourier"}
     assert patterns == [{"pretrained", "scratch", "bc", "pretrained_jowa", "pretrained_q_only"} | decision,
-                        {"dqn_online"}, {"d3rlpy_cql", "d3rlpy_bc", "d3rlpy_dt"}]
+                        {"dqn_online", "ppo_online"}, {"d3rlpy_cql", "d3rlpy_bc", "d3rlpy_dt"}]
     dt = finetune_spec(cfg, "breakout", 1000, "d3rlpy_dt", PEER.model, 1)
     assert dt["finetune"]["window"] == cfg.finetune.window  # a DT peer reads windows as long as ours
 
@@ -252,6 +254,7 @@ def test_peers_train_on_the_few_shot_data_alone_in_their_own_rule():
     ({"kind": "joint", "settings": {"alpha": 1.0}}, "unknown key 'finetune.methods.m.settings'"),
     ({"kind": "peer", "algorithm": "discrete_bc", "loss": {"td": 0.0}},
      "unknown key 'finetune.methods.m.loss'; allowed keys under 'finetune.methods.m': kind, algorithm, settings"),
+    ({"kind": "online", "algorithm": "a2c"}, "'finetune.methods.m.algorithm' must be one of dqn, ppo, got 'a2c'"),
 ])
 def test_a_bad_peer_method_names_its_key(method, expected):
     with pytest.raises(ConfigError) as error:
@@ -266,3 +269,101 @@ def test_a_running_peer_needs_epochs_that_divide_the_steps():
         compose({"finetune": {"validate_every": 70}}, ROOT)
     compose({"finetune": {"validate_every": 70, "methods_run": ["pretrained", "scratch"]},  # curve_methods: defined
              "report": {"variants": [], "claims": []}}, ROOT)  # no peer runs
+
+
+def test_an_online_method_trains_the_algorithm_it_names_with_its_settings():
+    cfg = compose({"scale": "smoke"}, ROOT)
+    for method, section in (("dqn_online", "online"), ("ppo_online", "ppo")):
+        spec = finetune_spec(cfg, "breakout", 1000, method, ONLINE.model, 0)
+        algorithm = cfg.finetune.methods[method].algorithm
+        assert spec["settings"] == {**cfg.finetune[section], "algorithm": algorithm, "steps": 1000}
+        assert ONLINE.recipe(cfg, cfg.finetune.methods[method]) == f"online {algorithm.upper()} in the real environment"
+    assert ONLINE.label("ppo_online", cfg.finetune.methods.ppo_online).endswith(" PPO)")
+
+
+# (method, task, experiment): PPO on a MinAtar grid and on a vector, DQN on the grid
+ONLINE_JOBS = [("ppo_online", "breakout", "minatar_transfer"), ("ppo_online", "cartpole", "cartpole"),
+               ("dqn_online", "breakout", "minatar_transfer")]
+
+
+@pytest.fixture(scope="module", params=ONLINE_JOBS, ids=lambda job: f"{job[0]}-{job[1]}")
+def online_job(request, tmp_path_factory):
+    """The train_online job of an online peer for 600 env steps, twice from the same seed (two work
+    dirs), in a fresh directory."""
+    from wmrl.train.online import train_online
+
+    method, task, experiment = request.param
+    tmp, monkeypatch = job_directory(tmp_path_factory, method)
+    cfg = compose({"scale": "smoke", "experiment": experiment}, ROOT)
+    outputs = {}
+    for run in ("a", "b"):
+        spec = finetune_spec(cfg, task, 1000, method, ONLINE.model, 0)
+        spec["settings"]["steps"] = 600
+        spec["work_dir"] = f"work/{run}"
+        if run == "a":
+            prepare_tracking(spec["mlflow_experiment"])
+        (tmp / run).mkdir()
+        outputs[run] = {name: f"{run}/{file}" for name, file in ONLINE.files.items()}
+        train_online(spec, outputs[run])
+    yield cfg, request.param, outputs, tmp
+    monkeypatch.undo()
+
+
+def test_the_online_job_writes_weights_only_a_curve_and_a_timed_record(online_job):
+    import json
+
+    _, (method, task, _), outputs, tmp = online_job
+    out = {name: tmp / path for name, path in outputs["a"].items()}
+    saved = torch.load(out["last"], weights_only=True)
+    assert saved["settings"]["algorithm"] == method.removesuffix("_online") and saved["settings"]["steps"] == 600
+    curve = pl.read_parquet(out["curve"])
+    record = json.loads(out["mlflow"].read_text())
+    # PPO: two whole rollouts of 250 steps (the 100 left are not taken), each 10 epochs of 5 minibatches
+    if method == "ppo_online":
+        assert curve["step"].max() <= 500 and record["training"]["steps"] == 2 * 10 * 5
+        assert any(key.startswith("value_net.") for key in saved["policy"])
+    else:
+        assert curve["step"].max() <= 600 and record["training"]["steps"] > 0
+    assert curve.height > 0 and curve["episode_return"].is_not_null().all()
+    assert record["training"]["seconds"] > 0 and record["parameters"] > 0
+    assert record["rule"] == "train_online" and record["method"] == method and record["task"] == task
+    assert sorted(os.listdir(tmp / "a")) == sorted(ONLINE.files.values())
+
+
+def test_the_same_seed_gives_the_same_online_weights_bytes(online_job):
+    _, _, outputs, tmp = online_job
+    assert (tmp / outputs["a"]["last"]).read_bytes() == (tmp / outputs["b"]["last"]).read_bytes()
+    assert pl.read_parquet(tmp / outputs["a"]["curve"]).equals(pl.read_parquet(tmp / outputs["b"]["curve"]))
+
+
+def test_evaluation_plays_the_online_peer_at_its_last_checkpoint(online_job):
+    from wmrl.evaluate.rollout import evaluate
+
+    cfg, (method, task, _), outputs, tmp = online_job
+    spec = evaluate_spec(cfg, task, 1000, method, ONLINE.model, 0)
+    assert spec["agent"] == "wmrl.evaluate.rollout:OnlineAgent" and spec["planning"] is None
+    spec["inputs"]["checkpoints"] = {"last": str(tmp / outputs["a"]["last"])}
+    spec["inputs"]["record"] = str(tmp / outputs["a"]["mlflow"])
+    spec["score"]["random"] = spec["score"]["random"] or 20.0  # cartpole's comes from its random data
+    spec |= {"episodes": 3, "max_episode_steps": 60}
+    first, second = (evaluate(spec, {"rows": str(tmp / f"eval-{n}.parquet"), "lineage": str(tmp / f"eval-{n}.json")})
+                     for n in "ab")
+    assert first.equals(second)
+    assert first.select("checkpoint", "planning").unique().rows() == [("last", "none")]
+    assert first["episode"].n_unique() == 3 and (first["length"] <= 60).all()
+
+
+def test_an_online_checkpoint_without_its_algorithm_is_dqns_and_acts_by_its_q_networks_argmax(tmp_path):
+    from wmrl.data.behaviour import dqn_agent
+    from wmrl.envs import make_task_env
+    from wmrl.evaluate.rollout import OnlineAgent
+    from wmrl.files import save_checkpoint
+
+    env = {"env": "minatar:breakout", "env_kwargs": {}, "max_episode_steps": None}
+    agent = dqn_agent(make_task_env(env), DQN_TINY, seed=3)
+    save_checkpoint({"policy": agent.policy.state_dict(), "settings": DQN_TINY}, tmp_path / "last.pt")
+    player = OnlineAgent(tmp_path / "last.pt", env)
+    obs = np.random.default_rng(0).random((4, 10, 10, 4)) < 0.5  # breakout's grids
+    player.reset(obs)
+    q_values = agent.policy.q_net(torch.as_tensor(obs, dtype=torch.float32).permute(0, 3, 1, 2))
+    assert np.array_equal(player.act(np.arange(4)), q_values.argmax(-1).numpy())

@@ -88,7 +88,7 @@ class FinetuneSpec(FewShotRun):
 
 
 class OnlineSpec(TrainingJob, TaskEnv):
-    """One online DQN run (wmrl.train.online.train_online; kind online)."""
+    """One online DQN or PPO run (wmrl.train.online.train_online; kind online)."""
 
     seed: int
     task: str

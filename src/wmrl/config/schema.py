@@ -56,6 +56,29 @@ class DQNPolicyConfig:
 
 
 @dataclass
+class PPOPolicyConfig:
+    """Online PPO agent (stable-baselines3, one environment): the online peer `ppo_online`.
+
+    Defaults are stable-baselines3's but for the rollout, the minibatch and the width: runs are as
+    long as the few-shot data has transitions (250 to 5,000), where SB3's 2,048-step rollouts would
+    give two or three updates; 250 steps in minibatches of 50 divide every such size.
+    """
+
+    learning_rate: float = 3e-4
+    # environment steps per rollout (a shorter run is one rollout of all its steps); a run learns
+    # from whole rollouts alone, so at most n_steps - 1 of its steps go unused
+    n_steps: int = 250
+    batch_size: int = 50  # minibatch: one gradient step each, n_epochs passes over every rollout
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    hidden: int = 128  # grids: the MinAtar trunk's width, as DQN's; vectors: the MLP's [hidden, hidden] (SB3: 64)
+    conv_channels: int = 16  # grid observations: Conv2d(C, conv_channels, 3) trunk, as DQN's
+
+
+@dataclass
 class DatasetConfig:
     """Offline behaviour datasets, one per (task, policy, seed); see docs/architecture.md, "Data contracts"."""
 
@@ -182,6 +205,7 @@ class FinetuneConfig:
     online: DQNPolicyConfig = field(default_factory=lambda: DQNPolicyConfig(
         learning_starts=500, buffer_size=5_000, target_update_interval=250, exploration_steps=2_500,
         train_freq=1, eval_episodes=0))
+    ppo: PPOPolicyConfig = field(default_factory=PPOPolicyConfig)  # the online kind's PPO (algorithm: ppo)
 
 
 @dataclass

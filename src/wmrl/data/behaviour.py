@@ -1,6 +1,7 @@
 """Behaviour policies whose interaction becomes a dataset: uniform random, and the whole learning
 history of an online DQN agent (stable-baselines3), recorded in order like DQN-Replay
-(Agarwal et al. 2020), the data JOWA and Decision Transformer train on.
+(Agarwal et al. 2020), the data JOWA and Decision Transformer train on; and the agents of the
+online peers (stable-baselines3 DQN and PPO, wmrl.train.online).
 """
 
 from __future__ import annotations
@@ -148,6 +149,27 @@ def dqn_agent(env: gym.Env, settings: dict[str, Any], seed: int):
         exploration_final_eps=settings["exploration_final_eps"],
         exploration_fraction=min(1.0, settings["exploration_steps"] / steps), **buffer,
     )
+
+
+def ppo_agent(env: gym.Env, settings: dict[str, Any], seed: int):
+    """A stable-baselines3 PPO agent with `_network`'s network (actor and critic share its trunk),
+    on one torch thread; its rollouts are at most settings["steps"] long."""
+    import torch
+    from stable_baselines3 import PPO
+
+    torch.set_num_threads(1)
+    env, policy_kwargs, _ = _network(env, settings)
+    return PPO(
+        "MlpPolicy", env, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs,
+        learning_rate=settings["learning_rate"], n_steps=min(settings["n_steps"], settings["steps"]),
+        batch_size=settings["batch_size"], n_epochs=settings["n_epochs"], gamma=settings["gamma"],
+        gae_lambda=settings["gae_lambda"], clip_range=settings["clip_range"], ent_coef=settings["ent_coef"],
+    )
+
+
+def online_agent(env: gym.Env, settings: dict[str, Any], seed: int):
+    """The agent settings["algorithm"] names: dqn (also when absent, as in checkpoints from before PPO) or ppo."""
+    return {"dqn": dqn_agent, "ppo": ppo_agent}[settings.get("algorithm", "dqn")](env, settings, seed)
 
 
 def evaluate_policy(model, env: gym.Env, episodes: int, epsilon: float, seed: int) -> dict[str, Any]:

@@ -162,18 +162,19 @@ class MarkovAgent:
 
 
 class OnlineAgent(MarkovAgent):
-    """Acts greedily with an online DQN agent's Q-network (a `wmrl.train.online` checkpoint)."""
+    """Acts greedily with an online agent (a `wmrl.train.online` checkpoint): DQN's argmax of its
+    Q-network, PPO's most likely action of its policy."""
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], path: str, planning: dict[str, int] | None, env: dict[str, Any]):
         return cls(path, env)
 
     def __init__(self, path: str | Path, env_settings: dict[str, Any]):
-        from wmrl.data.behaviour import dqn_agent
+        from wmrl.data.behaviour import online_agent
 
         checkpoint = load_checkpoint(path)
         env = make_task_env(env_settings)
-        self.agent = dqn_agent(env, checkpoint["settings"], seed=0)
+        self.agent = online_agent(env, checkpoint["settings"], seed=0)
         self.agent.policy.load_state_dict(checkpoint["policy"])
         self.agent.policy.set_training_mode(False)
         self.grid = len(env.observation_space.shape) == 3
@@ -183,7 +184,7 @@ class OnlineAgent(MarkovAgent):
         obs = torch.as_tensor(self.current[index], dtype=torch.float32)
         if self.grid:
             obs = obs.permute(0, 3, 1, 2)  # the agent's ChannelsFirst view
-        return self.agent.policy.q_net(obs).argmax(-1).numpy()
+        return self.agent.policy._predict(obs, deterministic=True).numpy()  # DQN: q_net's argmax; PPO: the mode
 
 
 class PeerAgent(MarkovAgent):

@@ -8,7 +8,7 @@ evaluates it and what the report shows of it (see `wmrl.methods.kind.MethodKind`
   from the pretrained weights or from scratch (`wmrl.methods.joint`);
 - ``decision``: our model fine-tuned return-conditioned, a Decision Transformer (DT, LaMo, PASTA,
   MO-DT, Fourier head; `wmrl.methods.decision`);
-- ``online``: stable-baselines3 DQN trained in the real environment (`wmrl.methods.online`);
+- ``online``: stable-baselines3 DQN or PPO trained in the real environment (`wmrl.methods.online`);
 - ``peer``: a d3rlpy algorithm trained on the same few-shot episodes (`wmrl.methods.peer`).
 
 Torch-free: the Snakefile reads it to build the DAG. A new kind is one module here and one entry
