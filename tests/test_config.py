@@ -66,7 +66,7 @@ def test_fewshot_data_must_exist_for_the_heldout_task():
     ({"finetune": {"methods": {"d3rlpy_bc": {"learning_rate": 0.1}}}},
      "unknown key 'finetune.methods.d3rlpy_bc.learning_rate'; allowed keys under 'finetune.methods.d3rlpy_bc': kind,"),
     ({"finetune": {"methods": {"mine": {"init": "scratch"}}}},
-     "'finetune.methods.mine.kind' must be one of joint, decision, online, peer, got None"),
+     "'finetune.methods.mine.kind' must be one of joint, decision, online, peer, imagine, got None"),
     ({"dataset": {"policies": ["ppo"]}}, "policies ['ppo'] unknown; allowed: random, dqn"),
     ({"pretrain": {"model": {"value_loss": "huber"}}},
      "'pretrain.model.value_loss' must be one of hl_gauss, two_hot, mse, got 'huber'"),

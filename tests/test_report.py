@@ -171,19 +171,24 @@ def test_checks_show_failures_first_and_hide_nothing():
 def test_training_speed_comes_from_the_records_and_stays_empty_where_they_are_silent():
     methods = {"a": {"kind": "ours", "label": "a", "recipe": "scratch · dt · linear head · LoRA r4 on qkv"},
                "p": {"kind": "peer", "label": "p (peer: d3rlpy)", "recipe": "d3rlpy discrete_cql"},
+               "o": {"kind": "online", "label": "o", "recipe": "online DQN"},
                "multigame": {"kind": "ours", "label": "multigame", "recipe": "pretrained, not fine-tuned"}}
-    lineage = pl.DataFrame({"method": ["a", "a", "p", "p", "multigame"], "model": ["m", "m", "d3rlpy", "d3rlpy", "m"],
-                            "parameters": [900, 900, 50, 50, 900], "trained_parameters": [70, 70, 50, 50, 900],
-                            "from_pretraining": ["backbone encoder", "backbone encoder", "", "", ""],
-                            "training_steps": [None, None, 100, 100, None],
-                            "training_seconds": [None, None, 2.0, 3.0, None]},
-                           schema_overrides={"training_steps": pl.Int64, "training_seconds": pl.Float64})
+    lineage = pl.DataFrame({"method": ["a", "a", "p", "p", "o", "multigame"],
+                            "model": ["m", "m", "d3rlpy", "d3rlpy", "sb3", "m"],
+                            "parameters": [900, 900, 50, 50, 10, 900], "trained_parameters": [70, 70, 50, 50, 10, 900],
+                            "from_pretraining": ["backbone encoder", "backbone encoder", "", "", "", ""],
+                            "training_steps": [None, None, 100, 100, 30, None],
+                            "training_seconds": [None, None, 2.0, 3.0, 4.0, None],
+                            "training_env_steps": [None, None, None, None, 400, None]},
+                           schema_overrides={"training_steps": pl.Int64, "training_seconds": pl.Float64,
+                                             "training_env_steps": pl.Int64})
     speed = training_speed(lineage, methods)
     assert speed.columns[:4] == ["method", "kind", "model", "recipe"]
     assert speed.rows() == [
         ("a", "ours", "m", "scratch · dt · linear head · LoRA r4 on qkv", 900, 70, "backbone encoder", 2, 0, None, None,
-         None),
-        ("p", "peer", "d3rlpy", "d3rlpy discrete_cql", 50, 50, "", 2, 2, 100.0, 2.5, 40.0)]
+         None, None),
+        ("p", "peer", "d3rlpy", "d3rlpy discrete_cql", 50, 50, "", 2, 2, 100.0, 2.5, 40.0, None),
+        ("o", "online", "sb3", "online DQN", 10, 10, "", 1, 1, 30.0, 4.0, 7.5, 100.0)]  # online: env steps/s too
     with pytest.raises(pl.exceptions.InvalidOperationError):
         with_kinds(pl.DataFrame({"method": ["unknown"]}), methods)  # every evaluated method has a kind
 

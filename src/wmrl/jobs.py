@@ -96,6 +96,22 @@ class OnlineSpec(TrainingJob, TaskEnv):
     settings: dict[str, Any]
 
 
+class ImagineSpec(TrainingJob, TaskEnv):
+    """One imagination-agent run (wmrl.train.imagine.train_imagine; kind imagine)."""
+
+    seed: int
+    task: str
+    method: str
+    init: str  # pretrained | scratch
+    suite: dict[str, dict[str, Any]]  # every task's environment, in task-embedding order (the model's shape)
+    channel_layout: str
+    positions: int  # the model's window K: 2K + 1 token positions
+    model: dict[str, Any]
+    loss: dict[str, Any]  # the joint objective's weights (its world-model part)
+    settings: dict[str, Any]  # environment steps, replay, update schedule, `imagine` (rl.config.ImagineConfig)
+    inputs: dict[str, str]  # "pretrained": the model.pt it starts from (init pretrained)
+
+
 class PeerSpec(FewShotRun):
     """One d3rlpy peer run (wmrl.train.peer.train_peer; kind peer)."""
 
@@ -160,6 +176,7 @@ class ReportSpec(TypedDict):
     match_parameters: bool
     data_sizes: list[int]  # finetune.data.sizes, ascending
     control: dict[str, Any] | None  # the transfer control: task, method, baseline (None: none)
+    target: dict[str, Any] | None  # the imagination control: method, mean_return (None: none)
     not_run: list[str]  # what the experiment defines but does not run, said in the report
     methods: dict[str, dict[str, str]]  # name -> report group, label, recipe
     decision: dict[str, Any] | None  # how return-conditioned methods are evaluated

@@ -172,7 +172,7 @@ def check_evaluate(cfg: DictConfig) -> None:
 
 
 def check_report(cfg: DictConfig) -> None:
-    """The headline comparison, the claims and the variants name methods (and models) that run."""
+    """The headline comparison, the claims, the variants and the target name methods (and models) that run."""
     run, compare = cfg.finetune.methods_run, cfg.report.compare
     for key in ("method", "baseline"):
         if compare[key] not in run:
@@ -196,3 +196,7 @@ def check_report(cfg: DictConfig) -> None:
         if name not in run:
             raise ConfigError(f"config error: 'report.variants' names {name!r}, which is not run; "
                               f"finetune.methods_run: {list(run)}")
+    target = cfg.report.target
+    if target is not None and target.method not in run:
+        raise ConfigError(f"config error: 'report.target.method' names {target.method!r}, which is not run; "
+                          f"finetune.methods_run: {list(run)}")

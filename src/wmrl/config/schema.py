@@ -269,6 +269,15 @@ class ClaimConfig:
 
 
 @dataclass
+class TargetConfig:
+    """A positive control by score: every seed of `method` must reach a mean evaluation return of
+    `mean_return` (e.g. the imagination agent on CartPole, 475), fixed before the question's runs."""
+
+    method: str = "???"
+    mean_return: float = "???"  # type: ignore[assignment]
+
+
+@dataclass
 class ReportConfig:
     """Stage 5: aggregates over runs (stratified bootstrap CIs) and the report's headline."""
 
@@ -280,6 +289,7 @@ class ReportConfig:
     # gave beside `compare.method`; the headline never changes to one of them
     variants: list[str] = field(default_factory=list)
     claims: list[ClaimConfig] = field(default_factory=list)  # further comparisons, each with its verdict
+    target: Optional[TargetConfig] = None  # a return a method must reach on every seed (a positive control)
 
 
 @dataclass

@@ -51,15 +51,20 @@ FIGURES = ("data_curve", "iqm", "per_seed", "curves", "world_model")  # + "scali
 TABLES = ("aggregate", "sizes", "improvement", "claims", "per_task", "runs", "datasets", "cost", "jobs", "lineage",
           "training_speed", "world_model", "episodes")
 CONTROL_TABLES = ("control", "control_aggregate")  # when the experiment has a transfer control
+IMAGINATION_TABLES = ("imagination_error", "imagination_cost")  # when an agent learns in imagination
 
 
-def report_layout(sizes: int, backbones: int = 1, probe: bool = False, control: bool = False) -> dict[str, str]:
+def report_layout(sizes: int, backbones: int = 1, probe: bool = False, control: bool = False,
+                  imagination: bool = False, target: bool = False) -> dict[str, str]:
     """The report job's outputs by name, relative to its directory: html, the scores, each figure
     (the scaling plot only when several model sizes run; the Backbones section's when several
-    backbones do, the memory probe's when it runs), each table's CSV (the control's when it runs)."""
+    backbones do, the memory probe's when it runs; the Imagination section's when an agent learns
+    in imagination), each table's CSV (the control's when it runs, the imagination control's with a
+    `report.target`)."""
     several = ("backbone_errors", "context_costs") + ("memory_probe",) * probe if backbones > 1 else ()
-    figures = FIGURES + ("scaling",) * (sizes > 1) + several
-    tables = TABLES + CONTROL_TABLES * control + ("backbone_claims",) * (backbones > 1) + several
+    figures = FIGURES + ("scaling",) * (sizes > 1) + several + ("imagination_error",) * imagination
+    tables = (TABLES + CONTROL_TABLES * control + ("backbone_claims",) * (backbones > 1) + several
+              + IMAGINATION_TABLES * imagination + ("imagination_control",) * target)
     return {"html": "report.html", **SCORES_FILES, **{name: f"figures/{name}.svg" for name in figures},
             **{f"{name}_csv": f"tables/{name}.csv" for name in tables}}
 

@@ -12,8 +12,8 @@ from wmrl.config import to_plain
 from wmrl.dag.experiment import (compares_backbones, dataset_dirs, fewshot_dataset, pretrain_datasets, run_tasks,
                                  score_datasets)
 from wmrl.dag.paths import CONTEXT_COSTS, FINETUNE, MULTIGAME, REPORT_TEMPLATE, SINGLEGAME, evaluate_lineage
-from wmrl.dag.targets import (benchmark_files, evaluate_runs, finetune_runs, memory_probes, run_sizes,
-                              world_model_errors)
+from wmrl.dag.targets import (benchmark_files, evaluate_runs, finetune_runs, imagination_runs, memory_probes,
+                              run_sizes, world_model_errors)
 from wmrl.jobs import ReportSpec
 from wmrl.methods import kind_of
 from wmrl.provenance import config_hash
@@ -31,7 +31,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
         roles[fewshot_dataset(cfg, f.control.task)] = "pretraining (source), its last slice held back for the control"
     roles |= {fewshot_dataset(cfg, task): "few-shot (held-out)" for task in cfg.heldout_tasks}
     curves = [{"file": f"{FINETUNE.format(**run)}/{kind_of(methods[run['method']]).files['curve']}", **run,
-               "online": kind_of(methods[run["method"]]).online}
+               "online": kind_of(methods[run["method"]]).online, "kind": methods[run["method"]].kind}
               for run in finetune_runs(cfg)]
     sizes = list(f.data.sizes)  # ascending (config.checks)
     compare = {**to_plain(cfg.report.compare), "transitions": cfg.report.compare.transitions or sizes[0]}
@@ -56,6 +56,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
         "match_parameters": p.match_parameters,
         "data_sizes": sizes,
         "control": to_plain(f.control) if f.control is not None else None, "not_run": not_run,
+        "target": to_plain(cfg.report.target) if cfg.report.target is not None else None,
         "methods": method_labels(cfg),
         "decision": {"actions": cfg.evaluate.decision_actions,  # how return-conditioned methods are evaluated
                      "target_return": {task: to_plain(cfg.tasks[task].target_return or cfg.evaluate.target_return)
@@ -66,6 +67,7 @@ def report_spec(cfg: DictConfig, root: str = ".") -> ReportSpec:
         "benchmarks": benchmark_files(cfg),
         "inputs": {"evaluations": evaluate_runs(cfg), "lineage": [evaluate_lineage(e) for e in evaluate_runs(cfg)],
                    "curves": curves, "world_model": world_model_errors(cfg), "datasets": roles,
+                   "imagination": imagination_runs(cfg),
                    "memory_probe": memory_probes(cfg) if compares_backbones(cfg) else [],
                    "context_costs": [CONTEXT_COSTS.format(scale=cfg.scale, experiment=cfg.experiment)]
                    if compares_backbones(cfg) else [],
@@ -91,5 +93,6 @@ def method_labels(cfg: DictConfig) -> dict[str, dict[str, str]]:
 def report_inputs(spec: dict[str, Any]) -> dict[str, Any]:
     """The report job's input files, by kind (everything in its `report_spec`'s "inputs")."""
     inputs = spec["inputs"]
-    return {**{k: v for k, v in inputs.items() if k not in ("curves", "datasets")},
-            "curves": [run["file"] for run in inputs["curves"]], "datasets": list(inputs["datasets"])}
+    return {**{k: v for k, v in inputs.items() if k not in ("curves", "datasets", "imagination")},
+            "curves": [run["file"] for run in inputs["curves"]], "datasets": list(inputs["datasets"]),
+            "imagination": [run["file"] for run in inputs["imagination"]]}

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from wmrl.dag import icrl
 from wmrl.dag.experiment import compares_backbones, dataset_dirs
-from wmrl.dag.paths import (BENCHMARKS, DATASET, EVALUATE, FINETUNE_BENCHMARK, MEMORY_PROBE, MULTIGAME, PRETRAIN_MODEL,
+from wmrl.dag.paths import (BENCHMARKS, DATASET, EVALUATE, FINETUNE, FINETUNE_BENCHMARK, MEMORY_PROBE, MULTIGAME, PRETRAIN_MODEL,
                             REPORT, SINGLEGAME, WORLD_MODEL_ERROR, report_layout, wildcards)
 from wmrl.methods import RULES, kind_of
 
@@ -73,6 +73,13 @@ def finetune_runs(cfg: DictConfig) -> list[dict[str, Any]]:
     return runs
 
 
+def imagination_runs(cfg: DictConfig) -> list[dict[str, Any]]:
+    """The runs whose kind writes an imagination file (agents that learn in imagination), with its path."""
+    methods = cfg.finetune.methods
+    return [{**run, "file": f"{FINETUNE.format(**run)}/{kind_of(methods[run['method']]).files['imagination']}"}
+            for run in finetune_runs(cfg) if "imagination" in kind_of(methods[run["method"]]).files]
+
+
 def evaluate_runs(cfg: DictConfig) -> list[str]:
     """Every evaluation file: each fine-tuning run, and the pretrained models on their source tasks
     (fine-tuned on no data: transitions 0)."""
@@ -102,7 +109,8 @@ def report_files(cfg: DictConfig) -> dict[str, str]:
     """The report job's outputs by name (see paths.report_layout)."""
     directory = REPORT.format(scale=cfg.scale, experiment=cfg.experiment)
     layout = report_layout(len(cfg.pretrain.sizes_run), len(cfg.pretrain.backbones),
-                           bool(cfg.evaluate.memory_probe_delays), cfg.finetune.control is not None)
+                           bool(cfg.evaluate.memory_probe_delays), cfg.finetune.control is not None,
+                           bool(imagination_runs(cfg)), cfg.report.target is not None)
     return {name: f"{directory}/{file}" for name, file in layout.items()}
 
 

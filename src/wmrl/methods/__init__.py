@@ -9,7 +9,9 @@ evaluates it and what the report shows of it (see `wmrl.methods.kind.MethodKind`
 - ``decision``: our model fine-tuned return-conditioned, a Decision Transformer (DT, LaMo, PASTA,
   MO-DT, Fourier head; `wmrl.methods.decision`);
 - ``online``: stable-baselines3 DQN or PPO trained in the real environment (`wmrl.methods.online`);
-- ``peer``: a d3rlpy algorithm trained on the same few-shot episodes (`wmrl.methods.peer`).
+- ``peer``: a d3rlpy algorithm trained on the same few-shot episodes (`wmrl.methods.peer`);
+- ``imagine``: an agent that plays the real environment and learns in imagination, its world model
+  pretrained or fresh (`wmrl.methods.imagine`).
 
 Torch-free: the Snakefile reads it to build the DAG. A new kind is one module here and one entry
 in KINDS; docs/architecture.md, "How to add a method", lists what else a method may touch.
@@ -20,13 +22,14 @@ from __future__ import annotations
 from typing import Any
 
 from wmrl.methods.decision import DECISION
+from wmrl.methods.imagine import IMAGINE
 from wmrl.methods.joint import JOINT
 from wmrl.methods.kind import MethodKind
 from wmrl.methods.online import ONLINE
 from wmrl.methods.peer import PEER
 from wmrl.typed import ConfigError
 
-KINDS: dict[str, MethodKind] = {kind.name: kind for kind in (JOINT, DECISION, ONLINE, PEER)}
+KINDS: dict[str, MethodKind] = {kind.name: kind for kind in (JOINT, DECISION, ONLINE, PEER, IMAGINE)}
 RULES: dict[str, MethodKind] = {kind.rule: kind for kind in KINDS.values()}  # a rule's files, code and job
 
 

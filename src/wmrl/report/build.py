@@ -27,7 +27,7 @@ from wmrl.evaluate.statistics import MIN_RUNS
 from wmrl.evaluate.summary import run_scores, summarize
 from wmrl.files import publish
 from wmrl.jobs import ReportSpec, check_spec
-from wmrl.report import backbones, plots
+from wmrl.report import backbones, imagination, plots
 from wmrl.report.checks import checks
 from wmrl.report.tables import (busy_seconds, claims_table, control_result, cost_table, datasets_table, headline,
                                 job_costs, lineage_table, size_comparisons, training_speed, with_kinds)
@@ -129,6 +129,11 @@ def build_report(spec: ReportSpec, out: dict[str, str]) -> None:
         probe = pl.concat([pl.read_parquet(f) for f in inputs["memory_probe"]], how="vertical")
         section_tables, section_figures = backbones.section(errors, probe, pl.read_parquet(inputs["context_costs"][0]),
                                                             interval)
+        tables |= section_tables
+        figures |= section_figures
+    if "imagination_error" in out:
+        section_tables, section_figures = imagination.section(inputs["imagination"], inputs["curves"], episodes,
+                                                              lineage, spec["target"])
         tables |= section_tables
         figures |= section_figures
     for name, figure in figures.items():

@@ -115,6 +115,7 @@ def lineage_table(files: list[str], md5: dict[str, str]) -> pl.DataFrame:
             # what training took, where the model's record says (see tracking.write_record)
             "training_steps": model.get("training", {}).get("steps"),
             "training_seconds": model.get("training", {}).get("seconds"),
+            "training_env_steps": model.get("training", {}).get("env_steps"),  # online methods' alone
             "dataset_md5": " ".join(md5.get(directory, "not in this experiment") for directory in datasets)
             or "none (trained online)",
             "datasets": " ".join(datasets),
@@ -122,14 +123,15 @@ def lineage_table(files: list[str], md5: dict[str, str]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema_overrides={"parameters": pl.Int64, "trained_parameters": pl.Int64,
                                                 "from_pretraining": pl.String, "eval_run_url": pl.String,
                                                 "train_run_url": pl.String, "training_steps": pl.Int64,
-                                                "training_seconds": pl.Float64})
+                                                "training_seconds": pl.Float64, "training_env_steps": pl.Int64})
 
 
 def training_speed(lineage: pl.DataFrame, methods: dict[str, dict[str, str]]) -> pl.DataFrame:
     """Per fine-tuning method and model: its recipe, parameters (all, and those training changed),
     the modules that came from pretraining, its trained models (runs), how many records say what
     training took (timed), their mean gradient steps and training seconds, and gradient steps per
-    second (all timed steps over all timed seconds). Cells stay null where no record says."""
+    second (all timed steps over all timed seconds) and, for online methods, environment steps per
+second. Cells stay null where no record says."""
     trained = lineage.filter(~pl.col("method").is_in([MULTIGAME, SINGLEGAME]))
     timed = pl.col("training_seconds").is_not_null()
     recipes = {name: method["recipe"] for name, method in methods.items()}
@@ -140,8 +142,12 @@ def training_speed(lineage: pl.DataFrame, methods: dict[str, dict[str, str]]) ->
                   pl.col("training_steps").mean().alias("grad_steps"),
                   pl.col("training_seconds").mean().alias("training_s"),
                   (pl.col("training_steps").filter(timed).sum() / pl.col("training_seconds").filter(timed).sum())
-                  .alias("grad_steps_per_s")))
-    return with_kinds(speed.with_columns(pl.when(pl.col("timed") > 0).then(pl.col("grad_steps_per_s"))),
+                  .alias("grad_steps_per_s"),
+                  (pl.col("training_env_steps").filter(timed).sum() / pl.col("training_seconds").filter(timed).sum())
+                  .alias("env_steps_per_s")))
+    online = pl.col("timed") > 0
+    return with_kinds(speed.with_columns(pl.when(online).then(pl.col("grad_steps_per_s")),
+                                         pl.when(online & (pl.col("env_steps_per_s") > 0)).then(pl.col("env_steps_per_s"))),
                       methods)
 
 

@@ -19,3 +19,25 @@ class LossConfig:
     cql_alpha: float = 1.0
     gamma: float = 0.99
     td_to_backbone: bool = True  # False: TD/CQL gradients stop at the backbone's features
+
+
+@dataclass
+class ImagineConfig:
+    """The imagination agent's actor-critic (math in wmrl.rl.imagination; DreamerV3's defaults
+    where they carry over)."""
+
+    horizon: int = 15  # imagined steps per rollout (H)
+    starts: int = 128  # rollouts per update (B), from replayed observations (DreamerV3: 16 x 64)
+    gamma: float = 0.997  # DreamerV3: 1 - 1/333
+    lam: float = 0.95
+    entropy: float = 3.0e-4  # eta
+    actor_lr: float = 3.0e-4
+    critic_lr: float = 3.0e-4
+    critic_ema: float = 0.02  # the slow critic moves this far towards the critic every update
+    scale_ema: float = 0.01  # the return scale S moves this far towards the batch's range every update
+    hidden: int = 128  # the actor's and critic's width (DreamerV3's smallest: 256)
+    # the critic's two-hot bins over symlog returns in [-support, support] (DreamerV3: 255 in [-20, 20];
+    # returns here stay within symlog 10, and 63 bins make the critic 4x cheaper on CPU)
+    bins: int = 63
+    support: float = 10.0
+    grad_clip: float = 100.0

@@ -62,7 +62,7 @@ def train_online(spec: OnlineSpec, out: dict[str, str]) -> None:
     agent.learn(total_timesteps=steps)
     # SB3's DQN counts its gradient steps, its PPO epochs: one gradient step per minibatch (no target_kl, no early stop)
     updates = agent._n_updates * math.ceil(agent.n_steps / agent.batch_size) if ppo else agent._n_updates
-    training = {"steps": int(updates), "seconds": time.perf_counter() - started}
+    training = {"steps": int(updates), "seconds": time.perf_counter() - started, "env_steps": steps}
     progress.close()
     tags = tracking.run_tags(spec)
     run_id = tracking.start_or_resume_run(Path(spec["work_dir"]), spec["mlflow_experiment"], spec["run_name"], tags)
