@@ -227,7 +227,7 @@ class Learner:
         task = torch.full((len(rows),), self.task_index)
         logged = actor_critic_step(self.agent, self.optimizers, self.model, start, task, self.obs_mask, self.generator)
         self.updates += 1
-        return {"world_model": float(loss), **logged}
+        return {"world_model": float(loss.detach()), **logged}
 
     def episode_seed(self) -> int:
         return self.spec["seed"] * 1_000_003 + self.episodes
@@ -244,10 +244,13 @@ class Learner:
         actor.reset(obs[None])
         total, saved_at, started, logged = 0.0, self.env_steps, time.perf_counter(), {}
         while self.env_steps < settings["steps"]:
-            if self.env_steps < settings["learning_starts"]:
-                action = int(self.rng.integers(env.action_space.n))
-            else:
+            acting = self.env_steps >= settings["learning_starts"]
+            if self.env_steps == settings["learning_starts"]:
+                actor.reset(obs[None])  # the actor's context starts with its first action
+            if acting:
                 action = int(actor.act(np.zeros(1, dtype=np.int64))[0])
+            else:
+                action = int(self.rng.integers(env.action_space.n))
             obs, reward, terminated, truncated, _ = env.step(action)
             self.replay.add(action, float(reward), bool(terminated), obs)
             self.env_steps += 1
@@ -264,7 +267,7 @@ class Learner:
                 obs, _ = env.reset(seed=self.episode_seed())
                 self.replay.begin(obs)
                 actor.reset(obs[None])
-            else:
+            elif acting:
                 actor.observe(np.zeros(1, dtype=np.int64), np.array([action]), obs[None], np.array([reward]))
             if self.env_steps >= settings["learning_starts"] and self.env_steps % settings["train_every"] == 0:
                 logged = self.update()

@@ -1,0 +1,191 @@
+"""The imagination agent (kind imagine): its returns, its rollouts, the gradients it sends, its
+resume, and how it enters the pipeline (one module and a config entry, like every method)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from conftest import ROOT, job_directory, prepare_tracking
+from wmrl.config import ConfigError, compose
+from wmrl.dag.specs import evaluate_spec, finetune_spec
+from wmrl.dag.targets import methods_pattern, training_rule
+from wmrl.methods import KINDS
+from wmrl.methods.imagine import IMAGINE
+from wmrl.models.config import ModelConfig
+from wmrl.models.world_model import ModelShape, WorldActionModel
+from wmrl.rl.config import ImagineConfig
+from wmrl.rl.imagination import ActorCritic, actor_critic_losses, imagine, lambda_returns, reach_weights
+
+MODEL = "small-transformer"
+
+
+def test_lambda_returns_match_a_hand_computed_example():
+    # R_t = r_t + gamma c_t ((1 - lam) v_{t+1} + lam R_{t+1}), R_{H-1} = r + gamma c v_H; gamma 0.5, lam 0.5
+    reward, cont = torch.tensor([[1.0, 2.0, 3.0]]), torch.ones(1, 3)
+    next_value = torch.tensor([[10.0, 20.0, 30.0]])  # v_1, v_2, v_3
+    r2 = 3 + 0.5 * 30  # 18
+    r1 = 2 + 0.5 * (0.5 * 20 + 0.5 * r2)  # 2 + 0.5 * 19 = 11.5
+    r0 = 1 + 0.5 * (0.5 * 10 + 0.5 * r1)  # 1 + 0.5 * 10.75 = 6.375
+    returns = lambda_returns(reward, cont, next_value, gamma=0.5, lam=0.5)
+    assert torch.allclose(returns, torch.tensor([[r0, r1, r2]]))
+
+
+def test_an_imagined_terminal_stops_the_return_and_every_later_step_counts_nothing():
+    reward, next_value = torch.tensor([[1.0, 1.0, 1.0, 1.0]]), torch.full((1, 4), 100.0)
+    cont = torch.tensor([[1.0, 0.0, 1.0, 1.0]])  # the episode ends at step 1
+    returns = lambda_returns(reward, cont, next_value, gamma=0.9, lam=0.8)
+    assert returns[0, 1] == 1.0  # the terminal step's reward alone: no value from beyond it
+    assert returns[0, 0] == pytest.approx(1 + 0.9 * (0.2 * 100 + 0.8 * 1.0))
+    assert reach_weights(cont).tolist() == [[1.0, 1.0, 0.0, 0.0]]  # steps after the terminal are not reached
+
+
+def grid_model(actions: int = 3) -> WorldActionModel:
+    torch.manual_seed(0)
+    return WorldActionModel(ModelShape("grid", (5, 5, 2), actions, tasks=1, window=4), ModelConfig(dim=16, layers=1,
+                                                                                                  heads=2))
+
+
+def test_an_imagined_rollout_reads_its_start_alone_and_samples_grid_cells():
+    model = grid_model()
+    agent = ActorCritic(16, 3, ImagineConfig(hidden=8, bins=11))
+    start, task, mask = (torch.rand(6, 5, 5, 2) > 0.5).float(), torch.zeros(6, dtype=torch.long), torch.ones(5, 5, 2)
+    # the rollout's only observation input is `start`: the same generator gives the same rollout, and a
+    # different start a different one (it never sees a replayed future to copy)
+    one = imagine(model, agent, start, task, mask, 4, torch.Generator().manual_seed(1))
+    two = imagine(model, agent, start, task, mask, 4, torch.Generator().manual_seed(1))
+    assert all(torch.equal(one[key], two[key]) for key in one)
+    assert one["features"].shape == (6, 5, 16) and one["actions"].shape == one["reward"].shape == (6, 4)
+    assert ((one["cont"] >= 0) & (one["cont"] <= 1)).all()
+    other = imagine(model, agent, 1 - start, task, mask, 4, torch.Generator().manual_seed(1))
+    assert not torch.equal(one["features"], other["features"])
+
+
+def test_the_actor_critic_loss_sends_no_gradient_into_the_world_model():
+    model = grid_model()
+    agent = ActorCritic(16, 3, ImagineConfig(hidden=8, bins=11))
+    start = (torch.rand(4, 5, 5, 2) > 0.5).float()
+    task = torch.zeros(4, dtype=torch.long)
+    rollout = imagine(model, agent, start, task, torch.ones(5, 5, 2), 3, torch.Generator().manual_seed(0))
+    loss, logged = actor_critic_losses(agent, rollout, model.valid_actions[task])
+    loss.backward()
+    assert all(p.grad is None for p in model.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.critic.parameters())
+    assert all(p.grad is None for p in agent.slow_critic.parameters())
+    assert np.isfinite(list(logged.values())).all()
+
+
+def test_the_actor_never_picks_an_action_its_task_does_not_have():
+    agent = ActorCritic(4, 3, ImagineConfig(hidden=8, bins=11))
+    valid = torch.tensor([[True, True, False]]).expand(500, -1)
+    actions = agent.act(torch.randn(500, 4), valid, greedy=False, generator=torch.Generator().manual_seed(0))
+    assert set(actions.tolist()) == {0, 1}
+
+
+# ------------------------------------------------------------------ through the pipeline
+
+
+def test_the_method_enters_through_its_kind_and_a_config_entry():
+    cfg = compose({"scale": "smoke", "experiment": "imagination_control"}, ROOT)
+    assert KINDS["imagine"] is IMAGINE and training_rule(cfg, "imagine_scratch") == "train_imagine"
+    assert methods_pattern(cfg, "train_imagine") == "imagine_pretrained|imagine_scratch"
+    spec = finetune_spec(cfg, "cartpole", 600, "imagine_scratch", MODEL, 0)
+    assert spec["settings"]["steps"] == 600 and spec["loss"]["td"] == 0 and spec["loss"]["cql_alpha"] == 0
+    assert spec["inputs"] == {} and spec["settings"]["imagine"]["horizon"] == 4
+    pretrained = compose({"scale": "smoke", "experiment": "imagination_control",
+                          "finetune": {"methods_run": ["imagine_pretrained", "dqn_online"],
+                                       "methods": {"imagine_pretrained": {"imagine": {"horizon": 4}}}},
+                          "report": {"compare": {"method": "imagine_pretrained"},
+                                     "target": {"method": "imagine_pretrained"}, "claims": []}}, ROOT)
+    assert "pretrained" in finetune_spec(pretrained, "cartpole", 600, "imagine_pretrained", MODEL, 0)["inputs"]
+    assert evaluate_spec(cfg, "cartpole", 600, "imagine_scratch", MODEL, 0)["agent"] == \
+        "wmrl.train.imagine:ImagineAgent"
+
+
+@pytest.mark.parametrize("method, expected", [
+    ({"imagine": {"horizon": 20}}, "'finetune.methods.imagine_scratch.imagine.horizon' must be within 1..pretrain"),
+    ({"imagine": {"horizons": 3}}, "imagine_scratch.imagine.horizons"),
+    ({"init": "warm"}, "'finetune.methods.imagine_scratch.init' must be one of pretrained, scratch"),
+    ({"train_every": 0}, "'finetune.methods.imagine_scratch.train_every' must be at least 1"),
+])
+def test_a_bad_imagination_setting_names_its_key(method, expected):
+    with pytest.raises(ConfigError) as error:
+        compose({"scale": "smoke", "experiment": "imagination_control",
+                 "finetune": {"methods": {"imagine_scratch": method}}}, ROOT)
+    assert expected in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def imagine_job(tmp_path_factory):
+    """The train_imagine job on CartPole for 700 env steps: run a, uninterrupted; run b, killed
+    after its first saved state and rerun."""
+    from wmrl.train import imagine as job
+
+    tmp, monkeypatch = job_directory(tmp_path_factory, "imagine")
+    cfg = compose({"scale": "smoke", "experiment": "imagination_control"}, ROOT)
+    outputs = {}
+    for run in ("a", "b"):
+        spec = finetune_spec(cfg, "cartpole", 700, "imagine_scratch", MODEL, 0)
+        spec["settings"]["checkpoint_every"] = 150
+        spec["work_dir"] = f"work/{run}"
+        if run == "a":
+            prepare_tracking(spec["mlflow_experiment"])
+        (tmp / run).mkdir()
+        outputs[run] = {name: f"{run}/{file}" for name, file in IMAGINE.files.items()}
+        if run == "b":
+            killed = monkeypatch.context()
+            with killed as patch:
+                save = job.save_checkpoint
+
+                def save_then_die(state, path):
+                    save(state, path)
+                    raise KeyboardInterrupt  # as kill -9 right after the state is on disk
+
+                patch.setattr(job, "save_checkpoint", save_then_die)
+                with pytest.raises(KeyboardInterrupt):
+                    job.train_imagine(spec, outputs[run])
+            assert not os.listdir(tmp / run)  # nothing written that looks complete
+        job.train_imagine(spec, outputs[run])
+    yield outputs, tmp
+    monkeypatch.undo()
+
+
+def test_the_imagination_job_writes_weights_only_a_curve_its_errors_and_a_timed_record(imagine_job):
+    outputs, tmp = imagine_job
+    out = {name: tmp / path for name, path in outputs["a"].items()}
+    saved = torch.load(out["last"], weights_only=True)
+    assert saved["step"] == 700 and set(saved["agent"]) >= {"actor.0.weight", "critic.0.weight", "scale"}
+    curve = pl.read_parquet(out["curve"])
+    assert curve.columns == ["step", "episode_return", "seconds"] and curve["step"].max() <= 700
+    errors = pl.read_parquet(out["imagination"])
+    assert errors["horizon"].to_list() == [1, 2, 3, 4] and (errors["nothing_changes"] > 0).all()
+    record = json.loads(out["mlflow"].read_text())
+    assert record["training"]["env_steps"] == 700 and record["training"]["steps"] == (700 - 200) // 4 + 1
+    assert record["rule"] == "train_imagine" and record["method"] == "imagine_scratch"
+
+
+def test_a_killed_run_resumes_from_its_state_to_the_same_bytes(imagine_job):
+    outputs, tmp = imagine_job
+    assert (tmp / outputs["a"]["last"]).read_bytes() == (tmp / outputs["b"]["last"]).read_bytes()
+    assert pl.read_parquet(tmp / outputs["a"]["curve"]).drop("seconds").equals(
+        pl.read_parquet(tmp / outputs["b"]["curve"]).drop("seconds"))
+
+
+def test_evaluation_plays_the_imagination_agent_greedily(imagine_job):
+    from wmrl.evaluate.rollout import evaluate
+
+    outputs, tmp = imagine_job
+    cfg = compose({"scale": "smoke", "experiment": "imagination_control"}, ROOT)
+    spec = evaluate_spec(cfg, "cartpole", 700, "imagine_scratch", MODEL, 0)
+    spec["inputs"] = {**spec["inputs"], "checkpoints": {"last": str(tmp / outputs["a"]["last"])},
+                      "record": str(tmp / outputs["a"]["mlflow"]), "datasets": {}}
+    spec["score"] = {"random": 22.0, "reference": 475.0, "source": "test"}
+    first = evaluate(spec, {"rows": str(tmp / "rows.parquet"), "lineage": str(tmp / "lineage.json")})
+    again = evaluate(spec, {"rows": str(tmp / "again.parquet"), "lineage": str(tmp / "again.json")})
+    assert first.height == spec["episodes"] and first["return"].equals(again["return"])
