@@ -9,12 +9,13 @@ no pretrained model file) through `Learner(spec)`, DQN through `dqn_agent` with 
 settings (`finetune.online`). With N = `steps` (100):
 - imagination: `Learner.run` fills the replay with the spec's `learning_starts` uniform random
   steps (untimed); `Learner.run` with no updates for 10 N steps (acting alone: the environment's
-  step, the replay's row and the actor's forward through `ImagineAgent.act`/`observe`); N calls of
-  `Learner.update` (one world-model step on replayed windows, replay sampling included, and one
-  actor-critic step in imagination), timed one by one; N actor-critic steps alone
-  (`actor_critic_step`, as `update` calls it), so the world-model step is the update's median less
-  the imagination step's; `Learner.run` for train_every x N steps at the spec's `train_every` (the
-  whole loop). No resumable state is saved (the job saves one every `checkpoint_every` steps).
+  step, the replay's row and the actor's forward through `ImagineAgent.act`/`observe`); N calls
+  each, interleaved so that all see the same machine and timed one by one, of `Learner.update` (one
+  world-model step on replayed windows, replay sampling included, and one actor-critic step in
+  imagination), of `update` with its actor-critic step skipped (the world-model step) and of
+  `actor_critic_step` alone from replayed observations as `update` calls it (the imagination step);
+  `Learner.run` for train_every x N steps at the spec's `train_every` (the whole loop). No
+  resumable state is saved (the job saves one every `checkpoint_every` steps).
 - DQN: `learn` for its `learning_starts` random steps, then for 50 N steps (the whole loop at its
   `train_freq`, its gradient steps counted by `_n_updates`), then 10 N gradient steps alone
   (`train(gradient_steps=1)`, as `learn` calls it), timed one by one.
@@ -28,8 +29,10 @@ import json
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -93,9 +96,7 @@ def imagination(spec: dict[str, Any], steps: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as work_dir:
         timed_run(learner, work_dir, settings["learning_starts"])  # uniform random actions
         figures = {"act_env_steps_per_s": acting / timed_run(learner, work_dir, acting, train_every=NO_UPDATES)}
-        figures["update_s"] = median_seconds(learner.update, steps)
-        figures["imagination_s"] = median_seconds(lambda: imagination_step(learner), steps)
-        figures["world_model_s"] = figures["update_s"] - figures["imagination_s"]
+        figures.update(update_parts(learner, steps))
         updates = learner.updates
         seconds = timed_run(learner, work_dir, loop, train_every=settings["train_every"])
     return {**figures, "loop_env_steps_per_s": loop / seconds,
@@ -105,9 +106,24 @@ def imagination(spec: dict[str, Any], steps: int) -> dict[str, float]:
 def timed_run(learner: Learner, work_dir: str, steps: int, **settings) -> float:
     """Seconds of `Learner.run` for `steps` more environment steps, `settings` overriding the spec's."""
     learner.settings.update(steps=learner.env_steps + steps, **settings)
-    started = time.perf_counter()
-    learner.run(Path(work_dir), Progress(learner.settings["steps"], "bench imagine", unit="env steps"))
-    return time.perf_counter() - started
+    progress = Progress(learner.settings["steps"], "bench imagine", unit="env steps")
+    return timed(lambda: learner.run(Path(work_dir), progress))
+
+
+def update_parts(learner: Learner, steps: int) -> dict[str, float]:
+    """Median seconds of `Learner.update`, of its world-model step and of its imagination step, `steps` each."""
+
+    def world_model_step() -> None:
+        with patch("wmrl.train.imagine.actor_critic_step", return_value={}):  # update() less its actor-critic step
+            learner.update()
+
+    parts = {"update_s": learner.update, "world_model_s": world_model_step,
+             "imagination_s": lambda: imagination_step(learner)}
+    seconds: dict[str, list[float]] = {key: [] for key in parts}
+    for _ in range(steps):
+        for key, step in parts.items():
+            seconds[key].append(timed(step))
+    return {key: float(np.median(times)) for key, times in seconds.items()}
 
 
 def imagination_step(learner: Learner) -> None:
@@ -127,19 +143,18 @@ def reference(spec: dict[str, Any], steps: int, threads: int) -> dict[str, float
     torch.set_num_threads(threads)  # dqn_agent sets 1, as the jobs run
     agent.learn(total_timesteps=settings["learning_starts"])
     loop, updates = 50 * steps, agent._n_updates
-    started = time.perf_counter()
-    agent.learn(total_timesteps=loop, reset_num_timesteps=False)
-    figures = {"loop_env_steps_per_s": loop / (time.perf_counter() - started),
-               "updates_per_env_step": (agent._n_updates - updates) / loop}
+    seconds = timed(lambda: agent.learn(total_timesteps=loop, reset_num_timesteps=False))
+    figures = {"loop_env_steps_per_s": loop / seconds, "updates_per_env_step": (agent._n_updates - updates) / loop}
     step = median_seconds(lambda: agent.train(gradient_steps=1, batch_size=agent.batch_size), 10 * steps)
     return {**figures, "gradient_step_s": step, "parameters": sum(p.numel() for p in agent.policy.q_net.parameters())}
 
 
-def median_seconds(step, times: int) -> float:
+def median_seconds(step: Callable[[], Any], times: int) -> float:
     """The median wall seconds of `times` calls of `step`."""
-    seconds = []
-    for _ in range(times):
-        started = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - started)
-    return float(np.median(seconds))
+    return float(np.median([timed(step) for _ in range(times)]))
+
+
+def timed(step: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    step()
+    return time.perf_counter() - started
