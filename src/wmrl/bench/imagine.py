@@ -44,6 +44,7 @@ from wmrl.dag.targets import method_models
 from wmrl.data.behaviour import dqn_agent
 from wmrl.envs import make_task_env
 from wmrl.files import publish
+from wmrl.methods import kind_of
 from wmrl.progress import Progress
 from wmrl.rl.imagination import actor_critic_step
 from wmrl.train.imagine import Learner
@@ -55,6 +56,8 @@ NO_UPDATES = 2**62  # a train_every no run reaches: acting alone
 def main(experiment: str, scale: str, steps: int, threads: int, out: str) -> dict:
     torch.set_num_threads(threads)
     cfg = compose({"scale": scale, "experiment": experiment}, ROOT)
+    for method in (IMAGINE, DQN):  # checked as if run: the experiment need not run them (e.g. a horizon too long)
+        kind_of(cfg.finetune.methods[method]).check(cfg, method, cfg.finetune.methods[method], True)
     task, transitions = cfg.heldout_tasks[0], max(cfg.finetune.data.sizes)  # the online methods' run
     imagine_spec, dqn_spec = (finetune_spec(cfg, task, transitions, method, method_models(cfg, method)[0], 0)
                               for method in (IMAGINE, DQN))
