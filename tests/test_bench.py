@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -27,3 +28,30 @@ def test_bench_icrl_writes_every_case(tmp_path):
             assert row["tokens_per_s"] == pytest.approx(row["batch"] * row["tokens_per_sample"] / row["step_s"])
         ratio = timed["ssm"]["step_s"] / timed["transformer"]["step_s"]
         assert case["ssm_over_transformer_step"] == pytest.approx(ratio)
+
+
+def test_bench_imagine_writes_its_figures(tmp_path):
+    out = tmp_path / "imagine.json"
+    assert main(["bench", "imagine", "--scale", "smoke", "--steps", "2", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["experiment"] == "imagination_control" and figures["task"] == "cartpole"
+    assert figures["threads"] == figures["torch_threads"] == 1 and figures["steps"] == 2
+    assert set(figures["settings"]) == {"imagine_scratch", "dqn_online", "model"}
+    imagine, dqn = figures["imagine"], figures["dqn"]
+    assert set(imagine) == {"act_env_steps_per_s", "update_s", "world_model_s", "imagination_s",
+                            "loop_env_steps_per_s", "updates_per_env_step", "parameters"}
+    assert set(dqn) == {"gradient_step_s", "loop_env_steps_per_s", "updates_per_env_step", "parameters"}
+    assert imagine["updates_per_env_step"] == 1 / figures["settings"]["imagine_scratch"]["train_every"]
+    assert dqn["updates_per_env_step"] == 1 / figures["settings"]["dqn_online"]["train_freq"]
+    assert all(imagine[key] > 0 for key in ("update_s", "world_model_s", "imagination_s"))
+    assert set(figures["ratios"]) == {"update_over_gradient_step", "loop_env_steps_per_s"}
+    for ratio in figures["ratios"].values():
+        assert math.isfinite(ratio) and ratio > 0
+    assert figures["ratios"]["update_over_gradient_step"] == pytest.approx(imagine["update_s"] / dqn["gradient_step_s"])
+
+
+def test_bench_imagine_checks_the_method_as_if_run(tmp_path):
+    from wmrl.typed import ConfigError
+
+    with pytest.raises(ConfigError, match="imagine.horizon"):  # smoke minatar_transfer: 8 positions, horizon 15
+        main(["bench", "imagine", "--experiment", "minatar_transfer", "--scale", "smoke", "--out", str(tmp_path / "x")])

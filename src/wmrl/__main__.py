@@ -57,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--force", action="store_true", help="replace a Minari dataset of that id")
 
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
-    bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune", "icrl"])
+    bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune", "icrl", "imagine"])
     bench.add_argument("--steps", type=int, help="dataset: env steps per game and measurement (200,000); "
-                                                 "icrl: timed training steps per model (50)")
-    bench.add_argument("--threads", type=int, help="torch threads (pretrain: 2, finetune and icrl: 1, as the jobs use)")
+                                                 "icrl: timed training steps per model (50); imagine: N, the timed "
+                                                 "updates (100; env steps and DQN's steps are multiples of it)")
+    bench.add_argument("--threads", type=int, help="torch threads (pretrain: 2, finetune, icrl and imagine: 1, as the "
+                                                   "jobs use)")
     bench.add_argument("--methods", default="scratch,bc,d3rlpy_bc",
                        help="finetune: the methods timed against the reference peer (finetune.methods names)")
     bench.add_argument("--reference", default="d3rlpy_cql", help="finetune: the peer whose score is the target")
@@ -68,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--max-steps", type=int, default=1_000, help="finetune: the other methods' steps at most")
     bench.add_argument("--seeds", default="0,1", help="finetune: training seeds, comma-separated")
     bench.add_argument("--episodes", type=int, default=20, help="finetune: evaluation episodes per check and seed")
-    bench.add_argument("--scale", default="laptop", help="finetune: the scale whose settings and data are used")
+    bench.add_argument("--scale", default="laptop", help="finetune and imagine: the scale whose settings (and "
+                                                         "finetune's data) are used")
+    bench.add_argument("--experiment", default="imagination_control",
+                       help="imagine: the experiment whose held-out task, imagine_scratch and dqn_online are timed")
     bench.add_argument("--out", help="figures JSON (default results/bench/<name>.json)")
 
     args = parser.parse_args(argv)
@@ -178,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
             from wmrl.bench import icrl as bench_icrl
 
             bench_icrl.main(args.threads or 1, out, args.steps or 50)
+        elif args.name == "imagine":
+            from wmrl.bench import imagine as bench_imagine
+
+            bench_imagine.main(args.experiment, args.scale, args.steps or 100, args.threads or 1, out)
         else:
             from wmrl.bench import pretrain as bench_pretrain
 
