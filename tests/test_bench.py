@@ -48,10 +48,3 @@ def test_bench_imagine_writes_its_figures(tmp_path):
     for ratio in figures["ratios"].values():
         assert math.isfinite(ratio) and ratio > 0
     assert figures["ratios"]["update_over_gradient_step"] == pytest.approx(imagine["update_s"] / dqn["gradient_step_s"])
-
-
-def test_bench_imagine_checks_the_method_as_if_run(tmp_path):
-    from wmrl.typed import ConfigError
-
-    with pytest.raises(ConfigError, match="imagine.horizon"):  # smoke minatar_transfer: 8 positions, horizon 15
-        main(["bench", "imagine", "--experiment", "minatar_transfer", "--scale", "smoke", "--out", str(tmp_path / "x")])

@@ -56,7 +56,7 @@ NO_UPDATES = 2**62  # a train_every no run reaches: acting alone
 def main(experiment: str, scale: str, steps: int, threads: int, out: str) -> dict:
     torch.set_num_threads(threads)
     cfg = compose({"scale": scale, "experiment": experiment}, ROOT)
-    for method in (IMAGINE, DQN):  # checked as if run: the experiment need not run them (e.g. a horizon too long)
+    for method in (IMAGINE, DQN):  # checked as if run: the experiment need not run them
         kind_of(cfg.finetune.methods[method]).check(cfg, method, cfg.finetune.methods[method], True)
     task, transitions = cfg.heldout_tasks[0], max(cfg.finetune.data.sizes)  # the online methods' run
     imagine_spec, dqn_spec = (finetune_spec(cfg, task, transitions, method, method_models(cfg, method)[0], 0)

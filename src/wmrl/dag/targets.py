@@ -9,8 +9,8 @@ from omegaconf import DictConfig
 
 from wmrl.dag import icrl
 from wmrl.dag.experiment import compares_backbones, dataset_dirs
-from wmrl.dag.paths import (BENCHMARKS, DATASET, EVALUATE, FINETUNE, FINETUNE_BENCHMARK, MEMORY_PROBE, MULTIGAME, PRETRAIN_MODEL,
-                            REPORT, SINGLEGAME, WORLD_MODEL_ERROR, report_layout, wildcards)
+from wmrl.dag.paths import (BENCHMARKS, DATASET, EVALUATE, FINETUNE, FINETUNE_BENCHMARK, MEMORY_PROBE, MULTIGAME,
+                            PRETRAIN_MODEL, REPORT, SINGLEGAME, WORLD_MODEL_ERROR, report_layout, wildcards)
 from wmrl.methods import RULES, kind_of
 
 

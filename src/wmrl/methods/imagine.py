@@ -35,6 +35,7 @@ class ImagineMethod:
     learning_starts: int = 1_000  # environment steps of uniform random actions before any update
     train_every: int = 4  # environment steps per update (one world-model and one actor-critic step)
     batch_size: int = 16  # replayed windows of pretrain.window steps per world-model update
+    world_model_updates: int = 1  # world-model updates per update (before its one actor-critic update)
     checkpoint_every: int = 5_000  # environment steps between resumable states (at an episode's end)
     loss: dict[str, Any] = field(default_factory=dict)  # overrides of pretrain.loss (TD and CQL are off)
     imagine: dict[str, Any] = field(default_factory=dict)  # overrides of rl.config.ImagineConfig
@@ -66,10 +67,10 @@ class ImagineKind(MethodKind):
             raise ConfigError(f"config error: '{key}.init' must be one of {', '.join(INITS)}, got {method.init!r}")
         merge(OmegaConf.structured(LossConfig), method.loss, f"{key}.loss", prefix=f"{key}.loss")
         imagine = merge(OmegaConf.structured(ImagineConfig), method.imagine, f"{key}.imagine", prefix=f"{key}.imagine")
-        if run and not 1 <= imagine.horizon <= cfg.pretrain.window:
+        if imagine.horizon is not None and run and not 1 <= imagine.horizon <= cfg.pretrain.window:
             raise ConfigError(f"config error: '{key}.imagine.horizon' must be within 1..pretrain.window "
                               f"({cfg.pretrain.window}: the model's positions), got {imagine.horizon}")
-        for setting in ("train_every", "batch_size", "checkpoint_every"):
+        for setting in ("train_every", "batch_size", "world_model_updates", "checkpoint_every"):
             if method[setting] < 1:
                 raise ConfigError(f"config error: '{key}.{setting}' must be at least 1, got {method[setting]}")
 
@@ -79,8 +80,9 @@ class ImagineKind(MethodKind):
     def job_spec(self, run: RunContext, method: DictConfig) -> ImagineSpec:
         cfg = run.cfg
         imagine = to_plain(OmegaConf.merge(OmegaConf.structured(ImagineConfig), method.imagine))
+        imagine["horizon"] = imagine["horizon"] or cfg.pretrain.window - 1
         settings = {k: method[k] for k in ("learning_rate", "learning_starts", "train_every", "batch_size",
-                                           "checkpoint_every")}
+                                           "world_model_updates", "checkpoint_every")}
         return {"seed": run.seed, "task": run.task, "method": run.method, "init": method.init, "suite": run.suite(),
                 "channel_layout": cfg.pretrain.channel_layout, "positions": cfg.pretrain.window,
                 "model": run.model_spec(), "loss": self.loss(cfg, method), **run.env(),
@@ -94,7 +96,7 @@ class ImagineKind(MethodKind):
         return {**to_plain(cfg.pretrain.loss), **WORLD_MODEL_LOSS, **to_plain(method.loss)}
 
     def recipe(self, cfg: DictConfig, method: DictConfig) -> str:
-        horizon = method.imagine.get("horizon", ImagineConfig.horizon)
+        horizon = method.imagine.get("horizon") or cfg.pretrain.window - 1
         return (f"{method.init} world model · actor-critic in imagination (H {horizon}), one update every "
                 f"{method.train_every} env steps")
 

@@ -76,10 +76,10 @@ def control_table(curves: list[dict[str, Any]], episodes: pl.DataFrame, target: 
     scores = (episodes.filter(method=method, checkpoint="last").group_by("seed").agg(pl.col("return").mean())
               .sort("seed"))
     files = {run["seed"]: run["file"] for run in curves if run["method"] == method}
+    steps = {seed: first_reach(pl.read_parquet(file), goal, "step") for seed, file in files.items()}
     return scores.with_columns(
         method=pl.lit(method), target=pl.lit(goal), passed=pl.col("return") >= goal,
-        steps_to_target=pl.col("seed").map_elements(lambda seed: first_reach(pl.read_parquet(files[seed]), goal, "step"),
-                                                    return_dtype=pl.Float64))
+        steps_to_target=pl.col("seed").replace_strict(steps, default=None, return_dtype=pl.Float64))
 
 
 def error_plot(errors: pl.DataFrame) -> Figure:

@@ -145,10 +145,10 @@ second. Cells stay null where no record says."""
                   .alias("grad_steps_per_s"),
                   (pl.col("training_env_steps").filter(timed).sum() / pl.col("training_seconds").filter(timed).sum())
                   .alias("env_steps_per_s")))
-    online = pl.col("timed") > 0
-    return with_kinds(speed.with_columns(pl.when(online).then(pl.col("grad_steps_per_s")),
-                                         pl.when(online & (pl.col("env_steps_per_s") > 0)).then(pl.col("env_steps_per_s"))),
-                      methods)
+    timed = pl.col("timed") > 0
+    acted = timed & (pl.col("env_steps_per_s") > 0)
+    return with_kinds(speed.with_columns(pl.when(timed).then(pl.col("grad_steps_per_s")),
+                                         pl.when(acted).then(pl.col("env_steps_per_s"))), methods)
 
 
 def compare(aggregate: pl.DataFrame, improvement: pl.DataFrame, method: str, baseline: str,

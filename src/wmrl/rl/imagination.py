@@ -5,10 +5,11 @@ Imagination. From B start observations s_0 replayed from the agent's real experi
 model (wmrl.models.world_model, a causal backbone over o_0 a_0 o_1 ...) is rolled H steps with
 no real observation after s_0: at each step the actor samples a_t ~ pi(. | f_t) from the features
 f_t of the observation token, the action token's features give the reward r_t (the reward head's
-histogram mean), the continuation c_t = 1 - p(terminated) (the termination head's probability)
-and the next observation, *sampled* from the decoder: every grid cell from its Bernoulli (so
-stochastic cells — a new car, an enemy's spawn — are drawn, not averaged away), the predicted
-vector or frame as it is. Cells of channels the task does not have stay 0. The rollout runs in
+histogram mean), and the continuation c_t and the next observation, both *sampled*: the episode
+ends with the termination head's probability (an imagined rollout ends or goes on, as a real one
+does, rather than every step being discounted by a small spurious probability of ending), every
+grid cell is drawn from its Bernoulli (so stochastic cells — a new car, an enemy's spawn — are
+drawn, not averaged away), a vector or frame is the decoder's prediction. Cells of channels the task does not have stay 0. The rollout runs in
 no_grad: nothing of the actor's or critic's loss reaches the world model, which learns from real
 data alone (its joint objective, wmrl.rl.objectives).
 
@@ -126,7 +127,8 @@ def imagine(model: WorldActionModel, agent: ActorCritic, start: torch.Tensor, ta
         trace["features"].append(features)
         trace["actions"].append(action)
         trace["reward"].append(model.decode_scalar(heads["reward"]))
-        trace["cont"].append(1.0 - heads["termination"].sigmoid())
+        ended = torch.bernoulli(heads["termination"].sigmoid(), generator=generator)
+        trace["cont"].append(1.0 - ended)
     return {name: torch.stack(values, 1) for name, values in trace.items()}
 
 

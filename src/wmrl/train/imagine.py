@@ -43,7 +43,7 @@ from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.jobs import ImagineSpec, check_spec
 from wmrl.models.checkpoint import load_model
 from wmrl.models.config import ModelConfig
-from wmrl.models.world_model import ModelShape, WorldActionModel
+from wmrl.models.world_model import WorldActionModel
 from wmrl.progress import Progress
 from wmrl.rl.config import ImagineConfig, LossConfig
 from wmrl.rl.imagination import ActorCritic, actor_critic_step, make_optimizers
@@ -211,15 +211,17 @@ class Learner:
         return WindowSampler([self.replay.steps(self.task, self.task_index)], self.layout, self.spec["positions"])
 
     def update(self) -> dict[str, float]:
-        """One world-model update on replayed windows, then one actor-critic update in imagination."""
+        """`world_model_updates` world-model updates on replayed windows, then one actor-critic
+        update in imagination."""
         sampler = self.sampler()
-        batch = {k: torch.from_numpy(v) for k, v in sampler.sample(self.settings["batch_size"], self.rng).items()}
         self.model.train()
-        loss, parts = joint_loss(self.model, self.model, batch, self.loss)
-        self.world_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1000.0)
-        self.world_optimizer.step()
+        for _ in range(self.settings["world_model_updates"]):
+            batch = {k: torch.from_numpy(v) for k, v in sampler.sample(self.settings["batch_size"], self.rng).items()}
+            loss, _ = joint_loss(self.model, self.model, batch, self.loss)
+            self.world_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1000.0)
+            self.world_optimizer.step()
         self.model.eval()
         steps = sampler.tasks[0]
         rows = steps.starts[self.rng.integers(len(steps.starts), size=self.config.starts)]
@@ -274,7 +276,10 @@ class Learner:
             if self.env_steps % 1000 == 0:
                 progress.update(self.env_steps)
                 if logged:
-                    log.info("step %d: %s", self.env_steps, {k: round(v, 4) for k, v in logged.items()})
+                    recent = [row["episode_return"] for row in self.curve[-10:]]
+                    log.info("step %d: last 10 episodes' mean return %.1f; %s", self.env_steps,
+                             float(np.mean(recent)) if recent else float("nan"),
+                             {k: round(v, 4) for k, v in logged.items()})
         self.busy += time.perf_counter() - started
         env.close()
 
