@@ -72,6 +72,22 @@ def prepare_tracking(experiment: str) -> None:
     subprocess.run([PYTHON, "-m", "wmrl", "prepare-tracking", experiment], check=True, capture_output=True)
 
 
+def run_twice(tmp: Path, files: dict[str, str], spec_of, train, rerun=None) -> dict[str, dict[str, str]]:
+    """Run a training job twice from the same seed, in work dirs a and b under `tmp` (the MLflow
+    experiment prepared once): `train(spec, out)`, or for run b `rerun(spec, out)` when given.
+    `spec_of()` builds the job's spec; returns each run's outputs (name -> path relative to `tmp`)."""
+    outputs = {}
+    for run in ("a", "b"):
+        spec = spec_of()
+        spec["work_dir"] = f"work/{run}"
+        if run == "a":
+            prepare_tracking(spec["mlflow_experiment"])
+        (tmp / run).mkdir()
+        outputs[run] = {name: f"{run}/{file}" for name, file in files.items()}
+        (rerun if run == "b" and rerun else train)(spec, outputs[run])
+    return outputs
+
+
 def finetune_methods(cfg, methods: list[str], dataset: Path, tmp: Path, steps: int,
                      pretrained: Callable[[dict[str, dict[str, str]]], str]) -> dict[str, dict[str, str]]:
     """Fine-tune `methods` of `cfg` on breakout's fixture `dataset` for `steps` steps, in order, each

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import ROOT, job_directory, prepare_tracking
+from conftest import ROOT, job_directory, run_twice
 from wmrl.config import ConfigError, compose
 from wmrl.dag.specs import evaluate_spec, finetune_spec
 from wmrl.dag.targets import methods_pattern, training_rule
@@ -129,29 +129,27 @@ def imagine_job(tmp_path_factory):
 
     tmp, monkeypatch = job_directory(tmp_path_factory, "imagine")
     cfg = compose({"scale": "smoke", "experiment": "imagination_control"}, ROOT)
-    outputs = {}
-    for run in ("a", "b"):
+
+    def spec_of():
         spec = finetune_spec(cfg, "cartpole", 700, "imagine_scratch", MODEL, 0)
         spec["settings"]["checkpoint_every"] = 150
-        spec["work_dir"] = f"work/{run}"
-        if run == "a":
-            prepare_tracking(spec["mlflow_experiment"])
-        (tmp / run).mkdir()
-        outputs[run] = {name: f"{run}/{file}" for name, file in IMAGINE.files.items()}
-        if run == "b":
-            killed = monkeypatch.context()
-            with killed as patch:
-                save = job.save_checkpoint
+        return spec
 
-                def save_then_die(state, path):
-                    save(state, path)
-                    raise KeyboardInterrupt  # as kill -9 right after the state is on disk
+    def killed_then_rerun(spec, out):
+        save = job.save_checkpoint
 
-                patch.setattr(job, "save_checkpoint", save_then_die)
-                with pytest.raises(KeyboardInterrupt):
-                    job.train_imagine(spec, outputs[run])
-            assert not os.listdir(tmp / run)  # nothing written that looks complete
-        job.train_imagine(spec, outputs[run])
+        def save_then_die(state, path):
+            save(state, path)
+            raise KeyboardInterrupt  # as kill -9 right after the state is on disk
+
+        with monkeypatch.context() as patch:
+            patch.setattr(job, "save_checkpoint", save_then_die)
+            with pytest.raises(KeyboardInterrupt):
+                job.train_imagine(spec, out)
+        assert not os.listdir(tmp / "b")  # nothing written that looks complete
+        job.train_imagine(spec, out)
+
+    outputs = run_twice(tmp, IMAGINE.files, spec_of, job.train_imagine, killed_then_rerun)
     yield outputs, tmp
     monkeypatch.undo()
 

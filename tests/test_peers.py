@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import DQN_TINY, ROOT, job_directory, prepare_tracking
+from conftest import DQN_TINY, ROOT, job_directory, prepare_tracking, run_twice
 from wmrl.config import ConfigError, compose
 from wmrl.dag.specs import evaluate_spec, finetune_spec
 from wmrl.dag.targets import methods_pattern
@@ -207,21 +207,26 @@ def test_the_same_seed_gives_the_same_weights_bytes(peer_job):
     assert pl.read_parquet(tmp / outputs["a"]["curve"]).equals(pl.read_parquet(tmp / outputs["b"]["curve"]))
 
 
-def test_evaluation_plays_the_peer_at_its_last_checkpoint(peer_job):
+def plays_its_last_checkpoint_alike_twice(spec, tmp, outputs) -> None:
+    """The evaluation stage plays a trained run's `last` checkpoint for 3 short episodes, twice alike."""
     from wmrl.evaluate.rollout import evaluate
 
-    cfg, outputs, tmp = peer_job
-    spec = evaluate_spec(cfg, "breakout", 1000, "d3rlpy_cql", PEER.model, 0)
-    assert spec["agent"] == "wmrl.evaluate.rollout:PeerAgent" and spec["planning"] is None
-    assert list(spec["inputs"]["checkpoints"]) == ["last"]
-    spec["inputs"]["checkpoints"] = {"last": str(tmp / outputs["a"]["last"])}
-    spec["inputs"]["record"] = str(tmp / outputs["a"]["mlflow"])
+    spec["inputs"]["checkpoints"] = {"last": str(tmp / outputs["last"])}
+    spec["inputs"]["record"] = str(tmp / outputs["mlflow"])
     spec |= {"episodes": 3, "max_episode_steps": 60}
     first, second = (evaluate(spec, {"rows": str(tmp / f"eval-{n}.parquet"), "lineage": str(tmp / f"eval-{n}.json")})
                      for n in "ab")
     assert first.equals(second)
     assert first.select("checkpoint", "planning").unique().rows() == [("last", "none")]
     assert first["episode"].n_unique() == 3 and (first["length"] <= 60).all()
+
+
+def test_evaluation_plays_the_peer_at_its_last_checkpoint(peer_job):
+    cfg, outputs, tmp = peer_job
+    spec = evaluate_spec(cfg, "breakout", 1000, "d3rlpy_cql", PEER.model, 0)
+    assert spec["agent"] == "wmrl.evaluate.rollout:PeerAgent" and spec["planning"] is None
+    assert list(spec["inputs"]["checkpoints"]) == ["last"]
+    plays_its_last_checkpoint_alike_twice(spec, tmp, outputs["a"])
 
 
 def test_peers_train_on_the_few_shot_data_alone_in_their_own_rule():
@@ -295,16 +300,13 @@ def online_job(request, tmp_path_factory):
     method, task, experiment = request.param
     tmp, monkeypatch = job_directory(tmp_path_factory, method)
     cfg = compose({"scale": "smoke", "experiment": experiment}, ROOT)
-    outputs = {}
-    for run in ("a", "b"):
+
+    def spec_of():
         spec = finetune_spec(cfg, task, 1000, method, ONLINE.model, 0)
         spec["settings"]["steps"] = 600
-        spec["work_dir"] = f"work/{run}"
-        if run == "a":
-            prepare_tracking(spec["mlflow_experiment"])
-        (tmp / run).mkdir()
-        outputs[run] = {name: f"{run}/{file}" for name, file in ONLINE.files.items()}
-        train_online(spec, outputs[run])
+        return spec
+
+    outputs = run_twice(tmp, ONLINE.files, spec_of, train_online)
     yield cfg, request.param, outputs, tmp
     monkeypatch.undo()
 
@@ -337,20 +339,11 @@ def test_the_same_seed_gives_the_same_online_weights_bytes(online_job):
 
 
 def test_evaluation_plays_the_online_peer_at_its_last_checkpoint(online_job):
-    from wmrl.evaluate.rollout import evaluate
-
     cfg, (method, task, _), outputs, tmp = online_job
     spec = evaluate_spec(cfg, task, 1000, method, ONLINE.model, 0)
     assert spec["agent"] == "wmrl.evaluate.rollout:OnlineAgent" and spec["planning"] is None
-    spec["inputs"]["checkpoints"] = {"last": str(tmp / outputs["a"]["last"])}
-    spec["inputs"]["record"] = str(tmp / outputs["a"]["mlflow"])
     spec["score"]["random"] = spec["score"]["random"] or 20.0  # cartpole's comes from its random data
-    spec |= {"episodes": 3, "max_episode_steps": 60}
-    first, second = (evaluate(spec, {"rows": str(tmp / f"eval-{n}.parquet"), "lineage": str(tmp / f"eval-{n}.json")})
-                     for n in "ab")
-    assert first.equals(second)
-    assert first.select("checkpoint", "planning").unique().rows() == [("last", "none")]
-    assert first["episode"].n_unique() == 3 and (first["length"] <= 60).all()
+    plays_its_last_checkpoint_alike_twice(spec, tmp, outputs["a"])
 
 
 def test_an_online_checkpoint_without_its_algorithm_is_dqns_and_acts_by_its_q_networks_argmax(tmp_path):
