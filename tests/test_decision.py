@@ -238,7 +238,7 @@ def test_evaluating_a_decision_method_is_deterministic_for_either_action_choice(
     ({"kind": "decision", "loss": {"td": 0.0}}, "unknown key 'finetune.methods.mine.loss'; allowed keys under "
                                                 "'finetune.methods.mine': kind, init, learning_rate, model, decision"),
     ({"kind": "decision", "decision": {"action_head": "mixture"}}, "must be one of linear, fourier"),
-    ({"kind": "dt"}, "'finetune.methods.mine.kind' must be one of joint, decision, online, peer, got 'dt'"),
+    ({"kind": "dt"}, "'finetune.methods.mine.kind' must be one of joint, decision, online, peer, imagine, got 'dt'"),
     ({"kind": "joint", "decision": {"next_obs": 1.0}}, "unknown key 'finetune.methods.mine.decision'"),
     ({"kind": "decision", "decision": {"lora": {"rank": 0}}}, "lora.rank' must be at least 1"),
 ])
