@@ -187,3 +187,28 @@ def test_evaluation_plays_the_imagination_agent_greedily(imagine_job):
     first = evaluate(spec, {"rows": str(tmp / "rows.parquet"), "lineage": str(tmp / "lineage.json")})
     again = evaluate(spec, {"rows": str(tmp / "again.parquet"), "lineage": str(tmp / "again.json")})
     assert first.height == spec["episodes"] and first["return"].equals(again["return"])
+
+
+@pytest.mark.e2e
+def test_the_imagination_control_runs_end_to_end_at_smoke_and_its_report_gives_a_verdict(tmp_path):
+    import subprocess
+
+    from conftest import snakemake_command, snakemake_env
+    from wmrl.dag.targets import report_files
+
+    result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke",
+                                              "experiment=imagination_control"),
+                            cwd=tmp_path, capture_output=True, text=True, env=snakemake_env(), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = report_files(compose({"scale": "smoke", "experiment": "imagination_control"}, ROOT))
+    control = pl.read_csv(tmp_path / files["imagination_control_csv"])
+    assert control["method"].to_list() == ["imagine_scratch"] and control["target"].to_list() == [475.0]
+    assert control["passed"].to_list() == (control["return"] >= 475.0).to_list()
+    errors = pl.read_csv(tmp_path / files["imagination_error_csv"])
+    assert errors["horizon"].to_list() == [1, 2, 3, 4]
+    cost = pl.read_csv(tmp_path / files["imagination_cost_csv"])
+    assert cost["env_steps_per_s"][0] > 0 and cost["updates_per_s"][0] > 0
+    page = (tmp_path / files["html"]).read_text()
+    assert "Positive control: FAIL" in page or "Positive control: PASS" in page
+    assert set(pl.read_csv(tmp_path / files["training_speed_csv"])["method"]) == {"imagine_scratch", "dqn_online",
+                                                                                   "ppo_online"}
