@@ -283,10 +283,13 @@ class WindowSampler:
     def episode_starts(self, position: int) -> dict[str, np.ndarray]:
         """One window from the first step of every episode of task `position` (in episode order)."""
         steps = self.tasks[position]
-        first = steps.starts[(steps.starts == 0) | (steps.episode_end[np.maximum(steps.starts - 1, 0)]
-                                                     == steps.starts - 1)]
-        out = self._empty(len(first))
-        self._fill(out, np.arange(len(first)), steps, first)
+        return self.windows(position, steps.starts[(steps.starts == 0) | (steps.episode_end[np.maximum(
+            steps.starts - 1, 0)] == steps.starts - 1)])
+
+    def windows(self, position: int, starts: np.ndarray) -> dict[str, np.ndarray]:
+        """One window from each of the rows `starts` of task `position`."""
+        out = self._empty(len(starts))
+        self._fill(out, np.arange(len(starts)), self.tasks[position], starts)
         return out
 
     def _empty(self, batch: int) -> dict[str, np.ndarray]:

@@ -287,14 +287,11 @@ class Learner:
         """The model's open-loop error by horizon on the agent's last `episodes` episodes (from
         each one's every window start, real actions fed), beside "nothing changes"."""
         steps = self.replay.steps(self.task, self.task_index)
+        first = max(0, len(self.curve) - episodes)  # the first episode kept
+        finals = np.flatnonzero(steps.episode_end[:-1] != steps.episode_end[1:])  # each ended episode's final row
+        first_row = int(finals[first - 1] + 1) if first > 0 else 0
         sampler = WindowSampler([steps], self.layout, self.config.horizon)
-        first = max(0, len(self.curve) - episodes)
-        begin = np.flatnonzero(steps.episode_end[:-1] != steps.episode_end[1:])  # final rows
-        first_row = int(begin[first - 1] + 1) if first > 0 else 0
-        rows = steps.starts[steps.starts >= first_row]
-        out = sampler._empty(len(rows))
-        sampler._fill(out, np.arange(len(rows)), steps, rows)
-        batch = {k: torch.from_numpy(v) for k, v in out.items()}
+        batch = {k: torch.from_numpy(v) for k, v in sampler.windows(0, steps.starts[steps.starts >= first_row]).items()}
         model_error, still_error, counts = open_loop_errors(self.model, batch, self.obs_mask)
         return pl.DataFrame({"horizon": np.arange(1, len(counts) + 1),
                              "model_error": model_error / np.maximum(counts, 1),
