@@ -104,8 +104,7 @@ class ImagineAgent:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], path: str, planning: dict[str, int] | None, env: dict[str, Any]):
-        checkpoint = load_checkpoint(path)
-        model, _ = load_model(path)
+        model, checkpoint = load_model(path)
         config = ImagineConfig(**checkpoint["imagine"])
         agent = ActorCritic(model.spec.dim, model.shape.actions, config)
         agent.load_state_dict(checkpoint["agent"])
