@@ -124,7 +124,7 @@ def test_a_bad_imagination_setting_names_its_key(method, expected):
 @pytest.fixture(scope="module")
 def imagine_job(tmp_path_factory):
     """The train_imagine job on CartPole for 700 env steps: run a, uninterrupted; run b, killed
-    after its first saved state and rerun."""
+    after its first saved state (past learning_starts) and rerun."""
     from wmrl.train import imagine as job
 
     tmp, monkeypatch = job_directory(tmp_path_factory, "imagine")
@@ -132,7 +132,7 @@ def imagine_job(tmp_path_factory):
 
     def spec_of():
         spec = finetune_spec(cfg, "cartpole", 700, "imagine_scratch", MODEL, 0)
-        spec["settings"]["checkpoint_every"] = 150
+        spec["settings"]["checkpoint_every"] = 300  # a save after learning starts (200): updates before it count
         return spec
 
     def killed_then_rerun(spec, out):

@@ -243,7 +243,7 @@ def task_steps(frame: pl.DataFrame, obs: dict[str, Any], task: str, index: int) 
     action = frame["action"].fill_null(-1).to_numpy().astype(np.int64)
     final = action < 0
     reward = frame["reward"].fill_null(0.0).to_numpy().astype(np.float32)
-    episode_end = _next_true(final)
+    episode_end = next_true(final)
     return TaskSteps(task=task, index=index, obs=decode_obs(frame["obs"], obs), action=action, reward=reward,
                      terminated=frame["terminated"].fill_null(False).to_numpy().astype(bool),
                      episode_end=episode_end, starts=np.flatnonzero(~final),
@@ -258,7 +258,7 @@ def returns_to_go(reward: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
     return (after[:-1] - after[episode_end + 1]).astype(np.float32)
 
 
-def _next_true(flags: np.ndarray) -> np.ndarray:
+def next_true(flags: np.ndarray) -> np.ndarray:
     """For every position, the index of the first True at or after it."""
     index = np.where(flags, np.arange(len(flags)), len(flags))
     return np.minimum.accumulate(index[::-1])[::-1]

@@ -79,8 +79,8 @@ class ImagineKind(MethodKind):
 
     def job_spec(self, run: RunContext, method: DictConfig) -> ImagineSpec:
         cfg = run.cfg
-        imagine = to_plain(OmegaConf.merge(OmegaConf.structured(ImagineConfig), method.imagine))
-        imagine["horizon"] = imagine["horizon"] or cfg.pretrain.window - 1
+        imagine = {**to_plain(OmegaConf.merge(OmegaConf.structured(ImagineConfig), method.imagine)),
+                   "horizon": horizon(cfg, method)}
         settings = {k: method[k] for k in ("learning_rate", "learning_starts", "train_every", "batch_size",
                                            "world_model_updates", "checkpoint_every")}
         return {"seed": run.seed, "task": run.task, "method": run.method, "init": method.init, "suite": run.suite(),
@@ -96,9 +96,13 @@ class ImagineKind(MethodKind):
         return {**to_plain(cfg.pretrain.loss), **WORLD_MODEL_LOSS, **to_plain(method.loss)}
 
     def recipe(self, cfg: DictConfig, method: DictConfig) -> str:
-        horizon = method.imagine.get("horizon") or cfg.pretrain.window - 1
-        return (f"{method.init} world model · actor-critic in imagination (H {horizon}), one update every "
+        return (f"{method.init} world model · actor-critic in imagination (H {horizon(cfg, method)}), one update every "
                 f"{method.train_every} env steps")
 
 
 IMAGINE = ImagineKind()
+
+
+def horizon(cfg: DictConfig, method: DictConfig) -> int:
+    """The method's imagination horizon H: its own, or pretrain.window - 1 (15 at laptop, DreamerV3's)."""
+    return method.imagine.get("horizon") or cfg.pretrain.window - 1

@@ -55,13 +55,14 @@ def cost_table(curves: list[dict[str, Any]], episodes: pl.DataFrame, lineage: pl
         runs = [run for run in imagine if run["method"] == method]
         timed = lineage.filter(method=method)
         reached = [first_reach(pl.read_parquet(run["file"]), target, "seconds") for run in runs] if target else []
-        times = sorted(t for t in reached if t is not None)
-        median = times[len(times) // 2] if len(times) * 2 > len(runs) else None  # most seeds reached it
+        times = sorted(float("inf") if t is None else t for t in reached)  # a seed that never reached it: +inf
+        median = times[len(times) // 2] if times and times[len(times) // 2] < float("inf") else None
         rows.append({"method": method, "runs": len(runs),
                      "env_steps_per_s": timed["training_env_steps"].sum() / timed["training_seconds"].sum(),
                      "updates_per_s": timed["training_steps"].sum() / timed["training_seconds"].sum(),
                      "training_s": timed["training_seconds"].mean(), "dqn_score": target,
-                     "reached": len(times), "seconds_to_dqn_score": median, "dqn_training_s": dqn_seconds,
+                     "reached": sum(t < float("inf") for t in times), "seconds_to_dqn_score": median,
+                     "dqn_training_s": dqn_seconds,
                      "ratio": median / dqn_seconds if median is not None and dqn_seconds else None})
     schema = {"method": pl.String, "runs": pl.Int64, "env_steps_per_s": pl.Float64, "updates_per_s": pl.Float64,
               "training_s": pl.Float64, "dqn_score": pl.Float64, "reached": pl.Int64,

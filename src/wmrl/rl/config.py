@@ -27,7 +27,8 @@ class ImagineConfig:
     """The imagination agent's actor-critic (math in wmrl.rl.imagination; DreamerV3's defaults
     where they carry over)."""
 
-    horizon: Optional[int] = None  # imagined steps per rollout (H); null: pretrain.window - 1 (15 at laptop, DreamerV3's)
+    # imagined steps per rollout (H); null: pretrain.window - 1 (15 at laptop, DreamerV3's)
+    horizon: Optional[int] = None
     starts: int = 128  # rollouts per update (B), from replayed observations (DreamerV3: 16 x 64)
     gamma: float = 0.997  # DreamerV3: 1 - 1/333
     lam: float = 0.95

@@ -9,9 +9,10 @@ histogram mean), and the continuation c_t and the next observation, both *sample
 ends with the termination head's probability (an imagined rollout ends or goes on, as a real one
 does, rather than every step being discounted by a small spurious probability of ending), every
 grid cell is drawn from its Bernoulli (so stochastic cells — a new car, an enemy's spawn — are
-drawn, not averaged away), a vector or frame is the decoder's prediction. Cells of channels the task does not have stay 0. The rollout runs in
-no_grad: nothing of the actor's or critic's loss reaches the world model, which learns from real
-data alone (its joint objective, wmrl.rl.objectives).
+drawn, not averaged away), a vector or frame is the decoder's prediction. Cells of channels the
+task does not have stay 0. The rollout runs in no_grad: nothing of the actor's or critic's loss
+reaches the world model, which learns from real data alone (its joint objective,
+wmrl.rl.objectives).
 
 Returns. The critic v (a histogram over symlog returns, two-hot targets) and its slow copy
 v_slow (an exponential moving average of its weights, rate `critic_ema`) value the imagined
@@ -159,7 +160,8 @@ def actor_critic_losses(agent: ActorCritic, rollout: dict[str, torch.Tensor], va
         next_value = agent.value(features[:, 1:], slow=True)
         returns = lambda_returns(rollout["reward"], rollout["cont"], next_value, config.gamma, config.lam)
         weights = reach_weights(rollout["cont"])
-        spread = torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05)
+        reached = returns[weights > 0]  # steps after an imagined terminal take no part
+        spread = torch.quantile(reached, 0.95) - torch.quantile(reached, 0.05)
         agent.scale.lerp_(spread, config.scale_ema)
     now = features[:, :-1]
     critic_logits = agent.critic(now)

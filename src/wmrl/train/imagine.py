@@ -12,8 +12,8 @@ context restarted every H steps (the positions imagination trains it at).
 Resume: at the end of the first episode after every `checkpoint_every` steps the whole state is
 saved (`<work_dir>/state.pt`: the model, the actor-critic, the optimizers, the replay buffer, the
 curve, every generator's state); a killed job restarts from it with a fresh episode whose
-environment seed is a function of (seed, episode), so a resumed run writes the same bytes as one
-never killed.
+environment seed is a function of (seed, episode), so a resumed run writes the same weights and
+curve (but for its seconds) as one never killed.
 
 Outputs: ``last.pt`` (the world model as `model.pt` holds it plus "task", "agent" and "imagine"),
 ``curve.parquet`` (the return of every training episode by environment step, and the seconds of
@@ -36,7 +36,7 @@ import polars as pl
 import torch
 
 from wmrl import tracking
-from wmrl.data.windows import ObsLayout, TaskSteps, WindowSampler, returns_to_go, _next_true
+from wmrl.data.windows import ObsLayout, TaskSteps, WindowSampler, next_true, returns_to_go
 from wmrl.envs import make_task_env
 from wmrl.evaluate.world_model import open_loop_errors
 from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
@@ -80,7 +80,7 @@ class Replay:
         """The rows so far as a task's steps (wmrl.data.windows), windows sampled as from a dataset."""
         n = self.rows
         action = self.action[:n]
-        episode_end = _next_true(action < 0)
+        episode_end = next_true(action < 0)
         return TaskSteps(task=task, index=index, obs=self.obs[:n], action=action, reward=self.reward[:n],
                          terminated=self.terminated[:n], episode_end=episode_end, starts=np.flatnonzero(action >= 0),
                          return_to_go=returns_to_go(self.reward[:n], episode_end))
@@ -256,6 +256,8 @@ class Learner:
             self.replay.add(action, float(reward), bool(terminated), obs)
             self.env_steps += 1
             total += float(reward)
+            if self.env_steps >= settings["learning_starts"] and self.env_steps % settings["train_every"] == 0:
+                logged = self.update()  # before a save at this step, so a resumed run does not skip it
             if terminated or truncated:
                 self.curve.append({"step": self.env_steps, "episode_return": total,
                                    "seconds": self.busy + time.perf_counter() - started})
@@ -270,8 +272,6 @@ class Learner:
                 actor.reset(obs[None])
             elif acting:
                 actor.observe(np.zeros(1, dtype=np.int64), np.array([action]), obs[None], np.array([reward]))
-            if self.env_steps >= settings["learning_starts"] and self.env_steps % settings["train_every"] == 0:
-                logged = self.update()
             if self.env_steps % 1000 == 0:
                 progress.update(self.env_steps)
                 if logged:
