@@ -160,8 +160,7 @@ def actor_critic_losses(agent: ActorCritic, rollout: dict[str, torch.Tensor], va
         next_value = agent.value(features[:, 1:], slow=True)
         returns = lambda_returns(rollout["reward"], rollout["cont"], next_value, config.gamma, config.lam)
         weights = reach_weights(rollout["cont"])
-        reached = returns[weights > 0]  # steps after an imagined terminal take no part
-        spread = torch.quantile(reached, 0.95) - torch.quantile(reached, 0.05)
+        spread = torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05)
         agent.scale.lerp_(spread, config.scale_ema)
     now = features[:, :-1]
     critic_logits = agent.critic(now)
