@@ -240,13 +240,17 @@ def kept_episodes(datasets: dict[str, list[Dataset]], held_back: dict[str, dict[
 
 def task_steps(frame: pl.DataFrame, obs: dict[str, Any], task: str, index: int) -> TaskSteps:
     """The steps of `frame` (rows of whole episodes, sorted) as arrays; `obs` is the card's obs spec."""
-    action = frame["action"].fill_null(-1).to_numpy().astype(np.int64)
-    final = action < 0
-    reward = frame["reward"].fill_null(0.0).to_numpy().astype(np.float32)
-    episode_end = next_true(final)
-    return TaskSteps(task=task, index=index, obs=decode_obs(frame["obs"], obs), action=action, reward=reward,
-                     terminated=frame["terminated"].fill_null(False).to_numpy().astype(bool),
-                     episode_end=episode_end, starts=np.flatnonzero(~final),
+    return steps_of(task, index, decode_obs(frame["obs"], obs), frame["action"].fill_null(-1).to_numpy(),
+                    frame["reward"].fill_null(0.0).to_numpy(), frame["terminated"].fill_null(False).to_numpy())
+
+
+def steps_of(task: str, index: int, obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
+             terminated: np.ndarray) -> TaskSteps:
+    """Rows of whole episodes (an episode's final row has action -1) as a task's steps."""
+    action, reward = action.astype(np.int64), reward.astype(np.float32)
+    episode_end = next_true(action < 0)
+    return TaskSteps(task=task, index=index, obs=obs, action=action, reward=reward, terminated=terminated.astype(bool),
+                     episode_end=episode_end, starts=np.flatnonzero(action >= 0),
                      return_to_go=returns_to_go(reward, episode_end))
 
 

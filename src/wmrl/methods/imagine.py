@@ -47,8 +47,8 @@ class ImagineKind(MethodKind):
     rule: ClassVar[str] = "train_imagine"
     files: ClassVar[dict[str, str]] = {"last": "last.pt", "curve": "curve.parquet",
                                        "imagination": "imagination.parquet", "mlflow": "model.mlflow.json"}
-    code: ClassVar[tuple[str, ...]] = ("models", "rl", "train/imagine", "train/loop", "data/windows", "envs",
-                                       "evaluate/world_model", "tracking", "files")
+    code: ClassVar[tuple[str, ...]] = ("models", "rl", "train/imagine", "train/loop", "train/finetune", "data/windows",
+                                       "envs", "evaluate/world_model", "tracking", "files")
     spec: ClassVar[type] = ImagineSpec
     report_kind: ClassVar[str] = "ours"
     online: ClassVar[bool] = True

@@ -137,15 +137,21 @@ def finetune(spec: FinetuneSpec, out: dict[str, str], threads: int = 1) -> None:
 def start_from(module: WorldModelModule, path: str, shape) -> list[str]:
     """Load pretrained weights into the model (and its target network, if it has one); returns
     the model's top-level modules that came from pretraining."""
-    pretrained = load_checkpoint(path)
-    if pretrained["shape"] != asdict(shape):
-        raise ValueError(f"{path}: the pretrained model's shape {pretrained['shape']} is not this suite's "
-                         f"{asdict(shape)}; rerun pretraining")
+    pretrained = pretrained_checkpoint(path, shape)
     if module.target is None:
         return load_pretrained(module.model, pretrained["state_dict"])
     module.model.load_state_dict(pretrained["state_dict"])
     module.target.load_state_dict(pretrained["state_dict"])
     return sorted({key.split(".")[0] for key in pretrained["state_dict"]})
+
+
+def pretrained_checkpoint(path: str, shape) -> dict[str, Any]:
+    """A pretrained model.pt, checked to have this suite's model shape."""
+    pretrained = load_checkpoint(path)
+    if pretrained["shape"] != asdict(shape):
+        raise ValueError(f"{path}: the pretrained model's shape {pretrained['shape']} is not this suite's "
+                         f"{asdict(shape)}; rerun pretraining")
+    return pretrained
 
 
 def add_adapters(module: WorldModelModule, lora: dict[str, Any]) -> None:

@@ -36,7 +36,7 @@ import polars as pl
 import torch
 
 from wmrl import tracking
-from wmrl.data.windows import ObsLayout, TaskSteps, WindowSampler, next_true, returns_to_go
+from wmrl.data.windows import ObsLayout, TaskSteps, WindowSampler, steps_of
 from wmrl.envs import make_task_env
 from wmrl.evaluate.world_model import open_loop_errors
 from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
@@ -48,6 +48,7 @@ from wmrl.progress import Progress
 from wmrl.rl.config import ImagineConfig, LossConfig
 from wmrl.rl.imagination import ActorCritic, actor_critic_step, make_optimizers
 from wmrl.rl.objectives import joint_loss
+from wmrl.train.finetune import pretrained_checkpoint
 from wmrl.train.loop import suite_shape
 
 log = logging.getLogger("wmrl")
@@ -79,11 +80,7 @@ class Replay:
     def steps(self, task: str, index: int) -> TaskSteps:
         """The rows so far as a task's steps (wmrl.data.windows), windows sampled as from a dataset."""
         n = self.rows
-        action = self.action[:n]
-        episode_end = next_true(action < 0)
-        return TaskSteps(task=task, index=index, obs=self.obs[:n], action=action, reward=self.reward[:n],
-                         terminated=self.terminated[:n], episode_end=episode_end, starts=np.flatnonzero(action >= 0),
-                         return_to_go=returns_to_go(self.reward[:n], episode_end))
+        return steps_of(task, index, self.obs[:n], self.action[:n], self.reward[:n], self.terminated[:n])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         n = self.rows
@@ -178,11 +175,7 @@ class Learner:
         self.busy = 0.0  # seconds of acting and learning, summed over resumes
 
     def start_from(self, path: str) -> None:
-        pretrained = load_checkpoint(path)
-        if pretrained["shape"] != asdict(self.shape):
-            raise ValueError(f"{path}: the pretrained model's shape {pretrained['shape']} is not this suite's "
-                             f"{asdict(self.shape)}; rerun pretraining")
-        self.model.load_state_dict(pretrained["state_dict"])
+        self.model.load_state_dict(pretrained_checkpoint(path, self.shape)["state_dict"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "agent": self.agent.state_dict(),
