@@ -58,6 +58,33 @@ def test_sigterm_saves_a_checkpoint_exits_nonzero_and_the_rerun_resumes_its_run(
     assert min(steps) < saved_at < max(steps) and len(steps) == len(set(steps))  # resumed: no step logged twice
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("damaged", [("last.ckpt",), ("last.ckpt", "previous.ckpt")])
+def test_a_damaged_resume_checkpoint_is_named_and_the_job_resumes_from_the_one_before_or_afresh(tiny_job, damaged):
+    """A rerun finding its last.ckpt damaged names it in one line and resumes from previous.ckpt
+    (kept at every save); with both damaged it starts afresh. Either way it trains to the end and
+    writes its model, with no traceback."""
+    spec, command, env, tmp_path = tiny_job
+    spec["pretrain"] |= {"steps": 60, "checkpoint_every": 20}
+    command = with_spec(command, spec)
+    first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoints, model = tmp_path / "work" / "checkpoints", tmp_path / "out" / "model.pt"
+    assert step_of(checkpoints / "previous.ckpt") == 40 and step_of(checkpoints / "last.ckpt") == 60
+    model.unlink()
+    for name in damaged:
+        (checkpoints / name).write_bytes(b"not a checkpoint")
+
+    rerun = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr[-3000:]
+    warnings = [line for line in rerun.stderr.splitlines() if "is not a readable checkpoint" in line]
+    assert [next(name for name in damaged if str(checkpoints / name) in line) for line in warnings] == list(damaged)
+    resumed = "previous.ckpt" not in damaged
+    assert (f"resuming from {checkpoints / 'previous.ckpt'}" in rerun.stderr) == resumed
+    record = json.loads((tmp_path / "out" / "model.mlflow.json").read_text())
+    assert model.is_file() and record["training"]["steps"] == 60 and step_of(checkpoints / "last.ckpt") == 60
+
+
 def test_a_full_disk_while_writing_a_dataset_shard_names_it_and_leaves_no_dataset(tmp_path):
     out = tmp_path / "breakout"
     command = [PYTHON, "-m", "wmrl", "generate-dataset", "--spec", json.dumps(make_spec()), "--out", str(out)]
@@ -127,6 +154,28 @@ def test_an_unreachable_tracking_server_fails_a_job_at_its_start_within_seconds(
     with pytest.raises(RuntimeError, match=f"^{message.removeprefix('RuntimeError: ')}$"):
         tracking.start_or_resume_run(tmp_path / "work", "wmrl/test/smoke", "job", {})  # what a training job does first
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("entry", ["prepare", "start_or_resume_run"])
+def test_a_tracking_server_that_accepts_and_never_answers_fails_within_ten_seconds(tmp_path, monkeypatch, entry):
+    """A server behind a black hole (the connection opens, no byte ever comes back): one line, in < 10 s."""
+    import socket
+
+    from wmrl import tracking
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nothing ever reads or answers
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.setattr(tracking, "_answered", set())
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match=f"^the MLflow tracking server {uri} cannot be reached"):
+            if entry == "prepare":
+                tracking.prepare(["wmrl/test/smoke"])
+            else:
+                tracking.start_or_resume_run(tmp_path / "work", "wmrl/test/smoke", "job", {})
+        assert time.monotonic() - started < 10
 
 
 WRITER = """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -136,6 +137,7 @@ def test_smoke_pipeline_through_the_slurm_profile_writes_what_a_local_run_writes
                "--slurm-status-command", "squeue",  # this cluster has no accounting: sacct never answers
                "--jobs", "2",  # the machine's cores
                "--retries", "0",  # a failure here is a failure, at once
+               "--slurm-keep-successful-logs",  # one log per SLURM job: the record of what went through it
                # the local run's threads, so that the trained models can be compared byte for byte
                "--set-threads", "pretrain=2", "pretrain_single=2", "finetune=1", "train_online=1",
                "train_peer=1", "evaluate=1", "generate_dataset=1"]
@@ -144,8 +146,12 @@ def test_smoke_pipeline_through_the_slurm_profile_writes_what_a_local_run_writes
     assert result.returncode == 0, "\n".join(
         [result.stderr[-3000:]] + [f"--- {log}:\n{log.read_text(errors='replace')[-2500:]}" for log in failed_jobs[:3]])
     assert "sbatch" in result.stderr or "SLURM" in result.stderr, "jobs did not go through SLURM"
-    submitted = run(["squeue", "-h", "-t", "all", "-o", "%j"], 10).stdout.split()
-    assert len(submitted) >= 20  # every job of the DAG went through SLURM (MinJobAge keeps them listed)
+    # every job of the DAG went through SLURM: counted from records that do not expire (squeue forgets
+    # a finished job after MinJobAge, sooner than a slow machine's run ends): the executor's
+    # announcements of the SLURM job ids and the job logs SLURM wrote
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", result.stderr)
+    slurm_logs = sorted((tmp_path / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert len(set(submitted)) == len(submitted) == len(slurm_logs) >= 20, (submitted, slurm_logs)
 
     slurm_files = outputs(tmp_path)
     assert slurm_files == outputs(smoke_run)

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import PYTHON, ROOT, snakemake_command, snakemake_env
+from conftest import PYTHON, ROOT, snakemake_command, snakemake_env, wait_until
 from wmrl.config import compose
 from wmrl.dag.experiment import dataset_dirs
 from wmrl.dag.paths import MULTIGAME
@@ -108,3 +108,24 @@ def test_snakemake_lint_is_clean():
                             env=snakemake_env(), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
+
+
+@pytest.mark.e2e
+def test_a_second_snakemake_in_a_running_directory_gets_the_lock_message_and_the_first_finishes(tmp_path):
+    """Two `snakemake` runs in one directory: the second stops at Snakemake's lock, before any job or
+    the tracking store is touched, and the first finishes as if alone."""
+    target = "results/smoke/minatar_transfer/pretrain/small-transformer-seed0/model.pt"
+    command = snakemake_command(target, "--cores", "1", "--config", "scale=smoke")
+    locks = tmp_path / ".snakemake" / "locks"
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=snakemake_env())
+    try:
+        wait_until(lambda: locks.is_dir() and any(locks.iterdir()), "the first run's lock", 120, first)
+        second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=snakemake_env(),
+                                timeout=120)
+        assert second.returncode != 0 and "Directory cannot be locked" in second.stderr, second.stderr[-2000:]
+        assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert (tmp_path / target).is_file() and not (locks.is_dir() and any(locks.iterdir()))  # the lock released

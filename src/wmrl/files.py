@@ -21,6 +21,10 @@ log = logging.getLogger("wmrl")
 class CheckpointError(ValueError):
     """A checkpoint file that exists but cannot be read (truncated, corrupted, not a checkpoint)."""
 
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path} is not a readable checkpoint ({reason}): delete it and rerun the job that wrote it")
+        self.path, self.reason = Path(path), reason
+
 
 def write_bytes(path: Path | str, data: bytes | memoryview, what: str) -> None:
     """Write `data` to `path`; an OSError (ENOSPC, EFBIG) is raised again naming `what` and the file."""
@@ -82,8 +86,7 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({reason}): delete it and rerun the job "
-                              f"that wrote it") from error
+        raise CheckpointError(path, reason) from error
 
 
 def claim_work_dir(work_dir: Path, spec: dict[str, Any]) -> bool:
@@ -96,4 +99,4 @@ def claim_work_dir(work_dir: Path, spec: dict[str, Any]) -> bool:
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(text)
-    return (work_dir / "checkpoints" / "last.ckpt").is_file()
+    return any((work_dir / "checkpoints" / name).is_file() for name in ("last.ckpt", "previous.ckpt"))

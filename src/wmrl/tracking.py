@@ -7,8 +7,10 @@
   from the Snakefile's ``onstart``): a fresh SQLite store fails under parallel first use.
 * One run per job, reused when a training job resumes: its id is kept under ``work/``. An
   evaluation is a run too, created when its episodes are done (tag ``trained_by``: the model's run).
-* An ``http(s)`` store that cannot be reached fails a job at its first call, in seconds: MLflow
-  retries for minutes by default, so bounded retries are set here unless the environment sets them.
+* An ``http(s)`` store that cannot be reached fails a job at its first call, in seconds: it must
+  answer its health page within 4 s to connect and 4 s to reply (``check_server``, once per
+  process), and MLflow's own retries, minutes by default, are bounded here unless the environment
+  sets them.
 * Tags: rule, wildcards, config hash, git SHA (``-dirty`` if so); datasets are logged as inputs
   with their content digest; final models are registered as ``wmrl-<experiment>-<stage>`` with an
   alias naming the job. Each model's lineage (run, tags, dataset digests) is written beside it
@@ -49,18 +51,44 @@ def artifact_root(root: Path | str = ".") -> str | None:
     return None if os.environ.get(TRACKING_ENV) else (Path(root).resolve() / "mlruns" / "artifacts").as_uri()
 
 
+# A server is asked once per process whether it answers, within these (connect, read) seconds,
+# before any MLflow call: one that drops packets or accepts and never answers fails the job in
+# under 10 s, where MLflow's own calls (timeout 30 s, retried) would wait minutes.
+HEALTH_TIMEOUT = (4.0, 4.0)
+_answered: set[str] = set()
+
+
+def unreachable(uri: str) -> RuntimeError:
+    return RuntimeError(f"the MLflow tracking server {uri} cannot be reached: start it, or set {TRACKING_ENV} to one "
+                        f"that runs")
+
+
+def check_server(uri: str) -> None:
+    """An http(s) store must answer its health page (any HTTP answer counts) within HEALTH_TIMEOUT."""
+    import requests
+
+    if not uri.startswith(("http://", "https://")) or uri in _answered:
+        return
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT)
+    except requests.exceptions.RequestException:
+        raise unreachable(uri) from None
+    _answered.add(uri)
+
+
 @contextlib.contextmanager
 def reaching_store(uri: str) -> Iterator[None]:
-    """Raise the store at `uri` not answering (a server down, a wrong address) as one clear error."""
+    """Raise the store at `uri` not answering (a server down, a wrong address, one that never
+    answers) as one clear error."""
     import requests
     from mlflow.exceptions import MlflowException
 
+    check_server(uri)
     try:
         yield
     except MlflowException as error:
         if isinstance(error.__context__, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-            raise RuntimeError(f"the MLflow tracking server {uri} cannot be reached: start it, or set "
-                               f"{TRACKING_ENV} to one that runs") from None
+            raise unreachable(uri) from None
         raise
 
 

@@ -2,8 +2,8 @@
 
 Resumable: Lightning checkpoints and the MLflow run id live in the job's `work_dir`, never in its
 declared outputs; a killed job rerun by Snakemake resumes from the last checkpoint
-(``ckpt_path="last"``, always passed: Lightning's own SLURM auto-resume and requeue are off, so
-Snakemake's retries alone decide) and logs into the same MLflow run. A preempted job (SIGTERM)
+(``last.ckpt``, or ``previous.ckpt``, the one before it, if last.ckpt is damaged: `resume_from`;
+Lightning's own SLURM auto-resume and requeue are off, so Snakemake's retries alone decide) and logs into the same MLflow run. A preempted job (SIGTERM)
 saves last.ckpt at the step it stopped and exits 143, so the rerun loses nothing.
 
 Distributed (`trainer` settings: devices, num_nodes, strategy ddp): every process runs the whole
@@ -18,6 +18,7 @@ task without changing shape.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -33,13 +34,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from wmrl import tracking
 from wmrl.data.windows import ObsLayout, obs_layout
 from wmrl.envs import action_spec, make_task_env, obs_spec
-from wmrl.files import load_checkpoint, save_checkpoint
+from wmrl.files import CheckpointError, load_checkpoint, save_checkpoint
 from wmrl.models.world_model import ModelShape
 from wmrl.progress import interactive
 from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule
 
 log = logging.getLogger("wmrl")
-LAST, BEST = "last.ckpt", "best.ckpt"
+LAST, PREVIOUS, BEST = "last.ckpt", "previous.ckpt", "best.ckpt"
 
 
 def suite_shape(suite: dict[str, dict[str, Any]], channel_layout: str, window: int) -> tuple[ObsLayout, ModelShape]:
@@ -140,11 +141,33 @@ class CheckpointAtSigterm(L.Callback):
 class WholeCheckpoints(TorchCheckpointIO):
     """Lightning's checkpoints written as ours are: whole or not at all, beside their final name
     (Lightning's own go through the system's temporary directory, then a copy when that is
-    another file system), a failed write naming the file."""
+    another file system), a failed write naming the file. The last.ckpt a new one replaces stays
+    as previous.ckpt: the fallback if last.ckpt is found damaged (`resume_from`)."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.name == LAST and path.is_file():
+            os.replace(path, path.with_name(PREVIOUS))
         save_checkpoint(checkpoint, path)
+
+
+def resume_from(checkpoints: Path) -> str | None:
+    """The checkpoint to resume from: last.ckpt, or, if it cannot be read, previous.ckpt (the one
+    before it), or none (a fresh start). A damaged file is named in one warning and deleted, so
+    it is never kept as anyone's fallback."""
+    for path in (checkpoints / LAST, checkpoints / PREVIOUS):
+        if not path.is_file():
+            continue
+        try:
+            load_checkpoint(path)
+        except CheckpointError as error:
+            log.warning("%s is not a readable checkpoint (%s): deleted; the job resumes from the one before it, "
+                        "if any", path, error.reason)
+            path.unlink()
+            continue
+        return str(path)
+    return None
 
 
 @dataclass
@@ -196,10 +219,11 @@ def fit(module: WorldModelModule, data: WindowDataModule, spec: dict[str, Any], 
         logger = L.pytorch.loggers.MLFlowLogger(experiment_name=spec["mlflow_experiment"],
                                                 tracking_uri=tracking.tracking_uri(), run_id=run_id)
         trainer.logger = logger
-    if resume:
-        log.info("resuming from %s", checkpoints / LAST)
+    start = resume_from(checkpoints) if resume else None
+    if start:
+        log.info("resuming from %s", start)
     try:
-        trainer.fit(module, datamodule=data, ckpt_path="last")
+        trainer.fit(module, datamodule=data, ckpt_path=start)
     except SIGTERMException:  # a SystemExit of status 0 unless we say otherwise: the job did not finish
         log.warning("SIGTERM at step %d: saved %s; rerun the job to resume", trainer.global_step, checkpoints / LAST)
         raise SystemExit(128 + signal.SIGTERM) from None
