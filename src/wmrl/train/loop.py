@@ -3,8 +3,9 @@
 Resumable: Lightning checkpoints and the MLflow run id live in the job's `work_dir`, never in its
 declared outputs; a killed job rerun by Snakemake resumes from the last checkpoint
 (``last.ckpt``, or ``previous.ckpt``, the one before it, if last.ckpt is damaged: `resume_from`;
-Lightning's own SLURM auto-resume and requeue are off, so Snakemake's retries alone decide) and logs into the same MLflow run. A preempted job (SIGTERM)
-saves last.ckpt at the step it stopped and exits 143, so the rerun loses nothing.
+Lightning's own SLURM auto-resume and requeue are off, so Snakemake's retries alone decide)
+and logs into the same MLflow run. A preempted job (SIGTERM) saves last.ckpt at the step it
+stopped and exits 143, so the rerun loses nothing.
 
 Distributed (`trainer` settings: devices, num_nodes, strategy ddp): every process runs the whole
 job — Lightning's launcher starts the others by rerunning the job's command line, SLURM starts
