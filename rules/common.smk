@@ -46,16 +46,17 @@ onstart:
     prepare([experiment_name(CFG.experiment, CFG.scale)])
 
 
-def captioned(outputs):
-    """The report job's outputs, each as Snakemake's report shows it: the page and the figures by
-    name, the tables under one caption; the scores in Parquet stay out (data for other tools)."""
+def captioned(outputs, page="report", tables="table"):
+    """The report job's outputs, each as Snakemake's report shows it: the page (caption `page`) and
+    the figures by name, the tables under one caption (`tables`); the scores in Parquet stay out
+    (data for other tools). Every figure's caption is workflow/report/captions/<name>.rst."""
     captions = "../workflow/report/captions"
 
     def shown(name, path):
         if name == "html":
-            return report(path, caption=f"{captions}/report.rst", category="Report")
+            return report(path, caption=f"{captions}/{page}.rst", category="Report")
         if name.endswith("_csv"):
-            return report(path, caption=f"{captions}/table.rst", category="Tables",
+            return report(path, caption=f"{captions}/{tables}.rst", category="Tables",
                           labels={"table": name.removesuffix("_csv")})
         if path.endswith(".svg"):
             return report(path, caption=f"{captions}/{name}.rst", category="Figures")

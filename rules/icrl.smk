@@ -69,7 +69,7 @@ rule icrl_report:
     input:
         **ICRL_REPORT_SPEC["inputs"],
     output:
-        **icrl.report_files(CFG),
+        **captioned(icrl.report_files(CFG), page="icrl_report", tables="icrl_table"),
     params:
         spec=ICRL_REPORT_SPEC,
         code=code_hash(*ICRL_REPORT_CODE),

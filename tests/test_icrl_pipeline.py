@@ -5,6 +5,8 @@ experiments end to end at smoke through Snakemake."""
 from __future__ import annotations
 
 import subprocess
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -156,6 +158,16 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
     cost = pl.read_csv(tmp_path / files["cost_csv"])
     assert {"icrl_histories", "icrl_pretrain", "icrl_evaluate"} <= set(cost["rule"])
     assert "<svg" in page
+    archive = tmp_path / "report.zip"  # Snakemake's report holds every figure and table, captioned
+    result = subprocess.run(snakemake_command("--config", "scale=smoke", f"experiment={experiment}", "--report",
+                                              str(archive)), cwd=tmp_path, capture_output=True, text=True,
+                            env=snakemake_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with zipfile.ZipFile(archive) as opened:
+        names = {Path(name).name for name in opened.namelist()}
+        index = opened.read("report/report.html").decode()
+    assert {Path(path).name for name, path in files.items() if name != "rows"} <= names
+    assert "in-context learning curve" in index  # a figure's caption made it in
 
 
 def test_snakemake_lint_is_clean_for_an_icrl_experiment():

@@ -13,6 +13,7 @@ import torch
 
 from conftest import PYTHON, ROOT, snakemake_command, snakemake_env, wait_until
 from wmrl.config import compose
+from wmrl.dag import icrl
 from wmrl.dag.experiment import dataset_dirs
 from wmrl.dag.paths import MULTIGAME
 from wmrl.dag.targets import finetune_runs, pretrain_models, report_files, size_seeds, world_model_errors
@@ -101,6 +102,34 @@ def test_snakemake_report_captions_every_report_output(smoke_run, tmp_path):
     shown = {Path(path).name for path in report_files(cfg).values() if not path.endswith(".parquet")}
     assert shown <= names, shown - names
     assert "Interquartile mean (IQM) of normalized scores" in page  # a caption made it in
+
+
+EXPERIMENTS = sorted(path.stem for path in (ROOT / "config" / "experiments").glob("*.yaml"))
+STAND_INS = {".svg": '<svg xmlns="http://www.w3.org/2000/svg"/>', ".csv": "column\n1\n",
+             ".html": "<html><body>report</body></html>"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_snakemake_report_holds_every_report_output_of_every_experiment_with_its_caption(experiment, tmp_path):
+    """`snakemake --report` for each experiment at smoke, over stand-ins of its report job's outputs
+    (the files' content is each experiment's own tests' business; this is the report's assembly:
+    every output marked for it, every caption there). The default and the ICRL experiments also
+    build it from real runs (test_snakemake_report_captions_every_report_output, test_icrl_pipeline)."""
+    cfg = compose({"scale": "smoke", "experiment": experiment}, ROOT)
+    files = icrl.report_files(cfg) if cfg.icrl is not None else report_files(cfg)
+    shown = {path for path in files.values() if Path(path).suffix in STAND_INS}
+    for path in shown:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(STAND_INS[Path(path).suffix])
+    archive = tmp_path / "report.zip"
+    result = subprocess.run(snakemake_command("--config", "scale=smoke", f"experiment={experiment}", "--report",
+                                              str(archive)), cwd=tmp_path, capture_output=True, text=True,
+                            env=snakemake_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with zipfile.ZipFile(archive) as opened:
+        names = {Path(name).name for name in opened.namelist()}
+    assert {Path(path).name for path in shown} <= names
 
 
 def test_snakemake_lint_is_clean():
