@@ -203,7 +203,8 @@ def test_fit_is_seeded_and_resumes(tmp_path, monkeypatch):
 
     def run(name: str):
         spec = {"dataset": str(data), "seed": 0, "work_dir": str(tmp_path / name), "run_name": name,
-                "mlflow_experiment": "dpt-test", "tags": {"rule": "test"}, "method": "dpt", "model": settings}
+                "mlflow_experiment": "dpt-test", "tags": {"rule": "test"}, "method": "dpt", "model": settings,
+                "registered_model": "wmrl-test-icrl", "alias": f"test-{name}"}
         train_icrl(spec, {"model": str(tmp_path / f"{name}.pt")})
         return torch.load(tmp_path / f"{name}.pt", weights_only=True)
 

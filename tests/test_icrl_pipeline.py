@@ -4,6 +4,7 @@ experiments end to end at smoke through Snakemake."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import zipfile
 from pathlib import Path
@@ -158,6 +159,7 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
     cost = pl.read_csv(tmp_path / files["cost_csv"])
     assert {"icrl_histories", "icrl_pretrain", "icrl_evaluate"} <= set(cost["rule"])
     assert "<svg" in page
+    registered_predicts_as_saved(cfg, tmp_path)
     archive = tmp_path / "report.zip"  # Snakemake's report holds every figure and table, captioned
     result = subprocess.run(snakemake_command("--config", "scale=smoke", f"experiment={experiment}", "--report",
                                               str(archive)), cwd=tmp_path, capture_output=True, text=True,
@@ -194,3 +196,28 @@ def test_the_context_curve_reads_held_out_tasks_only(experiment):
         rewarded = arrays.rewards > 0
         assert rewarded.any() and (following[rewarded] == np.broadcast_to(goal_cells[:, None],
                                                                           following.shape)[rewarded]).all()
+
+
+def registered_predicts_as_saved(cfg, workdir: Path) -> None:
+    """Every in-context model is registered in MLflow like our world models (its record's URI, an
+    alias naming its job), and the registered pyfunc predicts what the saved model does."""
+    import mlflow
+    import torch
+
+    from wmrl.dag.paths import ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL
+    from wmrl.train.icrl import load_model
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    for model in icrl.model_labels(cfg):
+        paths = {"scale": "smoke", "experiment": cfg.experiment, "model": model, "seed": cfg.icrl.pretrain.seeds[0]}
+        record = json.loads((workdir / ICRL_PRETRAIN_MLFLOW.format(**paths)).read_text())
+        assert record["model_uri"] == f"models:/wmrl-{cfg.experiment}-icrl@smoke-{model}-seed{paths['seed']}"
+        method, saved, _ = load_model(workdir / ICRL_PRETRAIN_MODEL.format(**paths))
+        inputs = mlflow.pyfunc.load_model(record["model_uri"]).metadata.get_input_schema().input_names()
+        assert inputs == list(method.inputs)
+        arrays = method.arrays(*read_histories(workdir / icrl.dataset(cfg, model, paths["seed"])))
+        drawn = method.batch(arrays, 3, np.random.default_rng(0), saved.config)
+        example = {name: drawn[name] for name in method.inputs}
+        with torch.no_grad():
+            expected = saved(*(torch.as_tensor(example[name]) for name in method.inputs)).numpy()
+        np.testing.assert_allclose(mlflow.pyfunc.load_model(record["model_uri"]).predict(example), expected)

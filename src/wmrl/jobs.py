@@ -193,14 +193,13 @@ class IcrlHistoriesSpec(TypedDict):
     seed: int
 
 
-class IcrlPretrainSpec(Tracked):
+class IcrlPretrainSpec(TrainingJob):
     """One in-context model's pretraining job (wmrl.train.icrl.train_icrl)."""
 
     dataset: str
     seed: int
     method: str  # a name of wmrl.icrl.methods.ICRL_METHODS
     model: dict[str, Any]  # the model's config and the loop's settings
-    work_dir: str
 
 
 class IcrlEvaluateSpec(TypedDict):

@@ -13,7 +13,7 @@ from wmrl.config.icrl import ICRL_METHODS
 from wmrl.dag.paths import (ICRL_BASELINES, ICRL_BENCHMARKS, ICRL_CONTROL_TABLE, ICRL_EVALUATE, ICRL_FIGURES,
                             ICRL_HISTORIES, ICRL_PRETRAIN, ICRL_PRETRAIN_MLFLOW, ICRL_PRETRAIN_MODEL, ICRL_TABLES,
                             REPORT)
-from wmrl.dag.tracked import tracked
+from wmrl.dag.tracked import training_job
 from wmrl.jobs import IcrlEvaluateSpec, IcrlHistoriesSpec, IcrlPretrainSpec, IcrlReportSpec
 from wmrl.provenance import config_hash
 
@@ -81,10 +81,9 @@ def pretrain_spec(cfg: DictConfig, model: str, seed: int) -> IcrlPretrainSpec:
                 **{key: p[key] for key in ("steps", "schedule", "validate_every", "checkpoint_every",
                                            "grad_clip", "holdout_fraction")},
                 **ICRL_METHODS[method].settings(cfg.icrl)}
-    wildcards = {"model": model, "seed": int(seed)}
-    names = tracked(cfg, "icrl_pretrain", ICRL_PRETRAIN, wildcards)
-    return {"dataset": dataset(cfg, model, seed), "seed": int(seed), "method": method, "model": settings,
-            "work_dir": f"work/{names['run_name']}", **names}
+    job = training_job(cfg, "icrl_pretrain", ICRL_PRETRAIN, {"model": model, "seed": int(seed)}, "icrl",
+                       f"{model}-seed{seed}")
+    return {"dataset": dataset(cfg, model, seed), "seed": int(seed), "method": method, "model": settings, **job}
 
 
 def runs(cfg: DictConfig) -> list[str]:

@@ -50,6 +50,7 @@ class IcrlMethod:
     name: ClassVar[str]
     config: ClassVar[type]
     arrays_type: ClassVar[type]
+    inputs: ClassVar[tuple[str, ...]]  # the model's forward arguments, batch keys of the same names
 
     @property
     def data(self) -> str:
@@ -85,6 +86,7 @@ class DPT(IcrlMethod):
     """Decision-Pretrained Transformer: the optimal action at a query state from a context."""
 
     name, config, arrays_type = "dpt", dpt.DPTConfig, ContextArrays
+    inputs = ("query_state", "states", "actions", "rewards", "next_states")  # its forward's, in order
     deploy_darkroom = staticmethod(dpt.deploy_darkroom)
 
     def shape(self, card: dict[str, Any]) -> dict[str, int]:
@@ -129,6 +131,7 @@ class AD(IcrlMethod):
     """Algorithm Distillation: the learner's next action from its learning history."""
 
     name, config, arrays_type = "ad", ad.ADConfig, LearningArrays
+    inputs = ("states", "prev_actions", "prev_rewards")  # its forward's, in order
     deploy_darkroom = staticmethod(ad.deploy_darkroom)
 
     def shape(self, card: dict[str, Any]) -> dict[str, int]:

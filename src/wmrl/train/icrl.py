@@ -34,6 +34,7 @@ from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.icrl.histories import HISTORIES, read_histories
 from wmrl.icrl.methods import ICRL_METHODS, IcrlMethod
 from wmrl.jobs import IcrlPretrainSpec, check_spec
+from wmrl.models.serving import icrl_pyfunc
 from wmrl.train.loop import Snapshots, fit
 from wmrl.train.module import WindowStream, loader
 
@@ -117,13 +118,19 @@ class HistoryData(L.LightningDataModule):
                                                                              self.config)])
 
 
+def model_checkpoint(method: IcrlMethod, model: nn.Module, shape: dict[str, int], card: dict[str, Any] | None = None,
+                     snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """The model as plain dicts and tensors (weights-only loadable); `snapshots`: its weights at
+    earlier gradient steps (`wmrl.train.loop.Snapshots`), kept under their step."""
+    return {"method": method.name, "state_dict": model.state_dict(), "shape": dict(shape),
+            "config": asdict(model.config), "card": dict(card or {}),
+            "snapshots": {str(step): weights for step, weights in (snapshots or {}).items()}}
+
+
 def save_model(method: IcrlMethod, model: nn.Module, shape: dict[str, int], path: Path | str,
                card: dict[str, Any] | None = None, snapshots: dict[int, dict[str, torch.Tensor]] | None = None) -> None:
-    """The model as plain dicts and tensors (weights-only loadable), written whole; `snapshots`:
-    its weights at earlier gradient steps (`wmrl.train.loop.Snapshots`), kept under their step."""
-    save_checkpoint({"method": method.name, "state_dict": model.state_dict(), "shape": dict(shape),
-                     "config": asdict(model.config), "card": dict(card or {}),
-                     "snapshots": {str(step): weights for step, weights in (snapshots or {}).items()}}, path)
+    """`model_checkpoint`, written whole."""
+    save_checkpoint(model_checkpoint(method, model, shape, card, snapshots), path)
 
 
 def load_model(path: Path | str) -> tuple[IcrlMethod, nn.Module, dict[int, nn.Module]]:
@@ -173,9 +180,15 @@ def train_icrl(spec: IcrlPretrainSpec, out: dict[str, str], threads: int = 1) ->
     snapshots = Snapshots(settings["validate_every"])
     fitted = fit(module, data, spec, settings, resume, used, extra_callbacks=(snapshots,))
     if fitted.primary:
-        save_model(method, module.model, shape, out["model"], card,
-                   {**snapshots.weights, settings["steps"]: module.model.state_dict()})
-        if "mlflow" in out:  # the lineage record downstream jobs read (not registered: weights-only file)
-            tracking.write_record(out["mlflow"], fitted.run_id, spec, None, used, module.model.parameter_count(),
-                                  training=fitted.training(settings["steps"]))
+        checkpoint = model_checkpoint(method, module.model, shape, card,
+                                      {**snapshots.weights, settings["steps"]: module.model.state_dict()})
+        if "mlflow" not in out:
+            save_checkpoint(checkpoint, out["model"])
+            return module
+        drawn = method.batch(train, 2, np.random.default_rng(seed), module.config)
+        example = {name: drawn[name] for name in method.inputs}  # the registered model's input signature
+        model_uri = tracking.register_model(fitted.run_id, checkpoint, out["model"], spec["registered_model"],
+                                            spec["alias"], example, icrl_pyfunc())
+        tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, used, module.model.parameter_count(),
+                              training=fitted.training(settings["steps"]))
     return module
