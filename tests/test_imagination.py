@@ -66,6 +66,21 @@ def test_an_imagined_rollout_reads_its_start_alone_and_samples_grid_cells():
     assert not torch.equal(one["features"], other["features"])
 
 
+def test_a_rollout_longer_than_the_models_positions_restarts_its_context_every_h_steps():
+    """Window 4: one context holds 4 steps. A 12-step rollout runs in 3 contexts; its first 4 steps
+    are the 4-step rollout's, and the features after a restart read that observation alone."""
+    model = grid_model()
+    agent = ActorCritic(16, 3, ImagineConfig(hidden=8, bins=11))
+    start, task, mask = (torch.rand(6, 5, 5, 2) > 0.5).float(), torch.zeros(6, dtype=torch.long), torch.ones(5, 5, 2)
+    with pytest.raises(Exception):  # past the model's positions without a restart
+        imagine(model, agent, start, task, mask, 12, torch.Generator().manual_seed(1))
+    long = imagine(model, agent, start, task, mask, 12, torch.Generator().manual_seed(1), context=4)
+    unbroken = imagine(model, agent, start, task, mask, 4, torch.Generator().manual_seed(1), context=5)
+    assert long["features"].shape == (6, 13, 16) and long["cont"].shape == (6, 12)
+    assert torch.equal(long["features"][:, :4], unbroken["features"][:, :4])
+    assert not torch.equal(long["features"][:, 4], unbroken["features"][:, 4])  # step 4 opens a fresh context
+
+
 def test_the_actor_critic_loss_sends_no_gradient_into_the_world_model():
     model = grid_model()
     agent = ActorCritic(16, 3, ImagineConfig(hidden=8, bins=11))

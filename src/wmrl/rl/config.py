@@ -30,7 +30,9 @@ class ImagineConfig:
     # imagined steps per rollout (H); null: pretrain.window - 1 (15 at laptop, DreamerV3's)
     horizon: Optional[int] = None
     starts: int = 128  # rollouts per update (B), from replayed observations (DreamerV3: 16 x 64)
-    gamma: float = 0.997  # DreamerV3: 1 - 1/333
+    # DreamerV3: 0.997. On CartPole (the positive control), with 45-step rollouts, 0.99 reached 500 by
+    # 14k environment steps where 0.997 had reached 424 (seed 0, one probe each)
+    gamma: float = 0.99
     lam: float = 0.95
     entropy: float = 3.0e-4  # eta
     actor_lr: float = 3.0e-4
@@ -43,3 +45,8 @@ class ImagineConfig:
     bins: int = 63
     support: float = 10.0
     grad_clip: float = 100.0
+    # contexts of H steps chained per imagined rollout (the context restarts from the latest imagined
+    # observation, as the acting agent's does every H steps): rollouts of H x contexts steps. With one
+    # (15 steps) the critic never learnt that CartPole's drift to the track's edge ends the episode
+    # (its value 308 at 41 steps from the end) and no seed reached 475; with 3 (45 steps) it does
+    contexts: int = 3
