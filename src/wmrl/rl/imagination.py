@@ -5,9 +5,10 @@ Imagination. From B start observations s_0 replayed from the agent's real experi
 model (wmrl.models.world_model, a causal backbone over o_0 a_0 o_1 ...) is rolled H x `contexts`
 steps with no real observation after s_0, its context restarted from the latest imagined
 observation every H steps (as the acting agent's is: the model's positions hold H steps; a
-rollout 3H long lets the critic see an episode end that is tens of steps away): at each step the actor samples a_t ~ pi(. | f_t) from the features
-f_t of the observation token, the action token's features give the reward r_t (the reward head's
-histogram mean), and the continuation c_t and the next observation, both *sampled*: the episode
+rollout 3H long lets the critic see an episode end that is tens of steps away). At each step
+the actor samples a_t ~ pi(. | f_t) from the features f_t of the observation token, the action
+token's features give the reward r_t (the reward head's histogram mean), and the continuation
+c_t and the next observation, both *sampled*: the episode
 ends with the termination head's probability (an imagined rollout ends or goes on, as a real one
 does, rather than every step being discounted by a small spurious probability of ending), every
 grid cell is drawn from its Bernoulli (so stochastic cells — a new car, an enemy's spawn — are
