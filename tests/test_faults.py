@@ -79,6 +79,7 @@ def test_a_damaged_resume_checkpoint_is_named_and_the_job_resumes_from_the_one_b
     assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr[-3000:]
     warnings = [line for line in rerun.stderr.splitlines() if "is not a readable checkpoint" in line]
     assert [next(name for name in damaged if str(checkpoints / name) in line) for line in warnings] == list(damaged)
+    assert all((checkpoints / f"{name}.damaged").read_bytes() == b"not a checkpoint" for name in damaged)
     resumed = "previous.ckpt" not in damaged
     assert (f"resuming from {checkpoints / 'previous.ckpt'}" in rerun.stderr) == resumed
     record = json.loads((tmp_path / "out" / "model.mlflow.json").read_text())

@@ -67,15 +67,15 @@ def test_an_imagined_rollout_reads_its_start_alone_and_samples_grid_cells():
 
 
 def test_a_rollout_longer_than_the_models_positions_restarts_its_context_every_h_steps():
-    """Window 4: one context holds 4 steps. A 12-step rollout runs in 3 contexts; its first 4 steps
-    are the 4-step rollout's, and the features after a restart read that observation alone."""
+    """Window 4: one context holds 4 steps. A 12-step rollout runs in 3 contexts, its first 4 steps
+    the same as an unbroken 4-step rollout's, and a fresh context after them."""
     model = grid_model()
     agent = ActorCritic(16, 3, ImagineConfig(hidden=8, bins=11))
     start, task, mask = (torch.rand(6, 5, 5, 2) > 0.5).float(), torch.zeros(6, dtype=torch.long), torch.ones(5, 5, 2)
-    with pytest.raises(Exception):  # past the model's positions without a restart
+    with pytest.raises(ValueError, match="context of 9 tokens is full"):  # past the positions, no restart
         imagine(model, agent, start, task, mask, 12, torch.Generator().manual_seed(1))
-    long = imagine(model, agent, start, task, mask, 12, torch.Generator().manual_seed(1), context=4)
-    unbroken = imagine(model, agent, start, task, mask, 4, torch.Generator().manual_seed(1), context=5)
+    long = imagine(model, agent, start, task, mask, 12, torch.Generator().manual_seed(1), restart_every=4)
+    unbroken = imagine(model, agent, start, task, mask, 4, torch.Generator().manual_seed(1), restart_every=5)
     assert long["features"].shape == (6, 13, 16) and long["cont"].shape == (6, 12)
     assert torch.equal(long["features"][:, :4], unbroken["features"][:, :4])
     assert not torch.equal(long["features"][:, 4], unbroken["features"][:, 4])  # step 4 opens a fresh context
@@ -128,6 +128,7 @@ def test_the_method_enters_through_its_kind_and_a_config_entry():
     ({"imagine": {"horizons": 3}}, "imagine_scratch.imagine.horizons"),
     ({"init": "warm"}, "'finetune.methods.imagine_scratch.init' must be one of pretrained, scratch"),
     ({"train_every": 0}, "'finetune.methods.imagine_scratch.train_every' must be at least 1"),
+    ({"imagine": {"contexts": 0}}, "'finetune.methods.imagine_scratch.imagine.contexts' must be at least 1"),
 ])
 def test_a_bad_imagination_setting_names_its_key(method, expected):
     with pytest.raises(ConfigError) as error:

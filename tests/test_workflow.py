@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import PYTHON, ROOT, snakemake_command, snakemake_env, wait_until
+from conftest import PYTHON, ROOT, snakemake_command, snakemake_env, stop, wait_until
 from wmrl.config import compose
 from wmrl.dag import icrl
 from wmrl.dag.experiment import dataset_dirs
@@ -141,20 +141,21 @@ def test_snakemake_lint_is_clean():
 
 @pytest.mark.e2e
 def test_a_second_snakemake_in_a_running_directory_gets_the_lock_message_and_the_first_finishes(tmp_path):
-    """Two `snakemake` runs in one directory: the second stops at Snakemake's lock, before any job or
-    the tracking store is touched, and the first finishes as if alone."""
+    """Two `snakemake` runs in one directory: the second stops at Snakemake's lock, starting no job
+    of its own, and the first finishes as if alone."""
     target = "results/smoke/minatar_transfer/pretrain/small-transformer-seed0/model.pt"
     command = snakemake_command(target, "--cores", "1", "--config", "scale=smoke")
     locks = tmp_path / ".snakemake" / "locks"
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=snakemake_env())
+        first = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=snakemake_env(),
+                                 start_new_session=True)
     try:
         wait_until(lambda: locks.is_dir() and any(locks.iterdir()), "the first run's lock", 120, first)
         second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=snakemake_env(),
                                 timeout=120)
         assert second.returncode != 0 and "Directory cannot be locked" in second.stderr, second.stderr[-2000:]
+        assert "localrule" not in second.stderr and "rule " not in second.stderr  # it started no job
         assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
     finally:
-        if first.poll() is None:
-            first.kill()
+        stop(first)  # and its jobs, if the test failed while it ran
     assert (tmp_path / target).is_file() and not (locks.is_dir() and any(locks.iterdir()))  # the lock released

@@ -69,8 +69,12 @@ def check_server(uri: str) -> None:
 
     if not uri.startswith(("http://", "https://")) or uri in _answered:
         return
+    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true"  # MLflow's own TLS settings
+    verify = False if insecure else os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
     try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT)
+        with requests.get(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT, verify=verify,
+                          cert=os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")):
+            pass
     except requests.exceptions.RequestException:
         raise unreachable(uri) from None
     _answered.add(uri)
@@ -225,10 +229,12 @@ def _is_unique_violation(error: BaseException) -> bool:
 
 
 def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str, alias: str,
-                   input_example: dict[str, Any], python_model: Any, root: Path | str = ".") -> str:
+                   input_example: dict[str, Any], python_model: Any, root: Path | str = ".",
+                   signature: Any = None) -> str:
     """Save `checkpoint` to `path` (weights-only loadable), log it to the run as the MLflow pyfunc
     model `python_model` (an ``mlflow.pyfunc.PythonModel`` that loads it from the artifact
-    "checkpoint"), register it as `name` and point `alias` at the new version; return the model URI."""
+    "checkpoint"; its signature inferred from `input_example` unless given), register it as `name`
+    and point `alias` at the new version; return the model URI."""
     import mlflow
 
     save_checkpoint(checkpoint, path)
@@ -236,6 +242,7 @@ def register_model(run_id: str, checkpoint: dict[str, Any], path: str, name: str
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name="model", python_model=python_model,
                                        artifacts={"checkpoint": str(path)}, input_example=input_example,
+                                       signature=signature,
                                        registered_model_name=name, pip_requirements=[], code_paths=None)
     client = mlflow.MlflowClient(tracking_uri(root))
     client.set_registered_model_alias(name, alias, info.registered_model_version)

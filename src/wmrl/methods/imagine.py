@@ -67,6 +67,8 @@ class ImagineKind(MethodKind):
             raise ConfigError(f"config error: '{key}.init' must be one of {', '.join(INITS)}, got {method.init!r}")
         merge(OmegaConf.structured(LossConfig), method.loss, f"{key}.loss", prefix=f"{key}.loss")
         imagine = merge(OmegaConf.structured(ImagineConfig), method.imagine, f"{key}.imagine", prefix=f"{key}.imagine")
+        if imagine.contexts < 1:
+            raise ConfigError(f"config error: '{key}.imagine.contexts' must be at least 1, got {imagine.contexts}")
         if imagine.horizon is not None and run and not 1 <= imagine.horizon <= cfg.pretrain.window:
             raise ConfigError(f"config error: '{key}.imagine.horizon' must be within 1..pretrain.window "
                               f"({cfg.pretrain.window}: the model's positions), got {imagine.horizon}")

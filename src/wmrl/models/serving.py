@@ -53,3 +53,14 @@ def icrl_pyfunc():
                 return self.model(*(torch.as_tensor(model_input[name]) for name in self.method.inputs)).numpy()
 
     return IcrlPyfunc()
+
+
+def any_length_signature(example: dict):
+    """An MLflow signature for the named arrays of `example` in which every dimension is free (-1):
+    an in-context model reads contexts of any length up to its own."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(value.dtype), (-1,) * value.ndim, name)
+                                         for name, value in example.items()]))

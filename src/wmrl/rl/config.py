@@ -27,7 +27,7 @@ class ImagineConfig:
     """The imagination agent's actor-critic (math in wmrl.rl.imagination; DreamerV3's defaults
     where they carry over)."""
 
-    # imagined steps per rollout (H); null: pretrain.window - 1 (15 at laptop, DreamerV3's)
+    # imagined steps per context (H); null: pretrain.window - 1 (15 at laptop, DreamerV3's rollout length)
     horizon: Optional[int] = None
     starts: int = 128  # rollouts per update (B), from replayed observations (DreamerV3: 16 x 64)
     # DreamerV3: 0.997. On CartPole (the positive control), with 45-step rollouts, 0.99 reached 500 by

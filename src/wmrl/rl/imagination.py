@@ -2,10 +2,11 @@
 dreams, DreamerV3-style (Hafner et al. 2023), for discrete actions.
 
 Imagination. From B start observations s_0 replayed from the agent's real experience, the world
-model (wmrl.models.world_model, a causal backbone over o_0 a_0 o_1 ...) is rolled H x `contexts`
-steps with no real observation after s_0, its context restarted from the latest imagined
-observation every H steps (as the acting agent's is: the model's positions hold H steps; a
-rollout 3H long lets the critic see an episode end that is tens of steps away). At each step
+model (wmrl.models.world_model, a causal backbone over o_0 a_0 o_1 ...) is rolled T = H x
+`contexts` steps with no real observation after s_0, its context restarted from the latest
+imagined observation every H steps (H <= the model's window K; as the acting agent's context
+is; at laptop H = 15 and T = 45: a rollout 3H long lets the critic see an episode end that is
+tens of steps away). At each step
 the actor samples a_t ~ pi(. | f_t) from the features f_t of the observation token, the action
 token's features give the reward r_t (the reward head's histogram mean), and the continuation
 c_t and the next observation, both *sampled*: the episode
@@ -21,12 +22,12 @@ Returns. The critic v (a histogram over symlog returns, two-hot targets) and its
 v_slow (an exponential moving average of its weights, rate `critic_ema`) value the imagined
 states. λ-returns bootstrap on the slow critic:
 
-    R_t = r_t + gamma c_t ((1 - lambda) v_slow(f_{t+1}) + lambda R_{t+1}),   R_H = v_slow(f_H)
+    R_t = r_t + gamma c_t ((1 - lambda) v_slow(f_{t+1}) + lambda R_{t+1}),   R_T = v_slow(f_T)
 
 computed by torchrl's `td_lambda_return_estimate` (the per-step discount gamma c_t as its rolling
 gamma). A state is reached with weight w_t = prod_{k<t} c_k: after an imagined terminal nothing counts.
 
-Losses, each a w-weighted mean over t < H and the batch:
+Losses, each a w-weighted mean over t < T and the batch:
 
     critic  L_v  = CE(two-hot(symlog R_t), v(f_t))
     actor   L_pi = -sg((R_t - v(f_t)) / max(1, S)) log pi(a_t | f_t) - eta H(pi(. | f_t))
@@ -116,12 +117,13 @@ def sample_next_obs(model: WorldActionModel, logits: torch.Tensor, obs_mask: tor
 @torch.no_grad()
 def imagine(model: WorldActionModel, agent: ActorCritic, start: torch.Tensor, task: torch.Tensor,
             obs_mask: torch.Tensor, horizon: int, generator: torch.Generator | None = None,
-            context: int | None = None) -> dict[str, torch.Tensor]:
+            restart_every: int | None = None) -> dict[str, torch.Tensor]:
     """Roll the world model `horizon` steps from observations `start` (B, *obs_shape) of tasks
-    `task` (B,), the actor choosing: features (B, H+1, dim), actions, rewards, continuations (B, H).
-    Every `context` steps the model's context restarts from the latest observation alone."""
+    `task` (B,), the actor choosing: features (B, T+1, dim), actions, rewards, continuations (B, T),
+    T = `horizon`.
+    Every `restart_every` steps the model's context restarts from the latest observation alone."""
     valid = model.valid_actions[task]
-    context = context or horizon
+    restart_every = restart_every or horizon
     obs = start
     features, state = model.advance(model.obs_tokens(obs, task), model.backbone.init_state(len(start), start.device))
     trace: dict[str, list[torch.Tensor]] = {"features": [features], "actions": [], "reward": [], "cont": []}
@@ -130,7 +132,7 @@ def imagine(model: WorldActionModel, agent: ActorCritic, start: torch.Tensor, ta
         answer, state = model.advance(model.action_embedding(action), state)
         heads = model.answer_heads(answer, obs, action)
         obs = sample_next_obs(model, heads["next_obs"], obs_mask, generator)
-        if step % context == 0:
+        if step % restart_every == 0:
             state = model.backbone.init_state(len(start), start.device)
         features, state = model.advance(model.obs_tokens(obs, task), state)
         trace["features"].append(features)
@@ -143,8 +145,8 @@ def imagine(model: WorldActionModel, agent: ActorCritic, start: torch.Tensor, ta
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, next_value: torch.Tensor, gamma: float,
                    lam: float) -> torch.Tensor:
-    """R_t = r_t + gamma c_t ((1 - lam) v_{t+1} + lam R_{t+1}), R_{H-1} bootstrapping on v_H:
-    reward, cont, next_value (B, H) (next_value[:, t] = v(f_{t+1})) -> R (B, H)."""
+    """R_t = r_t + gamma c_t ((1 - lam) v_{t+1} + lam R_{t+1}), R_{T-1} bootstrapping on v_T:
+    reward, cont, next_value (B, T) (next_value[:, t] = v(f_{t+1})) -> R (B, T)."""
     from torchrl.objectives.value.functional import td_lambda_return_estimate
 
     never = torch.zeros_like(reward, dtype=torch.bool).unsqueeze(-1)
@@ -154,7 +156,7 @@ def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, next_value: torch.T
 
 
 def reach_weights(cont: torch.Tensor) -> torch.Tensor:
-    """w_t = prod_{k<t} c_k (B, H): how much of the probability mass reaches step t alive."""
+    """w_t = prod_{k<t} c_k (B, T): how much of the probability mass reaches step t alive."""
     return torch.cat([torch.ones_like(cont[:, :1]), cont[:, :-1]], 1).cumprod(1)
 
 
@@ -191,7 +193,8 @@ def actor_critic_step(agent: ActorCritic, optimizers: dict[str, torch.optim.Opti
                       generator: torch.Generator | None = None) -> dict[str, Any]:
     """One update of the actor and the critic on rollouts imagined from `start`; the slow critic follows."""
     config = agent.config
-    rollout = imagine(model, agent, start, task, obs_mask, config.horizon * config.contexts, generator, config.horizon)
+    rollout = imagine(model, agent, start, task, obs_mask, config.horizon * config.contexts, generator,
+                      restart_every=config.horizon)
     loss, logged = actor_critic_losses(agent, rollout, model.valid_actions[task])
     for optimizer in optimizers.values():
         optimizer.zero_grad(set_to_none=True)

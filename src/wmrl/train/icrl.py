@@ -34,7 +34,7 @@ from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.icrl.histories import HISTORIES, read_histories
 from wmrl.icrl.methods import ICRL_METHODS, IcrlMethod
 from wmrl.jobs import IcrlPretrainSpec, check_spec
-from wmrl.models.serving import icrl_pyfunc
+from wmrl.models.serving import any_length_signature, icrl_pyfunc
 from wmrl.train.loop import Snapshots, fit
 from wmrl.train.module import WindowStream, loader
 
@@ -160,10 +160,11 @@ def dataset_card(card: dict[str, Any]) -> dict[str, Any]:
 
 def train_icrl(spec: IcrlPretrainSpec, out: dict[str, str], threads: int = 1) -> IcrlModule:
     """Train spec["method"] on spec["dataset"] (a history directory) for spec["model"]["steps"]
-    gradient steps and write out["model"] (`save_model`) and, when asked, out["mlflow"]
-    (`tracking.write_record`). spec["model"]: the model's config fields and the loop's settings
-    (steps, schedule, checkpoint_every, validate_every, grad_clip, trainer, holdout_fraction); the
-    job keys of `loop.fit` (work_dir, run_name, mlflow_experiment, tags) and "seed"."""
+    gradient steps and write out["model"] (`model_checkpoint`) and, when asked, out["mlflow"]
+    (`tracking.write_record`; the model then registered in MLflow, `tracking.register_model`).
+    spec["model"]: the model's config fields and the loop's settings (steps, schedule,
+    checkpoint_every, validate_every, grad_clip, trainer, holdout_fraction); the job keys of
+    `loop.fit` (work_dir, run_name, mlflow_experiment, tags, registered_model, alias) and "seed"."""
     check_spec(spec, IcrlPretrainSpec)
     torch.set_num_threads(threads)
     method, settings, seed = ICRL_METHODS[spec["method"]], spec["model"], spec["seed"]
@@ -188,7 +189,8 @@ def train_icrl(spec: IcrlPretrainSpec, out: dict[str, str], threads: int = 1) ->
         drawn = method.batch(train, 2, np.random.default_rng(seed), module.config)
         example = {name: drawn[name] for name in method.inputs}  # the registered model's input signature
         model_uri = tracking.register_model(fitted.run_id, checkpoint, out["model"], spec["registered_model"],
-                                            spec["alias"], example, icrl_pyfunc())
+                                            spec["alias"], example, icrl_pyfunc(),
+                                            signature=any_length_signature(example))
         tracking.write_record(out["mlflow"], fitted.run_id, spec, model_uri, used, module.model.parameter_count(),
                               training=fitted.training(settings["steps"]))
     return module

@@ -18,6 +18,7 @@ task without changing shape.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -155,17 +156,20 @@ class WholeCheckpoints(TorchCheckpointIO):
 
 def resume_from(checkpoints: Path) -> str | None:
     """The checkpoint to resume from: last.ckpt, or, if it cannot be read, previous.ckpt (the one
-    before it), or none (a fresh start). A damaged file is named in one warning and deleted, so
-    it is never kept as anyone's fallback."""
+    before it), or none (a fresh start). A damaged file is named in one warning and moved aside
+    to ``<name>.damaged`` (kept for a look, never anyone's fallback). Every process of a
+    distributed job calls this: a file another one moved first counts as damaged."""
     for path in (checkpoints / LAST, checkpoints / PREVIOUS):
         if not path.is_file():
             continue
         try:
             load_checkpoint(path)
-        except CheckpointError as error:
-            log.warning("%s is not a readable checkpoint (%s): deleted; the job resumes from the one before it, "
-                        "if any", path, error.reason)
-            path.unlink()
+        except (CheckpointError, FileNotFoundError) as error:
+            reason = error.reason if isinstance(error, CheckpointError) else "moved aside by another process"
+            log.warning("%s is not a readable checkpoint (%s): moved to %s.damaged; the job resumes from the one "
+                        "before it, if any", path, reason, path.name)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, path.with_name(f"{path.name}.damaged"))
             continue
         return str(path)
     return None
