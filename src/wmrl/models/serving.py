@@ -1,5 +1,5 @@
-"""Our models as MLflow pyfunc models: the form a fine-tuned, pretrained or in-context model is
-registered in (`wmrl.tracking.register_model`)."""
+"""Our world-action models as MLflow pyfunc models: the form a fine-tuned or pretrained model is
+registered in (`wmrl.tracking.register_model`; the in-context models: wmrl.train.icrl.icrl_pyfunc)."""
 
 from __future__ import annotations
 
@@ -32,35 +32,3 @@ def world_action_pyfunc():
 
     return WorldActionPyfunc()
 
-
-def icrl_pyfunc():
-    """The registered form of an in-context model (DPT, AD; wmrl.train.icrl.save_model's file):
-    `predict` takes a dict of its forward's arrays by name (`IcrlMethod.inputs`: DPT's query_state
-    (B,) and states, actions, rewards, next_states (B, T); AD's states, prev_actions, prev_rewards
-    (B, T)) and returns its action logits, (B, T + 1, actions) or (B, T, actions)."""
-    import mlflow.pyfunc
-
-    class IcrlPyfunc(mlflow.pyfunc.PythonModel):
-        def load_context(self, context):
-            from wmrl.train.icrl import load_model as load_icrl
-
-            self.method, self.model, _ = load_icrl(context.artifacts["checkpoint"])
-
-        def predict(self, context, model_input, params=None):
-            import torch
-
-            with torch.no_grad():
-                return self.model(*(torch.as_tensor(model_input[name]) for name in self.method.inputs)).numpy()
-
-    return IcrlPyfunc()
-
-
-def any_length_signature(example: dict):
-    """An MLflow signature for the named arrays of `example` in which every dimension is free (-1):
-    an in-context model reads contexts of any length up to its own."""
-    import numpy as np
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
-
-    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(value.dtype), (-1,) * value.ndim, name)
-                                         for name, value in example.items()]))

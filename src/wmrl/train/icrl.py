@@ -34,7 +34,6 @@ from wmrl.files import claim_work_dir, load_checkpoint, save_checkpoint
 from wmrl.icrl.histories import HISTORIES, read_histories
 from wmrl.icrl.methods import ICRL_METHODS, IcrlMethod
 from wmrl.jobs import IcrlPretrainSpec, check_spec
-from wmrl.models.serving import any_length_signature, icrl_pyfunc
 from wmrl.train.loop import Snapshots, fit
 from wmrl.train.module import WindowStream, loader
 
@@ -148,6 +147,37 @@ def load_model(path: Path | str) -> tuple[IcrlMethod, nn.Module, dict[int, nn.Mo
     return method, model(saved["state_dict"]), {int(step): model(weights)
                                                  for step, weights in sorted(saved["snapshots"].items(),
                                                                              key=lambda item: int(item[0]))}
+
+
+def icrl_pyfunc():
+    """The registered form of an in-context model (DPT, AD; wmrl.train.icrl.save_model's file):
+    `predict` takes a dict of its forward's arrays by name (`IcrlMethod.inputs`: DPT's query_state
+    (B,) and states, actions, rewards, next_states (B, T); AD's states, prev_actions, prev_rewards
+    (B, T)) and returns its action logits, (B, T + 1, actions) or (B, T, actions)."""
+    import mlflow.pyfunc
+
+    class IcrlPyfunc(mlflow.pyfunc.PythonModel):
+        def load_context(self, context):
+            self.method, self.model, _ = load_model(context.artifacts["checkpoint"])
+
+        def predict(self, context, model_input, params=None):
+            import torch
+
+            with torch.no_grad():
+                return self.model(*(torch.as_tensor(model_input[name]) for name in self.method.inputs)).numpy()
+
+    return IcrlPyfunc()
+
+
+def any_length_signature(example: dict):
+    """An MLflow signature for the named arrays of `example` in which every dimension is free (-1):
+    an in-context model reads contexts of any length up to its own."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(value.dtype), (-1,) * value.ndim, name)
+                                         for name, value in example.items()]))
 
 
 def dataset_card(card: dict[str, Any]) -> dict[str, Any]:
