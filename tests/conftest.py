@@ -130,6 +130,19 @@ def snakemake_command(*args: str) -> list[str]:
     return [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args]
 
 
+def snakemake_report(workdir: Path, *config: str) -> tuple[set[str], str]:
+    """Run `snakemake --report` in `workdir` with `config` (key=value); the names of the files the
+    archive holds and its index page."""
+    import zipfile
+
+    archive = workdir / "report.zip"
+    result = subprocess.run(snakemake_command("--config", *config, "--report", str(archive)), cwd=workdir,
+                            capture_output=True, text=True, env=snakemake_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with zipfile.ZipFile(archive) as opened:
+        return {Path(name).name for name in opened.namelist()}, opened.read("report/report.html").decode()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

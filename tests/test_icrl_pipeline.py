@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from conftest import PYTHON, ROOT, snakemake_command, snakemake_env
+from conftest import PYTHON, ROOT, snakemake_command, snakemake_env, snakemake_report
 
 from wmrl.config import ConfigError, compose, to_plain
 from wmrl.dag import icrl
@@ -160,14 +159,7 @@ def test_an_icrl_experiment_runs_end_to_end_at_smoke(experiment, tmp_path):
     assert {"icrl_histories", "icrl_pretrain", "icrl_evaluate"} <= set(cost["rule"])
     assert "<svg" in page
     registered_predicts_as_saved(cfg, tmp_path)
-    archive = tmp_path / "report.zip"  # Snakemake's report holds every figure and table, captioned
-    result = subprocess.run(snakemake_command("--config", "scale=smoke", f"experiment={experiment}", "--report",
-                                              str(archive)), cwd=tmp_path, capture_output=True, text=True,
-                            env=snakemake_env(), timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    with zipfile.ZipFile(archive) as opened:
-        names = {Path(name).name for name in opened.namelist()}
-        index = opened.read("report/report.html").decode()
+    names, index = snakemake_report(tmp_path, "scale=smoke", f"experiment={experiment}")  # every figure, captioned
     assert {Path(path).name for name, path in files.items() if name != "rows"} <= names
     assert "at every weight snapshot of its" in index  # the context curve's own caption made it in
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import torch
 
-from conftest import PYTHON, ROOT, snakemake_command, snakemake_env, stop, wait_until
+from conftest import PYTHON, ROOT, snakemake_command, snakemake_env, snakemake_report, stop, wait_until
 from wmrl.config import compose
 from wmrl.dag import icrl
 from wmrl.dag.experiment import dataset_dirs
@@ -122,13 +122,7 @@ def test_snakemake_report_holds_every_report_output_of_every_experiment_with_its
     for path in shown:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(STAND_INS[Path(path).suffix])
-    archive = tmp_path / "report.zip"
-    result = subprocess.run(snakemake_command("--config", "scale=smoke", f"experiment={experiment}", "--report",
-                                              str(archive)), cwd=tmp_path, capture_output=True, text=True,
-                            env=snakemake_env(), timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    with zipfile.ZipFile(archive) as opened:
-        names = {Path(name).name for name in opened.namelist()}
+    names, _ = snakemake_report(tmp_path, "scale=smoke", f"experiment={experiment}")
     assert {Path(path).name for path in shown} <= names
 
 
