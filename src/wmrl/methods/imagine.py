@@ -98,8 +98,9 @@ class ImagineKind(MethodKind):
         return {**to_plain(cfg.pretrain.loss), **WORLD_MODEL_LOSS, **to_plain(method.loss)}
 
     def recipe(self, cfg: DictConfig, method: DictConfig) -> str:
-        return (f"{method.init} world model · actor-critic in imagination (H {horizon(cfg, method)}), one update every "
-                f"{method.train_every} env steps")
+        contexts = OmegaConf.merge(OmegaConf.structured(ImagineConfig), method.imagine).contexts
+        return (f"{method.init} world model · actor-critic in imagination ({contexts} x {horizon(cfg, method)} steps), "
+                f"one update every {method.train_every} env steps")
 
 
 IMAGINE = ImagineKind()
