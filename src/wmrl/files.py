@@ -18,6 +18,10 @@ from typing import Any, Callable
 log = logging.getLogger("wmrl")
 
 
+# a training job's resume checkpoints under work/<run>/checkpoints/, newest first (wmrl.train.loop)
+RESUMABLE = ("last.ckpt", "previous.ckpt")
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that exists but cannot be read (truncated, corrupted, not a checkpoint)."""
 
@@ -99,4 +103,4 @@ def claim_work_dir(work_dir: Path, spec: dict[str, Any]) -> bool:
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(text)
-    return any((work_dir / "checkpoints" / name).is_file() for name in ("last.ckpt", "previous.ckpt"))
+    return any((work_dir / "checkpoints" / name).is_file() for name in RESUMABLE)

@@ -36,13 +36,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from wmrl import tracking
 from wmrl.data.windows import ObsLayout, obs_layout
 from wmrl.envs import action_spec, make_task_env, obs_spec
-from wmrl.files import CheckpointError, load_checkpoint, save_checkpoint
+from wmrl.files import RESUMABLE, CheckpointError, load_checkpoint, save_checkpoint
 from wmrl.models.world_model import ModelShape
 from wmrl.progress import interactive
 from wmrl.train.module import ProgressLines, WindowDataModule, WorldModelModule
 
 log = logging.getLogger("wmrl")
-LAST, PREVIOUS, BEST = "last.ckpt", "previous.ckpt", "best.ckpt"
+(LAST, PREVIOUS), BEST = RESUMABLE, "best.ckpt"
 
 
 def suite_shape(suite: dict[str, dict[str, Any]], channel_layout: str, window: int) -> tuple[ObsLayout, ModelShape]:
