@@ -72,3 +72,40 @@ def test_killed_job_leaves_nothing_that_looks_complete_and_reruns_cleanly(tmp_pa
     generate_dataset(small, out)
     assert not partial.exists()
     assert open_dataset(out).card["transitions"] == 500
+
+
+def generated_in_a_process(spec: dict, out, env: dict[str, str]) -> str:
+    """The sha256 of the dataset `python -m wmrl generate-dataset` writes under `env` (added to ours
+    without the kernel settings this process was pinned to)."""
+    import hashlib
+    import os
+
+    from wmrl import CPU_KERNELS
+
+    ours = {name: value for name, value in os.environ.items() if name not in CPU_KERNELS}
+    result = subprocess.run([PYTHON, "-m", "wmrl", "generate-dataset", "--spec", json.dumps(spec), "--out", str(out)],
+                            env={**ours, **env}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(out.glob("*.parquet")))).hexdigest()
+
+
+AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+@pytest.mark.slow
+def test_a_dqn_dataset_is_the_same_bytes_under_two_instruction_set_caps(tmp_path):
+    """Enough DQN learning (20k steps, updates from step 1,000) for the math libraries' choice of
+    kernels to change the data: pinned (wmrl's default), a job capped at AVX2 and one left to the
+    CPU's best write the same bytes. The control: unpinned, the two differ (on a CPU with more than
+    AVX2; on an AVX2-only CPU both are AVX2 and nothing can differ)."""
+    spec = make_spec(policy="dqn", steps=20_000, shard_rows=50_000, max_episode_steps=10_000)
+    spec["settings"] |= {"learning_starts": 1000, "exploration_steps": 10_000, "buffer_size": 20_000,
+                         "target_update_interval": 1000, "conv_channels": 16, "hidden": 128}
+    pinned = generated_in_a_process(spec, tmp_path / "pinned", {})
+    assert generated_in_a_process(spec, tmp_path / "capped", AVX2_CAP) == pinned
+    card = json.loads((tmp_path / "pinned" / "card.json").read_text())
+    assert card["generator"]["cpu_kernels"]["WMRL_CPU_KERNELS"] == "avx2"
+    if "avx512f" in open("/proc/cpuinfo").read():
+        native = {"WMRL_CPU_KERNELS": "native"}
+        assert (generated_in_a_process(spec, tmp_path / "native", native)
+                != generated_in_a_process(spec, tmp_path / "native-capped", {**native, **AVX2_CAP}))

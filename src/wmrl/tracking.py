@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from wmrl import cpu_kernels
 from wmrl.files import save_checkpoint
 from wmrl.provenance import config_hash, dataset_digest, git_sha
 
@@ -147,7 +148,7 @@ def write_record(path: Path | str, run_id: str, spec: dict[str, Any], model_uri:
               "run_url": run_url(run_id, root), "parameters": parameters, **run_tags(spec),
               "datasets": {directory: dataset_digest(card) for directory, card in sorted(datasets.items())},
               "trained_parameters": parameters if trained_parameters is None else trained_parameters,
-              "from_pretraining": from_pretraining or [],
+              "from_pretraining": from_pretraining or [], "cpu_kernels": cpu_kernels(),
               **({"training": training} if training is not None else {})}
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
     return record

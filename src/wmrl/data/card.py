@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from wmrl import cpu_kernels
 from wmrl.data import DATASET_CODE
 from wmrl.data.dataset import CARD, FORMAT, obs_bytes
 from wmrl.data.writer import DatasetWriter
@@ -41,7 +42,7 @@ def dataset_card(spec: dict[str, Any], obs: dict[str, Any], action: dict[str, An
                            "obs_unpacked": int(np.prod(obs["shape"])) * np.dtype(obs["dtype"]).itemsize,
                            "on_disk": round(sum(s["bytes"] for s in writer.shards) / max(rows, 1), 2)},
         "shards": writer.shards,
-        "generator": {"code_hash": code_hash(*DATASET_CODE),
+        "generator": {"code_hash": code_hash(*DATASET_CODE), "cpu_kernels": cpu_kernels(),
                       "versions": {p: version(p) for p in ("wmrl", "polars", "numpy", "gymnasium", "minatar",
                                                              "stable-baselines3", "torch")}},
     }
