@@ -48,3 +48,19 @@ def test_bench_imagine_writes_its_figures(tmp_path):
     for ratio in figures["ratios"].values():
         assert math.isfinite(ratio) and ratio > 0
     assert figures["ratios"]["update_over_gradient_step"] == pytest.approx(imagine["update_s"] / dqn["gradient_step_s"])
+
+
+@pytest.mark.slow
+def test_bench_kernels_times_each_stage_pinned_and_native_in_processes_that_ran_under_each(tmp_path):
+    out = tmp_path / "kernels.json"
+    assert main(["bench", "kernels", "--steps", "300", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["ran_under"]["native"]["WMRL_CPU_KERNELS"] == "native"
+    assert figures["ran_under"]["native"]["ONEDNN_MAX_CPU_ISA"] == ""  # the parent's pin did not leak in
+    assert figures["ran_under"]["avx2"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    stages = {"matmul_gflops_2_threads", "pretrain_step_s_2_threads", "pretrain_step_s_1_thread", "dqn_dataset_s"}
+    assert set(figures["native"]) == set(figures["avx2"]) == set(figures["pinned_over_native"]) == stages
+    ratios = figures["pinned_over_native"]
+    assert ratios["dqn_dataset_s"] == pytest.approx(figures["avx2"]["dqn_dataset_s"] / figures["native"]["dqn_dataset_s"])
+    assert ratios["matmul_gflops_2_threads"] == pytest.approx(
+        figures["native"]["matmul_gflops_2_threads"] / figures["avx2"]["matmul_gflops_2_threads"])

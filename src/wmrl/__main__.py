@@ -57,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--force", action="store_true", help="replace a Minari dataset of that id")
 
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
-    bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune", "icrl", "imagine"])
+    bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune", "icrl", "imagine", "kernels"])
     bench.add_argument("--steps", type=int, help="dataset: env steps per game and measurement (200,000); "
-                                                 "icrl: timed training steps per model (50); imagine: N, the timed "
-                                                 "updates (100; env steps and DQN's steps are multiples of it)")
+                                                 "kernels: the timed DQN dataset's env steps (5,000); icrl: timed training "
+                                                 "steps per model (50); imagine: N, the timed updates (100; env steps and DQN's "
+                                                 "steps are multiples of it)")
     bench.add_argument("--threads", type=int, help="torch threads (pretrain: 2, finetune, icrl and imagine: 1, as the "
                                                    "jobs use)")
     bench.add_argument("--methods", default="scratch,bc,d3rlpy_bc",
@@ -187,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
             from wmrl.bench import imagine as bench_imagine
 
             bench_imagine.main(args.experiment, args.scale, args.steps or 100, args.threads or 1, out)
+        elif args.name == "kernels":
+            from wmrl.bench import kernels as bench_kernels
+
+            bench_kernels.main(args.steps or 5_000, out)
         else:
             from wmrl.bench import pretrain as bench_pretrain
 
