@@ -1,5 +1,8 @@
-"""DVC: datasets pushed to the default local remote come back on a fresh clone, and the pipeline
-then skips generation instead of regenerating."""
+"""DVC: a fresh clone of this repository pulls the committed laptop datasets from the remote that
+travels with it; datasets pushed to a remote come back on a fresh clone; and the pipeline then
+skips generation instead of regenerating."""
+
+import json
 
 import shutil
 import subprocess
@@ -33,7 +36,7 @@ def test_push_then_pull_on_a_fresh_clone_skips_generation(tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
     (project / "tiny.yaml").write_text(TINY)
-    run(DVC + ["remote", "modify", "local", "url", str(remote)], project)
+    run(DVC + ["remote", "modify", "repo", "url", str(remote)], project)
     snake = [PYTHON, "-m", "snakemake", "datasets", "--cores", "2", "--configfile", "tiny.yaml"]
     run(snake, project)
     run(DVC + ["add", "data"], project)
@@ -49,3 +52,17 @@ def test_push_then_pull_on_a_fresh_clone_skips_generation(tmp_path):
     assert (clone / card).read_bytes() == (project / card).read_bytes()
     plan = run(snake + ["-n"], clone)
     assert "Nothing to be done" in plan, plan
+
+
+def test_a_fresh_clone_pulls_the_committed_laptop_datasets_and_plans_no_dataset_job(tmp_path):
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(ROOT), str(clone)], tmp_path)
+    assert not (clone / "data").exists()
+    run(DVC + ["pull"], clone)
+    assert "up to date" in run(DVC + ["status"], clone)
+    cards = sorted(clone.glob("data/laptop/**/card.json"))
+    assert cards, "dvc pull brought no laptop dataset"
+    for card in cards:
+        assert json.loads(card.read_text())["generator"]["cpu_kernels"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    plan = run([PYTHON, "-m", "snakemake", "--cores", "2", "-n"], clone)
+    assert "generate_dataset" not in plan and "pretrain" in plan, plan
