@@ -23,6 +23,10 @@ DQN_TINY = {"steps": 600, "learning_rate": 2.5e-4, "buffer_size": 600, "batch_si
             "train_freq": 4, "target_update_interval": 100, "gamma": 0.99, "exploration_initial_eps": 1.0,
             "exploration_final_eps": 0.1, "exploration_steps": 300, "conv_channels": 8, "hidden": 32,
             "eval_episodes": 2, "eval_epsilon": 0.0}
+PPO_TINY = {"steps": 600, "learning_rate": 3e-4, "n_steps": 200, "batch_size": 50, "n_epochs": 2, "gamma": 0.99,
+            "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.01, "conv_channels": 8, "hidden": 32,
+            "lstm_hidden": 16, "eval_episodes": 2, "eval_epsilon": 0.0}
+LEARNERS_TINY = {"dqn": DQN_TINY, "ppo": PPO_TINY, "recurrent_ppo": PPO_TINY}  # the behaviour learners' settings
 
 
 # Fixtures that make a test costly, and the marker (pyproject.toml) such a test must carry so that a
@@ -41,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
 
 def make_spec(env: str = "minatar:breakout", policy: str = "random", steps: int = 3000, seed: int = 0,
               shard_rows: int = 1000, max_episode_steps: int | None = 500) -> dict:
-    settings = {**copy.deepcopy(DQN_TINY), "steps": steps} if policy == "dqn" else {"steps": steps}
+    settings = {**copy.deepcopy(LEARNERS_TINY.get(policy, {})), "steps": steps}
     kwargs = {"sticky_action_prob": 0.1} if env.startswith("minatar:") else {}
     return {"suite": "test", "task": env.split(":")[-1], "policy": policy, "seed": seed, "env": env,
             "env_kwargs": kwargs, "max_episode_steps": max_episode_steps, "shard_rows": shard_rows,

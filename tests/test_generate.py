@@ -1,4 +1,5 @@
-"""Generation: determinism, the DQN learning history, and recovery from a killed job."""
+"""Generation: determinism, the learners' learning histories (DQN, PPO, recurrent PPO), and recovery
+from a killed job."""
 
 import json
 import signal
@@ -28,8 +29,11 @@ def test_same_spec_same_bytes(spec, tmp_path):
     assert shard_bytes(tmp_path / "a")["part-00000.parquet"] != shard_bytes(tmp_path / "c")["part-00000.parquet"]
 
 
-def test_dqn_records_its_whole_learning_history_deterministically(tmp_path):
-    spec = make_spec(policy="dqn", steps=600)
+@pytest.mark.parametrize("env,policy", [("minatar:breakout", "dqn"), ("minatar:breakout", "ppo"),
+                                        ("minigrid:MiniGrid-Empty-5x5-v0", "ppo"),
+                                        ("popgym:popgym-RepeatPreviousEasy-v0", "recurrent_ppo")])
+def test_a_learner_records_its_whole_learning_history_deterministically(env, policy, tmp_path):
+    spec = make_spec(env, policy=policy, steps=600)
     card = generate_dataset(spec, tmp_path / "a")
     generate_dataset(spec, tmp_path / "b")
     assert shard_bytes(tmp_path / "a") == shard_bytes(tmp_path / "b")
@@ -41,9 +45,10 @@ def test_dqn_records_its_whole_learning_history_deterministically(tmp_path):
     assert steps.to_list() == list(range(600))  # every step, in the order the agent took it
 
 
-def test_dqn_needs_discrete_actions(tmp_path):
-    with pytest.raises(ValueError, match="needs discrete actions"):
-        generate_dataset(make_spec("Pendulum-v1", policy="dqn", steps=100), tmp_path / "x")
+@pytest.mark.parametrize("policy", ["dqn", "ppo", "recurrent_ppo"])
+def test_a_learner_needs_discrete_actions(policy, tmp_path):
+    with pytest.raises(ValueError, match="need discrete actions, the env has Box"):
+        generate_dataset(make_spec("Pendulum-v1", policy=policy, steps=100), tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
@@ -109,3 +114,27 @@ def test_a_dqn_dataset_is_the_same_bytes_under_two_instruction_set_caps(tmp_path
         native = {"WMRL_CPU_KERNELS": "native"}
         assert (generated_in_a_process(spec, tmp_path / "native", native)
                 != generated_in_a_process(spec, tmp_path / "native-capped", {**native, **AVX2_CAP}))
+
+
+def test_the_final_policy_score_carries_a_recurrent_policys_state_through_each_episode_and_no_further():
+    import gymnasium as gym
+
+    from wmrl.data.behaviour import evaluate_policy
+
+    class Recorder:
+        """A policy that returns as its state how many steps it has seen since its last reset."""
+
+        calls = []
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=False):
+            self.calls.append((state, bool(episode_start[0])))
+            return 0, (0 if episode_start[0] else state) + 1
+
+    policy = Recorder()
+    score = evaluate_policy(policy, gym.make("CartPole-v1"), episodes=2, epsilon=0.0, seed=0)
+    starts = [i for i, (_, start) in enumerate(policy.calls) if start]
+    assert len(starts) == 2 and starts[0] == 0 and all(policy.calls[s][0] is None for s in starts)  # afresh
+    for i, (state, start) in enumerate(policy.calls):
+        if not start:
+            assert state == i - max(s for s in starts if s < i)  # steps since the episode began: carried
+    assert sum(score["returns"]) == len(policy.calls)  # CartPole pays 1 per step

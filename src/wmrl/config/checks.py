@@ -41,6 +41,12 @@ def check_tasks(cfg: DictConfig) -> None:
             raise ConfigError(f"config error: 'tasks.{name}' policies {bad} unknown; allowed: {', '.join(POLICIES)}")
         _check_source(name, task, task_dataset(cfg, name).source)
         policies = task_dataset(cfg, name).policies
+        for policy in set(policies) & {"ppo", "recurrent_ppo"}:
+            learner = task_dataset(cfg, name)[policy]
+            if learner.steps > learner.n_steps and learner.steps % learner.n_steps:
+                raise ConfigError(f"config error: 'tasks.{name}.dataset.{policy}.steps' ({learner.steps}) must be a "
+                                  f"multiple of its n_steps ({learner.n_steps}): PPO learns from whole rollouts, so "
+                                  "it would record more transitions than asked")
         for score, policy in (("random", "random"), ("reference", "dqn")):
             if task.score[score] is None and policy not in policies:
                 raise ConfigError(f"config error: 'tasks.{name}.score.{score}' is null, so it would come from the "

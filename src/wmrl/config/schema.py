@@ -17,7 +17,7 @@ from wmrl.models.config import ModelConfig
 from wmrl.rl.config import LossConfig
 from wmrl.train.config import TrainerConfig
 
-POLICIES = ("random", "dqn")
+POLICIES = ("random", "dqn", "ppo", "recurrent_ppo")
 TARGET_RETURNS = ("best", "absolute")
 ACTION_CHOICES = ("greedy", "sampled")
 
@@ -79,14 +79,46 @@ class PPOPolicyConfig:
 
 
 @dataclass
+class PPOBehaviourConfig(PPOPolicyConfig):
+    """Online PPO behaviour agent (stable-baselines3, one environment): every transition of its
+    whole learning history is recorded, as DQN's is. The online peer's settings but for the length
+    and these, near RL Zoo's MiniGrid PPO at one environment (Raffin 2020: 8 envs x 128 steps per
+    rollout, minibatches of 64, 10 epochs, entropy 0.01, width 64): rollouts of 500 steps, 4 epochs
+    (probed: on MiniGrid 8x8 and DoorKey-5x5 the greedy policy reached the goal within 50k steps),
+    minibatches of 50 that divide them, entropy 0.01 (sparse goals need the exploration), width 64."""
+
+    steps: int = 100_000  # environment steps of online learning = transitions recorded (a multiple of n_steps)
+    n_steps: int = 500
+    batch_size: int = 50
+    n_epochs: int = 4
+    ent_coef: float = 0.01
+    hidden: int = 64
+    eval_episodes: int = 20  # greedy episodes of the final policy for its score on the card
+    eval_epsilon: float = 0.0
+
+
+@dataclass
+class RecurrentPPOBehaviourConfig(PPOBehaviourConfig):
+    """Recurrent PPO behaviour agent (sb3-contrib's RecurrentPPO: an LSTM between the trunk and the
+    heads, trained on whole rollouts of sequences): for tasks whose answer lies in earlier
+    observations, which a memoryless agent cannot act on (POPGym)."""
+
+    n_steps: int = 250
+    batch_size: int = 125
+    lstm_hidden: int = 64
+
+
+@dataclass
 class DatasetConfig:
     """Offline behaviour datasets, one per (task, policy, seed); see docs/architecture.md, "Data contracts"."""
 
-    policies: list[str] = field(default_factory=lambda: list(POLICIES))
+    policies: list[str] = field(default_factory=lambda: ["random", "dqn"])  # of POLICIES
     seeds: list[int] = field(default_factory=lambda: [0])
     shard_rows: int = 100_000  # target rows per Parquet shard (episodes are never split)
     random: RandomPolicyConfig = field(default_factory=RandomPolicyConfig)
     dqn: DQNPolicyConfig = field(default_factory=DQNPolicyConfig)
+    ppo: PPOBehaviourConfig = field(default_factory=PPOBehaviourConfig)
+    recurrent_ppo: RecurrentPPOBehaviourConfig = field(default_factory=RecurrentPPOBehaviourConfig)
     # "minari:<id>": the data is that local Minari dataset (MINARI_DATASETS_PATH), imported, not
     # generated; each (policy, seed) dataset of the task is then the same import (the policy and seed
     # settings only name it; `policies: [dqn]` imports it once) and the task must set score.random

@@ -1,7 +1,8 @@
 """Behaviour policies whose interaction becomes a dataset: uniform random, and the whole learning
-history of an online DQN agent (stable-baselines3), recorded in order like DQN-Replay
-(Agarwal et al. 2020), the data JOWA and Decision Transformer train on; and the agents of the
-online peers (stable-baselines3 DQN and PPO, wmrl.train.online).
+history of an online learner, recorded in order like DQN-Replay (Agarwal et al. 2020), the data
+JOWA and Decision Transformer train on: stable-baselines3's DQN and PPO, and sb3-contrib's
+RecurrentPPO for tasks that need memory (`LEARNERS`); and the agents of the online peers
+(stable-baselines3 DQN and PPO, wmrl.train.online).
 """
 
 from __future__ import annotations
@@ -94,10 +95,11 @@ def _grid_extractor(conv_channels: int, hidden: int):
     return GridCNN
 
 
-def run_dqn(env: gym.Env, writer: DatasetWriter, settings: dict[str, Any], seed: int, progress: Progress):
-    """Train DQN online for settings["steps"] env steps, recording every transition it takes;
-    return the trained model."""
-    model = dqn_agent(RecordingWrapper(env, writer, progress), settings, seed)
+def run_learner(policy: str, env: gym.Env, writer: DatasetWriter, settings: dict[str, Any], seed: int,
+                progress: Progress):
+    """Train the `policy` learner (`LEARNERS`) online for settings["steps"] env steps, recording
+    every transition it takes; return the trained model."""
+    model = LEARNERS[policy](RecordingWrapper(env, writer, progress), settings, seed)
     model.learn(total_timesteps=settings["steps"])
     writer.close()
     return model
@@ -110,6 +112,9 @@ def _network(env: gym.Env, settings: dict[str, Any]) -> tuple[gym.Env, dict[str,
     the real ones) or a 2-layer MLP (vectors); heads are linear on the trunk."""
     from stable_baselines3.common.torch_layers import NatureCNN
 
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError(f"the learning agents (dqn, ppo, recurrent_ppo) need discrete actions, the env has "
+                         f"{env.action_space}")
     policy_kwargs: dict[str, Any] = {"net_arch": []}
     frames = env.observation_space.dtype == np.uint8 and len(env.observation_space.shape) == 3
     if frames:
@@ -130,8 +135,6 @@ def dqn_agent(env: gym.Env, settings: dict[str, Any], seed: int):
     import torch
     from stable_baselines3 import DQN
 
-    if not isinstance(env.action_space, gym.spaces.Discrete):
-        raise ValueError(f"the dqn behaviour policy needs discrete actions, the env has {env.action_space}")
     torch.set_num_threads(1)
     env, policy_kwargs, frames = _network(env, settings)
     # frames: a 1M-frame replay keeps each frame once (7 GB, not 14): the next observation is the next row
@@ -167,6 +170,26 @@ def ppo_agent(env: gym.Env, settings: dict[str, Any], seed: int):
     )
 
 
+def recurrent_ppo_agent(env: gym.Env, settings: dict[str, Any], seed: int):
+    """An sb3-contrib RecurrentPPO agent: `_network`'s trunk, an LSTM of settings["lstm_hidden"]
+    units shared by actor and critic, linear heads; one torch thread."""
+    import torch
+    from sb3_contrib import RecurrentPPO
+
+    torch.set_num_threads(1)
+    env, policy_kwargs, _ = _network(env, settings)
+    policy_kwargs.update(lstm_hidden_size=settings["lstm_hidden"], shared_lstm=True, enable_critic_lstm=False)
+    return RecurrentPPO(
+        "MlpLstmPolicy", env, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs,
+        learning_rate=settings["learning_rate"], n_steps=min(settings["n_steps"], settings["steps"]),
+        batch_size=settings["batch_size"], n_epochs=settings["n_epochs"], gamma=settings["gamma"],
+        gae_lambda=settings["gae_lambda"], clip_range=settings["clip_range"], ent_coef=settings["ent_coef"],
+    )
+
+
+LEARNERS = {"dqn": dqn_agent, "ppo": ppo_agent, "recurrent_ppo": recurrent_ppo_agent}  # behaviour policy -> agent
+
+
 def online_agent(env: gym.Env, settings: dict[str, Any], seed: int):
     """The agent settings["algorithm"] names: dqn (also when absent, as in checkpoints from before PPO) or ppo."""
     return {"dqn": dqn_agent, "ppo": ppo_agent}[settings.get("algorithm", "dqn")](env, settings, seed)
@@ -174,19 +197,19 @@ def online_agent(env: gym.Env, settings: dict[str, Any], seed: int):
 
 def evaluate_policy(model, env: gym.Env, episodes: int, epsilon: float, seed: int) -> dict[str, Any]:
     """Returns of `episodes` episodes of the epsilon-greedy policy of a stable-baselines3 `model`
-    on `env` (a fresh env, seeded apart from the training one)."""
+    on `env` (a fresh env, seeded apart from the training one). A recurrent model's state is
+    carried through each episode and starts afresh at the next (others ignore it)."""
     if len(env.observation_space.shape) == 3:
         env = ChannelsFirst(env)
     rng = np.random.default_rng(seed + 1)
     returns = []
     obs, _ = env.reset(seed=seed + 1)
     for _ in range(episodes):
-        total, done = 0.0, False
+        total, done, state, start = 0.0, False, None, np.ones(1, dtype=bool)
         while not done:
-            if rng.random() < epsilon:
-                action = int(rng.integers(env.action_space.n))
-            else:
-                action = int(model.predict(obs, deterministic=True)[0])
+            greedy, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+            start = np.zeros(1, dtype=bool)
+            action = int(rng.integers(env.action_space.n)) if rng.random() < epsilon else int(greedy)
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from wmrl.data.behaviour import evaluate_policy, run_dqn, run_random
+from wmrl.data.behaviour import LEARNERS, evaluate_policy, run_learner, run_random
 from wmrl.data.card import dataset_card, write_card
 from wmrl.data.writer import DatasetWriter
 from wmrl.envs import action_spec, make_task_env, obs_spec
@@ -37,8 +37,8 @@ def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
                  spec["suite"], spec["task"], spec["policy"], spec["seed"], f"{settings['steps']:,}", out)
         if spec["policy"] == "random":
             run_random(train_env, writer, settings["steps"], spec["seed"], progress)
-        elif spec["policy"] == "dqn":
-            model = run_dqn(train_env, writer, settings, spec["seed"], progress)
+        elif spec["policy"] in LEARNERS:
+            model = run_learner(spec["policy"], train_env, writer, settings, spec["seed"], progress)
         else:
             raise ValueError(f"unknown behaviour policy {spec['policy']!r}")
         progress.update(writer.transitions)
@@ -46,9 +46,9 @@ def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
         log.info("recorded %s transitions in %.1fs (%.0f steps/s)", f"{writer.transitions:,}", seconds,
                  writer.transitions / max(seconds, 1e-9))
         reference = None
-        if spec["policy"] == "dqn":
+        if spec["policy"] in LEARNERS:
             reference = evaluate_policy(model, env(), settings["eval_episodes"], settings["eval_epsilon"], spec["seed"])
-            log.info("final DQN policy: return %.2f +- %.2f over %d episodes (epsilon %g)",
+            log.info("final %s policy: return %.2f +- %.2f over %d episodes (epsilon %g)", spec["policy"],
                      reference["mean"], reference["std"], reference["episodes"], reference["epsilon"])
 
         policy = {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference}
