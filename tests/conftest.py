@@ -25,7 +25,7 @@ DQN_TINY = {"steps": 600, "learning_rate": 2.5e-4, "buffer_size": 600, "batch_si
             "eval_episodes": 2, "eval_epsilon": 0.0}
 PPO_TINY = {"steps": 600, "learning_rate": 3e-4, "n_steps": 200, "batch_size": 50, "n_epochs": 2, "gamma": 0.99,
             "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.01, "conv_channels": 8, "hidden": 32,
-            "lstm_hidden": 16, "eval_episodes": 2, "eval_epsilon": 0.0}
+            "lstm_hidden": 16, "eval_episodes": 2, "eval_sampled": True}
 LEARNERS_TINY = {"dqn": DQN_TINY, "ppo": PPO_TINY, "recurrent_ppo": PPO_TINY}  # the behaviour learners' settings
 
 

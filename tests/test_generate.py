@@ -40,6 +40,7 @@ def test_a_learner_records_its_whole_learning_history_deterministically(env, pol
     assert card["transitions"] == 600
     reference = card["policy"]["reference_score"]
     assert reference["episodes"] == 2 and len(reference["returns"]) == 2
+    assert reference.get("sampled", False) == (policy != "dqn")  # PPO's as it acted; DQN's greedy
     frame = open_dataset(tmp_path / "a").read()
     steps = frame.filter(pl.col("action").is_not_null())["policy_step"]
     assert steps.to_list() == list(range(600))  # every step, in the order the agent took it
@@ -131,7 +132,7 @@ def test_the_final_policy_score_carries_a_recurrent_policys_state_through_each_e
             return 0, (0 if episode_start[0] else state) + 1
 
     policy = Recorder()
-    score = evaluate_policy(policy, gym.make("CartPole-v1"), episodes=2, epsilon=0.0, seed=0)
+    score = evaluate_policy(policy, gym.make("CartPole-v1"), episodes=2, seed=0)
     starts = [i for i, (_, start) in enumerate(policy.calls) if start]
     assert len(starts) == 2 and starts[0] == 0 and all(policy.calls[s][0] is None for s in starts)  # afresh
     for i, (state, start) in enumerate(policy.calls):

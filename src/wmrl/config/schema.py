@@ -93,8 +93,11 @@ class PPOBehaviourConfig(PPOPolicyConfig):
     n_epochs: int = 4
     ent_coef: float = 0.01
     hidden: int = 64
-    eval_episodes: int = 20  # greedy episodes of the final policy for its score on the card
-    eval_epsilon: float = 0.0
+    eval_episodes: int = 20  # episodes of the final policy for its score on the card
+    # ... its actions sampled, as it acted while recording (true), or its argmax (false); a
+    # policy-gradient agent's argmax can loop where its samples do not (MiniGrid 8x8, PPO after
+    # 100k steps: 0.00 greedy, its last recorded episodes 0.9)
+    eval_sampled: bool = True
 
 
 @dataclass

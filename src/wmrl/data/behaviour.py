@@ -195,10 +195,11 @@ def online_agent(env: gym.Env, settings: dict[str, Any], seed: int):
     return {"dqn": dqn_agent, "ppo": ppo_agent}[settings.get("algorithm", "dqn")](env, settings, seed)
 
 
-def evaluate_policy(model, env: gym.Env, episodes: int, epsilon: float, seed: int) -> dict[str, Any]:
-    """Returns of `episodes` episodes of the epsilon-greedy policy of a stable-baselines3 `model`
-    on `env` (a fresh env, seeded apart from the training one). A recurrent model's state is
-    carried through each episode and starts afresh at the next (others ignore it)."""
+def evaluate_policy(model, env: gym.Env, episodes: int, seed: int, epsilon: float = 0.0,
+                    sampled: bool = False) -> dict[str, Any]:
+    """Returns of `episodes` episodes of a stable-baselines3 `model` on `env` (a fresh env, seeded
+    apart from the training one): epsilon-greedy, or acting by sampling from its policy. A
+    recurrent model's state is carried through each episode and starts afresh at the next."""
     if len(env.observation_space.shape) == 3:
         env = ChannelsFirst(env)
     rng = np.random.default_rng(seed + 1)
@@ -207,13 +208,13 @@ def evaluate_policy(model, env: gym.Env, episodes: int, epsilon: float, seed: in
     for _ in range(episodes):
         total, done, state, start = 0.0, False, None, np.ones(1, dtype=bool)
         while not done:
-            greedy, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+            chosen, state = model.predict(obs, state=state, episode_start=start, deterministic=not sampled)
             start = np.zeros(1, dtype=bool)
-            action = int(rng.integers(env.action_space.n)) if rng.random() < epsilon else int(greedy)
+            action = int(rng.integers(env.action_space.n)) if rng.random() < epsilon else int(chosen)
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
         obs, _ = env.reset()
     return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "episodes": episodes,
-            "epsilon": epsilon, "returns": returns}
+            "epsilon": epsilon, **({"sampled": True} if sampled else {}), "returns": returns}

@@ -47,9 +47,12 @@ def generate_dataset(spec: dict[str, Any], out: Path | str) -> dict[str, Any]:
                  writer.transitions / max(seconds, 1e-9))
         reference = None
         if spec["policy"] in LEARNERS:
-            reference = evaluate_policy(model, env(), settings["eval_episodes"], settings["eval_epsilon"], spec["seed"])
-            log.info("final %s policy: return %.2f +- %.2f over %d episodes (epsilon %g)", spec["policy"],
-                     reference["mean"], reference["std"], reference["episodes"], reference["epsilon"])
+            reference = evaluate_policy(model, env(), settings["eval_episodes"], spec["seed"],
+                                        epsilon=settings.get("eval_epsilon", 0.0),  # dqn
+                                        sampled=settings.get("eval_sampled", False))  # ppo, recurrent_ppo
+            log.info("final %s policy: return %.2f +- %.2f over %d episodes (%s)", spec["policy"], reference["mean"],
+                     reference["std"], reference["episodes"],
+                     "sampled" if reference.get("sampled") else f"epsilon {reference['epsilon']:g}")
 
         policy = {"name": spec["policy"], "settings": spec["settings"], "reference_score": reference}
         card = dataset_card(spec, obs, action, writer, policy)
