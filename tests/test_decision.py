@@ -280,7 +280,7 @@ def test_the_return_conditioned_experiment_runs_end_to_end_at_smoke_scale(smoke_
     workdir = tmp_path / "smoke"
     shutil.copytree(smoke_run, workdir, symlinks=True)  # with Snakemake's metadata and the files' times
     result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke", "experiment=dt_transfer"),
-                            cwd=workdir, capture_output=True, text=True, env=snakemake_env(), timeout=600)
+                            cwd=workdir, capture_output=True, text=True, env=snakemake_env(), timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "generate_dataset" not in result.stdout + result.stderr  # the default experiment's data serve
     report = workdir / "results/smoke/dt_transfer/report"

@@ -90,7 +90,7 @@ def generated_in_a_process(spec: dict, out, env: dict[str, str]) -> str:
 
     ours = {name: value for name, value in os.environ.items() if name not in CPU_KERNELS}
     result = subprocess.run([PYTHON, "-m", "wmrl", "generate-dataset", "--spec", json.dumps(spec), "--out", str(out)],
-                            env={**ours, **env}, capture_output=True, text=True, timeout=600)
+                            env={**ours, **env}, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(out.glob("*.parquet")))).hexdigest()
 

@@ -23,7 +23,7 @@ finetune:
 
 def snakemake(workdir, *args, check=True):
     command = [PYTHON, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2", *args]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=snakemake_env(), timeout=300)
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=snakemake_env(), timeout=900)
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

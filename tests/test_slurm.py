@@ -135,7 +135,7 @@ TARGETS = [f"{EVALUATIONS}/pretrained/small-transformer-seed0.parquet", f"{EVALU
            f"{EVALUATIONS}/dqn_online/sb3-seed0.parquet"]
 
 
-@pytest.mark.timeout(1200)  # the run below may take up to 900 s
+@pytest.mark.timeout(3600)  # apt, the daemons, smoke_run when it runs first, and the chain (up to 1,800 s)
 def test_a_smoke_chain_through_the_slurm_profile_writes_what_a_local_run_writes(slurm, mlflow_server,
                                                                                 smoke_run, tmp_path):
     env = {**snakemake_env(), "MLFLOW_TRACKING_URI": mlflow_server,
@@ -149,7 +149,7 @@ def test_a_smoke_chain_through_the_slurm_profile_writes_what_a_local_run_writes(
                # the local run's threads, so that the trained models can be compared byte for byte
                "--set-threads", "pretrain=2", "pretrain_single=2", "finetune=1", "train_online=1",
                "train_peer=1", "evaluate=1", "generate_dataset=1"]
-    result = run(command, 900, cwd=tmp_path, env=env)
+    result = run(command, 1800, cwd=tmp_path, env=env)
     failed_jobs = [log for log in sorted((tmp_path / "logs").rglob("*.log")) if "Error" in log.read_text(errors="replace")]
     assert result.returncode == 0, "\n".join(
         [result.stderr[-3000:]] + [f"--- {log}:\n{log.read_text(errors='replace')[-2500:]}" for log in failed_jobs[:3]])

@@ -93,7 +93,7 @@ def test_changing_a_report_setting_reruns_only_the_report(smoke_run):
 @pytest.mark.e2e
 def test_snakemake_report_captions_every_report_output(smoke_run, tmp_path):
     result = subprocess.run(snakemake_command("--config", "scale=smoke", "--report", str(tmp_path / "report.zip")),
-                            cwd=smoke_run, capture_output=True, text=True, env=snakemake_env(), timeout=300)
+                            cwd=smoke_run, capture_output=True, text=True, env=snakemake_env(), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     with zipfile.ZipFile(tmp_path / "report.zip") as archive:
         names = {Path(name).name for name in archive.namelist()}
@@ -149,7 +149,7 @@ def test_a_second_snakemake_in_a_running_directory_gets_the_lock_message_and_the
                                 timeout=120)
         assert second.returncode != 0 and "Directory cannot be locked" in second.stderr, second.stderr[-2000:]
         assert "localrule" not in second.stderr and "rule " not in second.stderr  # it started no job
-        assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
+        assert first.wait(timeout=1800) == 0, (tmp_path / "first.log").read_text()[-3000:]
     finally:
         stop(first)  # and its jobs, if the test failed while it ran
     assert (tmp_path / target).is_file() and not (locks.is_dir() and any(locks.iterdir()))  # the lock released
