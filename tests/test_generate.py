@@ -101,20 +101,33 @@ AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 @pytest.mark.slow
 def test_a_dqn_dataset_is_the_same_bytes_under_two_instruction_set_caps(tmp_path):
     """Enough DQN learning (20k steps, updates from step 1,000) for the math libraries' choice of
-    kernels to change the data: pinned (wmrl's default), a job capped at AVX2 and one left to the
-    CPU's best write the same bytes. The control: unpinned, the two differ (on a CPU with more than
-    AVX2; on an AVX2-only CPU both are AVX2 and nothing can differ)."""
+    kernels to change the data: wmrl's pin on this CPU writes the bytes that an unpinned job capped
+    at AVX2 from outside writes, which is what an AVX2-only CPU runs. The control: unpinned and
+    uncapped (AVX-512 kernels) the bytes differ, so the comparison can see a difference (on a CPU
+    with AVX-512; on an AVX2-only CPU both are AVX2 and nothing can differ)."""
     spec = make_spec(policy="dqn", steps=20_000, shard_rows=50_000, max_episode_steps=10_000)
     spec["settings"] |= {"learning_starts": 1000, "exploration_steps": 10_000, "buffer_size": 20_000,
                          "target_update_interval": 1000, "conv_channels": 16, "hidden": 128}
+    native = {"WMRL_CPU_KERNELS": "native"}
     pinned = generated_in_a_process(spec, tmp_path / "pinned", {})
-    assert generated_in_a_process(spec, tmp_path / "capped", AVX2_CAP) == pinned
+    capped = generated_in_a_process(spec, tmp_path / "native-capped", {**native, **AVX2_CAP})
+    assert pinned == capped
     card = json.loads((tmp_path / "pinned" / "card.json").read_text())
     assert card["generator"]["cpu_kernels"]["WMRL_CPU_KERNELS"] == "avx2"
     if "avx512f" in open("/proc/cpuinfo").read():
-        native = {"WMRL_CPU_KERNELS": "native"}
-        assert (generated_in_a_process(spec, tmp_path / "native", native)
-                != generated_in_a_process(spec, tmp_path / "native-capped", {**native, **AVX2_CAP}))
+        assert generated_in_a_process(spec, tmp_path / "native", native) != capped
+
+
+def test_the_kernel_pin_applies_only_on_an_x86_64_cpu_with_avx2(monkeypatch):
+    import platform
+
+    import wmrl
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert not wmrl.has_avx2()  # elsewhere an AVX2 cap is meaningless, or would crash
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    flags = next((line.split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    assert wmrl.has_avx2() == ("avx2" in flags)
 
 
 def test_the_final_policy_score_carries_a_recurrent_policys_state_through_each_episode_and_no_further():

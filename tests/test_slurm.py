@@ -159,7 +159,9 @@ def test_a_smoke_chain_through_the_slurm_profile_writes_what_a_local_run_writes(
     # announcements of the SLURM job ids and the job logs SLURM wrote
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", result.stderr)
     slurm_logs = sorted((tmp_path / ".snakemake" / "slurm_logs").rglob("*.log"))
-    planned = int(re.search(r"^total\s+(\d+)$", result.stderr, re.MULTILINE).group(1))  # Snakemake's job table
+    table = re.search(r"^total\s+(\d+)$", result.stderr, re.MULTILINE)  # Snakemake's table of jobs
+    assert table, result.stderr[-3000:]
+    planned = int(table.group(1))
     assert planned >= 10 and len(set(submitted)) == len(submitted) == len(slurm_logs) == planned, (
         planned, submitted, slurm_logs)
 

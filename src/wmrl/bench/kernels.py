@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from wmrl import CPU_KERNELS
+
 ROOT = Path(__file__).resolve().parents[3]  # the repository: its config/ defines the jobs
 SETTINGS = ("native", "avx2")
 
@@ -59,7 +61,7 @@ def measure(steps: int) -> dict[str, float]:
 def in_fresh_process(setting: str, steps: int) -> tuple[dict[str, str], dict[str, float]]:
     """The kernel settings a fresh process ran under and its `measure`."""
     env = {**os.environ, "WMRL_CPU_KERNELS": setting}
-    for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR"):
+    for name in CPU_KERNELS:
         env.pop(name, None)  # this process's pin is in its environment: the child sets its own
     code = f"import json, wmrl, wmrl.bench.kernels as k; print(json.dumps([wmrl.cpu_kernels(), k.measure({steps})]))"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -41,9 +41,9 @@ def check_tasks(cfg: DictConfig) -> None:
             raise ConfigError(f"config error: 'tasks.{name}' policies {bad} unknown; allowed: {', '.join(POLICIES)}")
         _check_source(name, task, task_dataset(cfg, name).source)
         policies = task_dataset(cfg, name).policies
-        for policy in set(policies) & {"ppo", "recurrent_ppo"}:
+        for policy in policies:
             learner = task_dataset(cfg, name)[policy]
-            if learner.steps > learner.n_steps and learner.steps % learner.n_steps:
+            if "n_steps" in learner and learner.steps > learner.n_steps and learner.steps % learner.n_steps:
                 raise ConfigError(f"config error: 'tasks.{name}.dataset.{policy}.steps' ({learner.steps}) must be a "
                                   f"multiple of its n_steps ({learner.n_steps}): PPO learns from whole rollouts, so "
                                   "it would record more transitions than asked")

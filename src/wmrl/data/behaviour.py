@@ -7,6 +7,7 @@ RecurrentPPO for tasks that need memory (`LEARNERS`); and the agents of the onli
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -154,40 +155,34 @@ def dqn_agent(env: gym.Env, settings: dict[str, Any], seed: int):
     )
 
 
-def ppo_agent(env: gym.Env, settings: dict[str, Any], seed: int):
+def ppo_agent(env: gym.Env, settings: dict[str, Any], seed: int, recurrent: bool = False):
     """A stable-baselines3 PPO agent with `_network`'s network (actor and critic share its trunk),
-    on one torch thread; its rollouts are at most settings["steps"] long."""
+    or with `recurrent` sb3-contrib's RecurrentPPO, whose LSTM of settings["lstm_hidden"] units
+    (shared by actor and critic) reads the trunk's features; one torch thread; its rollouts are at
+    most settings["steps"] long."""
     import torch
-    from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
     env, policy_kwargs, _ = _network(env, settings)
-    return PPO(
-        "MlpPolicy", env, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs,
+    if recurrent:
+        from sb3_contrib import RecurrentPPO as Algorithm
+
+        policy = "MlpLstmPolicy"
+        policy_kwargs.update(lstm_hidden_size=settings["lstm_hidden"], shared_lstm=True, enable_critic_lstm=False)
+    else:
+        from stable_baselines3 import PPO as Algorithm
+
+        policy = "MlpPolicy"
+    return Algorithm(
+        policy, env, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs,
         learning_rate=settings["learning_rate"], n_steps=min(settings["n_steps"], settings["steps"]),
         batch_size=settings["batch_size"], n_epochs=settings["n_epochs"], gamma=settings["gamma"],
         gae_lambda=settings["gae_lambda"], clip_range=settings["clip_range"], ent_coef=settings["ent_coef"],
     )
 
 
-def recurrent_ppo_agent(env: gym.Env, settings: dict[str, Any], seed: int):
-    """An sb3-contrib RecurrentPPO agent: `_network`'s trunk, an LSTM of settings["lstm_hidden"]
-    units shared by actor and critic, linear heads; one torch thread."""
-    import torch
-    from sb3_contrib import RecurrentPPO
-
-    torch.set_num_threads(1)
-    env, policy_kwargs, _ = _network(env, settings)
-    policy_kwargs.update(lstm_hidden_size=settings["lstm_hidden"], shared_lstm=True, enable_critic_lstm=False)
-    return RecurrentPPO(
-        "MlpLstmPolicy", env, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs,
-        learning_rate=settings["learning_rate"], n_steps=min(settings["n_steps"], settings["steps"]),
-        batch_size=settings["batch_size"], n_epochs=settings["n_epochs"], gamma=settings["gamma"],
-        gae_lambda=settings["gae_lambda"], clip_range=settings["clip_range"], ent_coef=settings["ent_coef"],
-    )
-
-
-LEARNERS = {"dqn": dqn_agent, "ppo": ppo_agent, "recurrent_ppo": recurrent_ppo_agent}  # behaviour policy -> agent
+LEARNERS = {"dqn": dqn_agent, "ppo": ppo_agent,  # behaviour policy -> agent
+            "recurrent_ppo": functools.partial(ppo_agent, recurrent=True)}
 
 
 def online_agent(env: gym.Env, settings: dict[str, Any], seed: int):

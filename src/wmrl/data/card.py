@@ -44,7 +44,7 @@ def dataset_card(spec: dict[str, Any], obs: dict[str, Any], action: dict[str, An
         "shards": writer.shards,
         "generator": {"code_hash": code_hash(*DATASET_CODE), "cpu_kernels": cpu_kernels(),
                       "versions": {p: version(p) for p in ("wmrl", "polars", "numpy", "gymnasium", "minatar",
-                                                             "stable-baselines3", "torch")}},
+                                                             "stable-baselines3", "sb3-contrib", "torch")}},
     }
 
 

@@ -49,7 +49,7 @@ def datasets_table(datasets: dict[str, str]) -> pl.DataFrame:
                      "transitions": card["transitions"], "episodes": returns["episodes"],  # complete ones
                      # return statistics are null where no episode completed (a short random-policy run)
                      **{f"return_{key}": returns.get(key) for key in ("mean", "std", "min", "max")},
-                     # a learning behaviour policy's final greedy score (its card's reference_score)
+                     # a learning behaviour policy's final score, greedy (dqn) or sampled (ppo, recurrent_ppo)
                      "final_policy_return": (card["policy"].get("reference_score") or {}).get("mean"),
                      "bytes": sum(p.stat().st_size for p in Path(directory).iterdir()),
                      "md5": dataset_md5(directory), "directory": directory})
