@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="run a benchmark and write its figures to JSON")
     bench.add_argument("name", choices=["dataset", "pretrain", "dag", "finetune", "icrl", "imagine", "kernels"])
     bench.add_argument("--steps", type=int, help="dataset: env steps per game and measurement (200,000); "
-                                                 "kernels: the timed DQN dataset's env steps (5,000); icrl: timed training "
-                                                 "steps per model (50); imagine: N, the timed updates (100; env steps and DQN's "
-                                                 "steps are multiples of it)")
+                                                 "kernels: the timed DQN dataset's env steps (5,000); icrl: timed "
+                                                 "training steps per model (50); imagine: N, the timed updates (100; "
+                                                 "env steps and DQN's steps are multiples of it)")
     bench.add_argument("--threads", type=int, help="torch threads (pretrain: 2, finetune, icrl and imagine: 1, as the "
                                                    "jobs use)")
     bench.add_argument("--methods", default="scratch,bc,d3rlpy_bc",

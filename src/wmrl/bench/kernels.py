@@ -34,7 +34,7 @@ def measure(steps: int) -> dict[str, float]:
     """Seconds of each stage's unit of work in this process, under whatever kernels it loaded."""
     import torch
 
-    from wmrl.bench.pretrain import matmul_peak, time_training_step
+    from wmrl.bench.pretrain import largest_size, matmul_peak, time_training_step
     from wmrl.config import compose
     from wmrl.dag.specs import dataset_spec
     from wmrl.data.generate import generate_dataset
@@ -42,8 +42,8 @@ def measure(steps: int) -> dict[str, float]:
 
     cfg = compose({"scale": "laptop"}, ROOT)
     pretrain = cfg.pretrain
-    largest = max(pretrain.sizes, key=lambda s: pretrain.sizes[s].dim * pretrain.sizes[s].layers)
-    model = ModelConfig(**{**dict(pretrain.model), **pretrain.sizes[largest], "backbone": "transformer"})
+    size = pretrain.sizes[largest_size(pretrain)]
+    model = ModelConfig(**{**dict(pretrain.model), **size, "backbone": "transformer"})
     figures = {"matmul_gflops_2_threads": matmul_peak(2)}
     for threads in (2, 1):
         torch.set_num_threads(threads)

@@ -101,6 +101,11 @@ def time_acting_step(model_cfg: ModelConfig, window: int, batch: int = 8, repeat
     return (time.perf_counter() - start) / repeats
 
 
+def largest_size(pretrain) -> str:
+    """The name of the largest of `pretrain.sizes` (width x depth)."""
+    return max(pretrain.sizes, key=lambda s: pretrain.sizes[s].dim * pretrain.sizes[s].layers)
+
+
 def main(threads: int, out: str) -> dict:
     torch.set_num_threads(threads)
     cfg = compose({}, ROOT)
@@ -119,7 +124,7 @@ def main(threads: int, out: str) -> dict:
             rows.append(row)
             print(f"{backbone:12} {size:7} {row['parameters']:9,} {row['samples_per_s']:10.1f} "
                   f"{row['tokens_per_s']:9.0f} {row['achieved_gflops']:8.1f} {row['of_peak']:7.2f}")
-    largest = max(pretrain.sizes, key=lambda s: pretrain.sizes[s].dim * pretrain.sizes[s].layers)
+    largest = largest_size(pretrain)
     headline = next(r for r in rows if r["backbone"] == "transformer" and r["size"] == largest)
     print(f"transformer at the largest laptop size ({largest}): {headline['of_peak']:.2f} of peak (goal >= {GOAL})")
 

@@ -36,13 +36,14 @@ def check_tasks(cfg: DictConfig) -> None:
     for name, task in cfg.tasks.items():
         if OmegaConf.is_missing(task, "env"):
             raise ConfigError(f"config error: 'tasks.{name}.env' is missing (e.g. minatar:breakout or CartPole-v1)")
-        bad = [p for p in task_dataset(cfg, name).policies if p not in POLICIES]
+        dataset = task_dataset(cfg, name)
+        policies = dataset.policies
+        bad = [p for p in policies if p not in POLICIES]
         if bad:
             raise ConfigError(f"config error: 'tasks.{name}' policies {bad} unknown; allowed: {', '.join(POLICIES)}")
-        _check_source(name, task, task_dataset(cfg, name).source)
-        policies = task_dataset(cfg, name).policies
+        _check_source(name, task, dataset.source)
         for policy in policies:
-            learner = task_dataset(cfg, name)[policy]
+            learner = dataset[policy]
             if "n_steps" in learner and learner.steps > learner.n_steps and learner.steps % learner.n_steps:
                 raise ConfigError(f"config error: 'tasks.{name}.dataset.{policy}.steps' ({learner.steps}) must be a "
                                   f"multiple of its n_steps ({learner.n_steps}): PPO learns from whole rollouts, so "
