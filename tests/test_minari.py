@@ -215,10 +215,11 @@ def test_a_task_sourced_from_minari_is_imported_by_the_dataset_stage(datasets, m
 
 
 @pytest.mark.e2e
-def test_a_task_sourced_from_minari_runs_through_the_smoke_pipeline(smoke_run, tmp_path):
+def test_a_task_sourced_from_minari_trains_and_evaluates_in_the_smoke_pipeline(smoke_run, tmp_path):
     """Breakout's behaviour data exported to Minari, then read back as the task's source in a copy
-    of the default smoke run: the stage imports it (the same shards, byte for byte) and every
-    stage after it runs on it."""
+    of the default smoke run: the stage imports it (the same shards, byte for byte), and our
+    learner and d3rlpy's are fine-tuned on it and evaluated (two runs stand for the stages after
+    it: every other run reads the data the same way)."""
     import shutil
     import subprocess
 
@@ -234,10 +235,17 @@ def test_a_task_sourced_from_minari_runs_through_the_smoke_pipeline(smoke_run, t
     assert exported.returncode == 0, exported.stderr[-2000:]
     (workdir / "minari.yaml").write_text(
         'tasks:\n  breakout:\n    dataset: {source: "minari:wmrl/breakout-dqn-v0", policies: [dqn]}\n')
-    result = subprocess.run(snakemake_command("--cores", "2", "--config", "scale=smoke", "--configfile", "minari.yaml"),
+    evaluations = [f"results/smoke/minatar_transfer/evaluate/breakout/n1000/{run}-seed0.parquet"
+                   for run in ("bc/small-transformer", "d3rlpy_bc/d3rlpy")]
+    before = {evaluation: (workdir / evaluation).stat().st_mtime_ns for evaluation in evaluations}
+    result = subprocess.run(snakemake_command(*evaluations, "--cores", "2", "--config", "scale=smoke",
+                                              "--configfile", "minari.yaml"),
                             cwd=workdir, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads((dataset / "card.json").read_text())
     assert card["policy"]["source"] == "minari:wmrl/breakout-dqn-v0"
     assert [s["sha256"] for s in card["shards"]] == [s["sha256"] for s in original["shards"]]
-    assert (workdir / "results/smoke/minatar_transfer/report/report.html").stat().st_size > 0
+    for evaluation in evaluations:
+        episodes = pl.read_parquet(workdir / evaluation)
+        assert (workdir / evaluation).stat().st_mtime_ns > before[evaluation]  # rerun on the imported data
+        assert len(episodes) > 0 and (episodes["length"] > 0).all()
