@@ -3,8 +3,7 @@ localhost (Debian's slurm-wlm and munge, brought up by hand), logging to a real 
 datasets, pretraining, a fine-tuning of ours, a d3rlpy peer, the online peer and their
 evaluations (every training rule but the report's), whose outputs must be the bytes a local run
 writes. Not the whole DAG: each SLURM job costs a status poll or more, and the whole smoke DAG
-(62 jobs then, 48 now) two at a time took most of this suite's time; 12 jobs exercise the same
-submission path.
+two at a time took most of this suite's time; 12 jobs exercise the same submission path.
 
 Needs root and apt (to install the packages when absent): skipped otherwise, saying so. Every
 wait is bounded; the daemons started here are stopped by their PIDs.
