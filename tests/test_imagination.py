@@ -191,6 +191,33 @@ def test_a_killed_run_resumes_from_its_state_to_the_same_bytes(imagine_job):
         pl.read_parquet(tmp / outputs["b"]["curve"]).drop("seconds"))
 
 
+def test_the_learning_rates_fall_linearly_to_zero_at_the_last_environment_step(tmp_path, monkeypatch):
+    """The world model's, the actor's and the critic's learning rates at each update are their
+    settings times the share of the run's environment steps still to come."""
+    from wmrl.progress import Progress
+    from wmrl.train import imagine as job
+
+    cfg = compose({"scale": "smoke", "experiment": "imagination_control"}, ROOT)
+    spec = finetune_spec(cfg, "cartpole", 400, "imagine_scratch", MODEL, 0)
+    learner = job.Learner(spec)
+    bases = (spec["settings"]["learning_rate"], learner.config.actor_lr, learner.config.critic_lr)
+    seen = []
+    update = job.Learner.update
+
+    def recording(self):
+        logged = update(self)
+        optimizers = (self.world_optimizer, self.optimizers["actor"], self.optimizers["critic"])
+        seen.append((self.env_steps, [optimizer.param_groups[0]["lr"] for optimizer in optimizers]))
+        return logged
+
+    monkeypatch.setattr(job.Learner, "update", recording)
+    learner.run(tmp_path, Progress(400, "test", unit="env steps"))
+    assert [step for step, _ in seen] == list(range(200, 401, 4))
+    for step, rates in seen:
+        assert rates == pytest.approx([base * (1 - step / 400) for base in bases])
+    assert seen[-1][1] == [0.0, 0.0, 0.0]
+
+
 def test_evaluation_plays_the_imagination_agent_greedily(imagine_job):
     from wmrl.evaluate.rollout import evaluate
 

@@ -206,6 +206,12 @@ class Learner:
         """`world_model_updates` world-model updates on replayed windows, then one actor-critic
         update in imagination."""
         sampler = self.sampler()
+        left = 1.0 - self.env_steps / self.settings["steps"]
+        for optimizer, base in ((self.world_optimizer, self.settings["learning_rate"]),
+                                (self.optimizers["actor"], self.config.actor_lr),
+                                (self.optimizers["critic"], self.config.critic_lr)):
+            for group in optimizer.param_groups:
+                group["lr"] = base * left
         self.model.train()
         for _ in range(self.settings["world_model_updates"]):
             batch = {k: torch.from_numpy(v) for k, v in sampler.sample(self.settings["batch_size"], self.rng).items()}
