@@ -263,3 +263,15 @@ def test_figures_are_the_same_bytes_for_the_same_tables_and_scaling_reads_parame
     scaling = svgs[0][1].decode()
     assert "model parameters" in scaling and "pretrained [transformer]" in scaling
     assert "10^{6}" in scaling and "10^{7}" in scaling  # the parameter axis is log-scaled (tick labels)
+
+
+def test_each_online_method_gets_its_own_colour_in_the_training_curves():
+    from wmrl.report import plots
+
+    online = pl.DataFrame([{"method": method, "seed": seed, "step": step, "episode_return": float(step + seed)}
+                           for method in ("imagine_scratch", "dqn_online", "ppo_online")
+                           for seed in range(3) for step in (100, 200, 300)])
+    figure = plots.curves_plot(pl.DataFrame(schema={"method": pl.String, "metric": pl.String}), online, 50, 0.95)
+    lines = {line.get_label(): line.get_color() for line in figure.axes[0].get_lines()}
+    plots.save(figure, "/dev/null")
+    assert set(lines) == {"imagine_scratch", "dqn_online", "ppo_online"} and len(set(lines.values())) == 3

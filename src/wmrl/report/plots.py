@@ -148,16 +148,18 @@ def _mean_band(frame: pl.DataFrame, x: str, value: str, repetitions: int, confid
 
 def curves_plot(curves: pl.DataFrame, online: pl.DataFrame, repetitions: int, confidence: float) -> Figure:
     """Fine-tuning curves, mean over seeds with a bootstrap CI band: each validation metric (one
-    panel each; held-out episodes of the few-shot slice) against gradient steps, and online DQN's
-    training-episode return against environment steps. The peers' curves are d3rlpy's mean
-    training losses per epoch (metrics "train/..."), drawn in panels of their own."""
+    panel each; held-out episodes of the few-shot slice) against gradient steps, and the online
+    methods' training-episode returns (DQN, PPO, imagination) against environment steps. A colour
+    per method. The peers' curves are d3rlpy's mean training losses per epoch (metrics
+    "train/..."), drawn in panels of their own."""
     metrics = [m for m in curves["metric"].unique(maintain_order=True).to_list()] if not curves.is_empty() else []
     panels = len(metrics) + (not online.is_empty())
     columns = min(panels, 4)
     rows = -(-panels // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows), squeeze=False)
     axes = list(axes.flat)
-    colours = {m: f"C{i}" for i, m in enumerate(sorted(set(curves["method"].to_list()) | {"dqn_online"}))}
+    online_methods = set() if online.is_empty() else set(online["method"].to_list())
+    colours = {m: f"C{i}" for i, m in enumerate(sorted(set(curves["method"].to_list()) | online_methods))}
     for axis, metric in zip(axes, metrics, strict=False):
         for (method, model), frame in curves.filter(metric=metric).group_by("method", "model", maintain_order=True):
             x, y, low, high = _mean_band(frame, "step", "value", repetitions, confidence)
@@ -170,8 +172,8 @@ def curves_plot(curves: pl.DataFrame, online: pl.DataFrame, repetitions: int, co
         axis = axes[len(metrics)]
         for (method,), frame in online.group_by("method", maintain_order=True):
             x, y, low, high = _mean_band(frame, "step", "episode_return", repetitions, confidence)
-            axis.plot(x, y, color=colours.get(method, "k"), label=method)
-            axis.fill_between(x, low, high, color=colours.get(method, "k"), alpha=0.2, lw=0)
+            axis.plot(x, y, color=colours[method], label=method)
+            axis.fill_between(x, low, high, color=colours[method], alpha=0.2, lw=0)
         axis.set_title("online training episodes")
         axis.set_xlabel("environment step (bin end)")
         axis.set_ylabel("episode return")
