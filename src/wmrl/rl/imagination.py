@@ -42,7 +42,8 @@ Left out of DreamerV3: the RSSM (the world model is ours, deterministic features
 observations), the KL balancing and free bits of its latent (we have no latent), symlog
 observation targets, replayed-trajectory value loss (probed on CartPole at weights 0.3 and 1: it
 lowered the returns) and the critic's slow-regularizer term (the slow critic is the bootstrap
-target instead, as in DreamerV1/V2). Changed: gamma 0.99, not 0.997 (rl.config.ImagineConfig).
+target instead, as in DreamerV1/V2). Changed: gamma 0.99, not 0.997 (rl.config.ImagineConfig), and
+the learning rates decay linearly to 0 over the run (wmrl.train.imagine; why: wmrl.methods.imagine).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ imagines (wmrl.rl.imagination, the math).
 The loop, for `steps` environment steps: act (uniformly at random for the first `learning_starts`
 steps, then by sampling the actor), store the step; every `train_every` steps one world-model
 update on a batch of replayed windows and one actor-critic update on `imagine.starts` rollouts
-from replayed observations. The actor reads the model's features of the real episode so far, the
-context restarted every H steps (the positions imagination trains it at).
+from replayed observations, every learning rate its setting times the share of the run's steps
+still to come (linear decay to 0). The actor reads the model's features of the real episode so
+far, the context restarted every H steps (the positions imagination trains it at).
 
 Resume: at the end of the first episode after every `checkpoint_every` steps the whole state is
 saved (`<work_dir>/state.pt`: the model, the actor-critic, the optimizers, the replay buffer, the
